@@ -1,0 +1,945 @@
+//! Status reports (`StatusReport`) and a device's known status, merged report by report.
+//!
+//! Schema: apple/device-management `declarative/protocol/statusreport.yaml` and
+//! `declarative/status/*.yaml`. A status item's dotted name is a path into the nested
+//! `StatusItems` object: `softwareupdate.install-state` arrives as
+//! `{"softwareupdate": {"install-state": "..."}}`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::version::VersionExtra;
+
+/// Why a status report cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusReportError {
+    /// The body is not JSON, or not of the report's shape.
+    #[error("status report is not valid JSON of the StatusReport shape: {0}")]
+    Malformed(String),
+    /// `StatusItems` is absent or not an object.
+    #[error("status report has no StatusItems object")]
+    MissingStatusItems,
+    /// A known status item does not have the shape Apple's schema gives it.
+    #[error("status item {item} is malformed: {reason}")]
+    InvalidItem {
+        /// The item's dotted name.
+        item: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `softwareupdate.install-state`. Open: a value Apple adds later is kept as it was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum InstallState {
+    /// No update pending; any previous update succeeded.
+    None,
+    /// The request to update has started (documented in prose, not in the schema's range list).
+    Waiting,
+    /// Downloading the update.
+    Downloading,
+    /// Downloaded and prepared, ready to install.
+    Prepared,
+    /// Installing.
+    Installing,
+    /// The update failed; see `softwareupdate.failure-reason`.
+    Failed,
+    /// A value this version does not know, kept verbatim.
+    Other(String),
+}
+
+impl InstallState {
+    /// Reads Apple's string.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "none" => Self::None,
+            "waiting" => Self::Waiting,
+            "downloading" => Self::Downloading,
+            "prepared" => Self::Prepared,
+            "installing" => Self::Installing,
+            "failed" => Self::Failed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// Apple's string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::None => "none",
+            Self::Waiting => "waiting",
+            Self::Downloading => "downloading",
+            Self::Prepared => "prepared",
+            Self::Installing => "installing",
+            Self::Failed => "failed",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for InstallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for InstallState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for InstallState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Self::parse(&text))
+    }
+}
+
+/// `softwareupdate.pending-version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingVersion {
+    /// The pending OS version, including any supplemental version; empty if none is pending.
+    #[serde(rename = "os-version")]
+    pub os_version: String,
+    /// The pending build; empty if none is pending.
+    #[serde(rename = "build-version")]
+    pub build_version: String,
+    /// When the pending update will be installed (only while it is being enforced). Apple's
+    /// schemas disagree on its type, so it is kept as the text the device sent.
+    #[serde(
+        rename = "target-local-date-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_local_date_time: Option<String>,
+}
+
+/// `softwareupdate.failure-reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReason {
+    /// How many times the current update failed; 0 when none did.
+    pub count: u64,
+    /// Why the last attempt failed, in Apple's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// RFC 3339 time of the last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// `softwareupdate.install-reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallReason {
+    /// What triggered the pending update (`declaration`, `mdm`, `system-settings`...); empty if
+    /// none is pending.
+    pub reason: Vec<String>,
+    /// The declaration that triggered it, when `reason` contains `declaration`.
+    #[serde(
+        rename = "declaration-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub declaration_id: Option<String>,
+}
+
+/// Whether the device judged a declaration valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Validity {
+    /// `valid`
+    Valid,
+    /// `invalid`: see the reasons.
+    Invalid,
+    /// `unknown`: not yet evaluated, or not referenced by an activation.
+    Unknown,
+    /// A value this version does not know, kept verbatim.
+    Other(String),
+}
+
+impl Validity {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::Unknown => "unknown",
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl Serialize for Validity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Validity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(match text.as_ref() {
+            "valid" => Self::Valid,
+            "invalid" => Self::Invalid,
+            "unknown" => Self::Unknown,
+            other => Self::Other(other.to_owned()),
+        })
+    }
+}
+
+/// A reason attached to a declaration's status (lower-case keys, unlike report `Errors`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeclarationReason {
+    /// For example `Error.ConfigurationCannotBeApplied`.
+    pub code: String,
+    /// Apple's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Extra keys Apple attaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// One declaration's state on the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeclarationStatus {
+    /// The declaration's identifier.
+    pub identifier: String,
+    /// The revision the device holds.
+    #[serde(rename = "server-token")]
+    pub server_token: String,
+    /// Whether it is active.
+    pub active: bool,
+    /// Whether the device found it valid.
+    pub valid: Validity,
+    /// Why it is invalid or inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<DeclarationReason>>,
+}
+
+/// `management.declarations`: every declaration the device holds, by category.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManagementDeclarations {
+    /// Activations.
+    #[serde(default)]
+    pub activations: Vec<DeclarationStatus>,
+    /// Configurations.
+    #[serde(default)]
+    pub configurations: Vec<DeclarationStatus>,
+    /// Assets.
+    #[serde(default)]
+    pub assets: Vec<DeclarationStatus>,
+    /// Management declarations.
+    #[serde(default)]
+    pub management: Vec<DeclarationStatus>,
+}
+
+impl ManagementDeclarations {
+    /// Every declaration the device holds, in any category.
+    pub fn all(&self) -> impl Iterator<Item = &DeclarationStatus> {
+        self.activations
+            .iter()
+            .chain(&self.configurations)
+            .chain(&self.assets)
+            .chain(&self.management)
+    }
+
+    /// The device's state of one declaration, if it holds it.
+    pub fn find(&self, identifier: &str) -> Option<&DeclarationStatus> {
+        self.all().find(|status| status.identifier == identifier)
+    }
+}
+
+/// `management.client-capabilities`: what the device's DDM client supports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientCapabilities {
+    /// Protocol versions, such as `1.0.0`.
+    #[serde(rename = "supported-versions", default)]
+    pub supported_versions: Vec<String>,
+    /// Optional features.
+    #[serde(
+        rename = "supported-features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub supported_features: Option<Value>,
+    /// Declaration types and status items the device supports.
+    #[serde(rename = "supported-payloads", default)]
+    pub supported_payloads: SupportedPayloads,
+}
+
+/// `supported-payloads` of the client capabilities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportedPayloads {
+    /// Declaration types by category.
+    #[serde(default)]
+    pub declarations: SupportedDeclarations,
+    /// Status item names.
+    #[serde(rename = "status-items", default)]
+    pub status_items: Vec<String>,
+}
+
+/// Declaration types the device supports, by category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportedDeclarations {
+    /// Activation types.
+    #[serde(default)]
+    pub activations: Vec<String>,
+    /// Asset types.
+    #[serde(default)]
+    pub assets: Vec<String>,
+    /// Configuration types.
+    #[serde(default)]
+    pub configurations: Vec<String>,
+    /// Management types.
+    #[serde(default)]
+    pub management: Vec<String>,
+}
+
+/// One status item, typed where Updraft reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusItem {
+    /// `softwareupdate.install-state`
+    InstallState(InstallState),
+    /// `softwareupdate.pending-version`
+    PendingVersion(PendingVersion),
+    /// `softwareupdate.failure-reason`
+    FailureReason(FailureReason),
+    /// `softwareupdate.install-reason`
+    InstallReason(InstallReason),
+    /// `softwareupdate.device-id`: the id to match against the lookup service.
+    DeviceId(String),
+    /// `softwareupdate.beta-enrollment`: the beta program, or empty.
+    BetaEnrollment(String),
+    /// `device.operating-system.version`: the base version, without supplemental letter.
+    OsVersion(String),
+    /// `device.operating-system.build-version`: the base build.
+    OsBuildVersion(String),
+    /// `device.operating-system.supplemental.build-version`: the build including any BSI.
+    OsSupplementalBuildVersion(String),
+    /// `device.operating-system.supplemental.extra-version`, normalised (`a` and `(a)` agree).
+    OsSupplementalExtraVersion(VersionExtra),
+    /// `device.operating-system.family`
+    OsFamily(String),
+    /// `device.operating-system.marketing-name`
+    OsMarketingName(String),
+    /// `device.model.family`: `Mac`, `iPhone`, `iPad`...
+    ModelFamily(String),
+    /// `device.model.identifier`: `MacBookPro18,3`, `iPhone15,2`...
+    ModelIdentifier(String),
+    /// `device.model.marketing-name`
+    ModelMarketingName(String),
+    /// `device.model.number`
+    ModelNumber(String),
+    /// `device.identifier.serial-number`
+    SerialNumber(String),
+    /// `device.identifier.udid`
+    Udid(String),
+    /// `management.declarations`
+    Declarations(ManagementDeclarations),
+    /// `management.client-capabilities`
+    ClientCapabilities(ClientCapabilities),
+    /// Any other item, kept as sent, under its dotted name.
+    Other {
+        /// The dotted name.
+        name: String,
+        /// The value.
+        value: Value,
+    },
+}
+
+/// The typed status items, by dotted name.
+const KNOWN_ITEMS: &[&str] = &[
+    "softwareupdate.install-state",
+    "softwareupdate.pending-version",
+    "softwareupdate.failure-reason",
+    "softwareupdate.install-reason",
+    "softwareupdate.device-id",
+    "softwareupdate.beta-enrollment",
+    "device.operating-system.version",
+    "device.operating-system.build-version",
+    "device.operating-system.supplemental.build-version",
+    "device.operating-system.supplemental.extra-version",
+    "device.operating-system.family",
+    "device.operating-system.marketing-name",
+    "device.model.family",
+    "device.model.identifier",
+    "device.model.marketing-name",
+    "device.model.number",
+    "device.identifier.serial-number",
+    "device.identifier.udid",
+    "management.declarations",
+    "management.client-capabilities",
+];
+
+impl StatusItem {
+    /// The item's dotted name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::InstallState(_) => KNOWN_ITEMS[0],
+            Self::PendingVersion(_) => KNOWN_ITEMS[1],
+            Self::FailureReason(_) => KNOWN_ITEMS[2],
+            Self::InstallReason(_) => KNOWN_ITEMS[3],
+            Self::DeviceId(_) => KNOWN_ITEMS[4],
+            Self::BetaEnrollment(_) => KNOWN_ITEMS[5],
+            Self::OsVersion(_) => KNOWN_ITEMS[6],
+            Self::OsBuildVersion(_) => KNOWN_ITEMS[7],
+            Self::OsSupplementalBuildVersion(_) => KNOWN_ITEMS[8],
+            Self::OsSupplementalExtraVersion(_) => KNOWN_ITEMS[9],
+            Self::OsFamily(_) => KNOWN_ITEMS[10],
+            Self::OsMarketingName(_) => KNOWN_ITEMS[11],
+            Self::ModelFamily(_) => KNOWN_ITEMS[12],
+            Self::ModelIdentifier(_) => KNOWN_ITEMS[13],
+            Self::ModelMarketingName(_) => KNOWN_ITEMS[14],
+            Self::ModelNumber(_) => KNOWN_ITEMS[15],
+            Self::SerialNumber(_) => KNOWN_ITEMS[16],
+            Self::Udid(_) => KNOWN_ITEMS[17],
+            Self::Declarations(_) => KNOWN_ITEMS[18],
+            Self::ClientCapabilities(_) => KNOWN_ITEMS[19],
+            Self::Other { name, .. } => name,
+        }
+    }
+
+    /// Reads the value of the item called `name`.
+    pub fn from_value(name: &str, value: Value) -> Result<Self, StatusReportError> {
+        fn typed<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, StatusReportError> {
+            serde_json::from_value(value).map_err(|error| StatusReportError::InvalidItem {
+                item: name.to_owned(),
+                reason: error.to_string(),
+            })
+        }
+        let string = |value: Value| typed::<String>(name, value);
+        Ok(match name {
+            "softwareupdate.install-state" => Self::InstallState(typed(name, value)?),
+            "softwareupdate.pending-version" => Self::PendingVersion(typed(name, value)?),
+            "softwareupdate.failure-reason" => Self::FailureReason(typed(name, value)?),
+            "softwareupdate.install-reason" => Self::InstallReason(typed(name, value)?),
+            "softwareupdate.device-id" => Self::DeviceId(string(value)?),
+            "softwareupdate.beta-enrollment" => Self::BetaEnrollment(string(value)?),
+            "device.operating-system.version" => Self::OsVersion(string(value)?),
+            "device.operating-system.build-version" => Self::OsBuildVersion(string(value)?),
+            "device.operating-system.supplemental.build-version" => {
+                Self::OsSupplementalBuildVersion(string(value)?)
+            }
+            "device.operating-system.supplemental.extra-version" => {
+                Self::OsSupplementalExtraVersion(VersionExtra::parse(&string(value)?))
+            }
+            "device.operating-system.family" => Self::OsFamily(string(value)?),
+            "device.operating-system.marketing-name" => Self::OsMarketingName(string(value)?),
+            "device.model.family" => Self::ModelFamily(string(value)?),
+            "device.model.identifier" => Self::ModelIdentifier(string(value)?),
+            "device.model.marketing-name" => Self::ModelMarketingName(string(value)?),
+            "device.model.number" => Self::ModelNumber(string(value)?),
+            "device.identifier.serial-number" => Self::SerialNumber(string(value)?),
+            "device.identifier.udid" => Self::Udid(string(value)?),
+            "management.declarations" => Self::Declarations(typed(name, value)?),
+            "management.client-capabilities" => Self::ClientCapabilities(typed(name, value)?),
+            _ => Self::Other {
+                name: name.to_owned(),
+                value,
+            },
+        })
+    }
+
+    /// The item's value as Apple spells it.
+    pub fn to_value(&self) -> Value {
+        let string = |text: &str| Value::String(text.to_owned());
+        match self {
+            Self::InstallState(state) => string(state.as_str()),
+            Self::PendingVersion(value) => serde_json::to_value(value).unwrap_or_default(),
+            Self::FailureReason(value) => serde_json::to_value(value).unwrap_or_default(),
+            Self::InstallReason(value) => serde_json::to_value(value).unwrap_or_default(),
+            Self::Declarations(value) => serde_json::to_value(value).unwrap_or_default(),
+            Self::ClientCapabilities(value) => serde_json::to_value(value).unwrap_or_default(),
+            Self::OsSupplementalExtraVersion(extra) => string(&extra.canonical()),
+            Self::DeviceId(text)
+            | Self::BetaEnrollment(text)
+            | Self::OsVersion(text)
+            | Self::OsBuildVersion(text)
+            | Self::OsSupplementalBuildVersion(text)
+            | Self::OsFamily(text)
+            | Self::OsMarketingName(text)
+            | Self::ModelFamily(text)
+            | Self::ModelIdentifier(text)
+            | Self::ModelMarketingName(text)
+            | Self::ModelNumber(text)
+            | Self::SerialNumber(text)
+            | Self::Udid(text) => string(text),
+            Self::Other { value, .. } => value.clone(),
+        }
+    }
+}
+
+/// An entry of the report's `Errors`: a status item the device could not return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusItemError {
+    /// The item's dotted name.
+    #[serde(rename = "StatusItem")]
+    pub status_item: String,
+    /// Why.
+    #[serde(rename = "Reasons", default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<StatusReason>>,
+}
+
+/// A reason in the report's `Errors` (upper-case keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReason {
+    /// The error code.
+    #[serde(rename = "Code")]
+    pub code: String,
+    /// Apple's description.
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub description: Option<String>,
+    /// Extra keys.
+    #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// A status report, its `StatusItems` tree read into items.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusReport {
+    /// The items carried, in tree order.
+    pub items: Vec<StatusItem>,
+    /// Items the device could not return.
+    pub errors: Vec<StatusItemError>,
+    /// True for a full ("safety sync") report that replaces everything known.
+    pub full_report: bool,
+}
+
+#[derive(Deserialize)]
+struct WireReport {
+    #[serde(rename = "StatusItems")]
+    status_items: Option<Value>,
+    #[serde(rename = "Errors", default)]
+    errors: Vec<StatusItemError>,
+    #[serde(rename = "FullReport", default)]
+    full_report: bool,
+}
+
+impl StatusReport {
+    /// Parses a report's JSON bytes. Unknown items are kept; a known item of the wrong shape is
+    /// an error naming the item.
+    pub fn parse(bytes: &[u8]) -> Result<Self, StatusReportError> {
+        let wire: WireReport = serde_json::from_slice(bytes)
+            .map_err(|error| StatusReportError::Malformed(error.to_string()))?;
+        let Some(Value::Object(tree)) = wire.status_items else {
+            return Err(StatusReportError::MissingStatusItems);
+        };
+        let mut items = Vec::new();
+        collect_items(String::new(), tree, &mut items)?;
+        Ok(Self {
+            items,
+            errors: wire.errors,
+            full_report: wire.full_report,
+        })
+    }
+
+    /// The report as Apple's JSON: items nested back into the `StatusItems` tree.
+    pub fn to_json(&self) -> Value {
+        let mut tree = Map::new();
+        for item in &self.items {
+            insert_path(&mut tree, item.name(), item.to_value());
+        }
+        let mut report = Map::new();
+        report.insert("StatusItems".into(), Value::Object(tree));
+        report.insert(
+            "Errors".into(),
+            serde_json::to_value(&self.errors).unwrap_or_default(),
+        );
+        if self.full_report {
+            report.insert("FullReport".into(), Value::Bool(true));
+        }
+        Value::Object(report)
+    }
+}
+
+/// Walks the tree: a known dotted name is one item; an object under an unknown name is a
+/// namespace to descend into; any other value is an unknown item kept under its path.
+fn collect_items(
+    prefix: String,
+    tree: Map<String, Value>,
+    items: &mut Vec<StatusItem>,
+) -> Result<(), StatusReportError> {
+    for (key, value) in tree {
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if KNOWN_ITEMS.contains(&name.as_str()) {
+            items.push(StatusItem::from_value(&name, value)?);
+        } else if let Value::Object(children) = value {
+            if children.is_empty() {
+                items.push(StatusItem::Other {
+                    name,
+                    value: Value::Object(children),
+                });
+            } else {
+                collect_items(name, children, items)?;
+            }
+        } else {
+            items.push(StatusItem::Other { name, value });
+        }
+    }
+    Ok(())
+}
+
+fn insert_path(tree: &mut Map<String, Value>, name: &str, value: Value) {
+    let mut node = tree;
+    let mut segments = name.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if segments.peek().is_none() {
+            node.insert(segment.to_owned(), value);
+            return;
+        }
+        let child = node
+            .entry(segment.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(Map::new());
+        }
+        let Value::Object(map) = child else { return };
+        node = map;
+    }
+}
+
+/// What is known of a device's status: the merge of every report received.
+///
+/// Merge rule: a `FullReport: true` report replaces everything; any other report replaces only
+/// the items it carries. An item is replaced whole (a `failure-reason` without `reason` means the
+/// reason is gone), except unknown array items whose elements carry an `identifier`: those are
+/// incremental per Apple, updated element by element, and `"_removed": true` removes one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceStatus {
+    items: BTreeMap<String, StatusItem>,
+    errors: BTreeMap<String, StatusItemError>,
+}
+
+impl DeviceStatus {
+    /// Applies one report.
+    pub fn apply(&mut self, report: &StatusReport) {
+        if report.full_report {
+            self.items.clear();
+            self.errors.clear();
+        }
+        for item in &report.items {
+            self.errors.remove(item.name());
+            let merged = match (self.items.get(item.name()), item, report.full_report) {
+                (
+                    Some(StatusItem::Other {
+                        value: Value::Array(old),
+                        ..
+                    }),
+                    StatusItem::Other {
+                        name,
+                        value: Value::Array(new),
+                    },
+                    false,
+                ) if is_identified_list(new) => StatusItem::Other {
+                    name: name.clone(),
+                    value: Value::Array(merge_identified(old, new)),
+                },
+                _ => item.clone(),
+            };
+            self.items.insert(item.name().to_owned(), merged);
+        }
+        for error in &report.errors {
+            self.errors.insert(error.status_item.clone(), error.clone());
+        }
+    }
+
+    /// Every item known, by dotted name.
+    pub fn items(&self) -> impl Iterator<Item = &StatusItem> {
+        self.items.values()
+    }
+
+    /// The item called `name`, if known.
+    pub fn get(&self, name: &str) -> Option<&StatusItem> {
+        self.items.get(name)
+    }
+
+    /// Items the device said it could not return, and why.
+    pub fn errors(&self) -> impl Iterator<Item = &StatusItemError> {
+        self.errors.values()
+    }
+
+    /// Everything known as one full report, so that applying it to an empty status gives this
+    /// status back.
+    pub fn to_full_report(&self) -> StatusReport {
+        StatusReport {
+            items: self.items.values().cloned().collect(),
+            errors: self.errors.values().cloned().collect(),
+            full_report: true,
+        }
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        match self.items.get(name)? {
+            StatusItem::DeviceId(text)
+            | StatusItem::BetaEnrollment(text)
+            | StatusItem::OsVersion(text)
+            | StatusItem::OsBuildVersion(text)
+            | StatusItem::OsSupplementalBuildVersion(text)
+            | StatusItem::OsFamily(text)
+            | StatusItem::OsMarketingName(text)
+            | StatusItem::ModelFamily(text)
+            | StatusItem::ModelIdentifier(text)
+            | StatusItem::ModelMarketingName(text)
+            | StatusItem::ModelNumber(text)
+            | StatusItem::SerialNumber(text)
+            | StatusItem::Udid(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// `softwareupdate.install-state`
+    pub fn install_state(&self) -> Option<&InstallState> {
+        match self.items.get("softwareupdate.install-state")? {
+            StatusItem::InstallState(state) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// `softwareupdate.pending-version`
+    pub fn pending_version(&self) -> Option<&PendingVersion> {
+        match self.items.get("softwareupdate.pending-version")? {
+            StatusItem::PendingVersion(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// `softwareupdate.failure-reason`
+    pub fn failure_reason(&self) -> Option<&FailureReason> {
+        match self.items.get("softwareupdate.failure-reason")? {
+            StatusItem::FailureReason(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// `softwareupdate.install-reason`
+    pub fn install_reason(&self) -> Option<&InstallReason> {
+        match self.items.get("softwareupdate.install-reason")? {
+            StatusItem::InstallReason(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// `softwareupdate.device-id`
+    pub fn device_id(&self) -> Option<&str> {
+        self.text("softwareupdate.device-id")
+    }
+
+    /// `device.operating-system.version`
+    pub fn os_version(&self) -> Option<&str> {
+        self.text("device.operating-system.version")
+    }
+
+    /// `device.operating-system.build-version`
+    pub fn os_build_version(&self) -> Option<&str> {
+        self.text("device.operating-system.build-version")
+    }
+
+    /// `device.operating-system.supplemental.build-version`
+    pub fn os_supplemental_build_version(&self) -> Option<&str> {
+        self.text("device.operating-system.supplemental.build-version")
+    }
+
+    /// `device.operating-system.supplemental.extra-version`
+    pub fn os_supplemental_extra_version(&self) -> Option<&VersionExtra> {
+        match self
+            .items
+            .get("device.operating-system.supplemental.extra-version")?
+        {
+            StatusItem::OsSupplementalExtraVersion(extra) => Some(extra),
+            _ => None,
+        }
+    }
+
+    /// `device.model.family`
+    pub fn model_family(&self) -> Option<&str> {
+        self.text("device.model.family")
+    }
+
+    /// `device.model.identifier`
+    pub fn model_identifier(&self) -> Option<&str> {
+        self.text("device.model.identifier")
+    }
+
+    /// `device.identifier.serial-number`
+    pub fn serial_number(&self) -> Option<&str> {
+        self.text("device.identifier.serial-number")
+    }
+
+    /// `management.declarations`
+    pub fn declarations(&self) -> Option<&ManagementDeclarations> {
+        match self.items.get("management.declarations")? {
+            StatusItem::Declarations(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// `management.client-capabilities`
+    pub fn client_capabilities(&self) -> Option<&ClientCapabilities> {
+        match self.items.get("management.client-capabilities")? {
+            StatusItem::ClientCapabilities(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+fn is_identified_list(values: &[Value]) -> bool {
+    !values.is_empty() && values.iter().all(|value| value.get("identifier").is_some())
+}
+
+fn merge_identified(old: &[Value], new: &[Value]) -> Vec<Value> {
+    let mut merged: Vec<Value> = old.to_vec();
+    for element in new {
+        let identifier = element.get("identifier");
+        merged.retain(|existing| existing.get("identifier") != identifier);
+        if element.get("_removed") != Some(&Value::Bool(true)) {
+            merged.push(element.clone());
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report(value: Value) -> StatusReport {
+        StatusReport::parse(value.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn nested_tree_becomes_typed_items() {
+        let parsed = report(json!({
+            "StatusItems": {
+                "softwareupdate": {
+                    "install-state": "downloading",
+                    "pending-version": {"os-version": "26.4", "build-version": "25E246",
+                                        "target-local-date-time": "2026-05-01T09:00:00"},
+                    "failure-reason": {"count": 0},
+                    "device-id": "J314sAP"
+                },
+                "device": {"operating-system": {"supplemental": {"extra-version": "a"}}},
+                "future": {"thing": {"deep": 3}}
+            },
+            "Errors": []
+        }));
+        let mut status = DeviceStatus::default();
+        status.apply(&parsed);
+        assert_eq!(status.install_state(), Some(&InstallState::Downloading));
+        assert_eq!(
+            status
+                .pending_version()
+                .unwrap()
+                .target_local_date_time
+                .as_deref(),
+            Some("2026-05-01T09:00:00")
+        );
+        assert_eq!(status.device_id(), Some("J314sAP"));
+        assert_eq!(
+            status.os_supplemental_extra_version(),
+            Some(&VersionExtra::parse("(a)"))
+        );
+        assert_eq!(
+            status.get("future.thing.deep").map(StatusItem::to_value),
+            Some(json!(3))
+        );
+    }
+
+    #[test]
+    fn unknown_install_state_is_kept_verbatim() {
+        let parsed =
+            report(json!({"StatusItems": {"softwareupdate": {"install-state": "paused"}}}));
+        assert_eq!(
+            parsed.items,
+            vec![StatusItem::InstallState(InstallState::Other(
+                "paused".into()
+            ))]
+        );
+        assert_eq!(
+            parsed.to_json()["StatusItems"]["softwareupdate"]["install-state"],
+            json!("paused")
+        );
+    }
+
+    #[test]
+    fn known_item_of_the_wrong_shape_names_the_item() {
+        let error = StatusReport::parse(
+            br#"{"StatusItems":{"softwareupdate":{"failure-reason":{"reason":"x"}}},"Errors":[]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("softwareupdate.failure-reason"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("count"), "{error}");
+    }
+
+    #[test]
+    fn incremental_reports_update_only_what_they_carry() {
+        let mut status = DeviceStatus::default();
+        status.apply(&report(json!({"StatusItems": {
+            "softwareupdate": {"install-state": "downloading", "failure-reason": {"count": 1, "reason": "disk"}},
+            "device": {"operating-system": {"version": "26.3"}}}})));
+        status.apply(&report(json!({"StatusItems": {
+            "softwareupdate": {"install-state": "prepared", "failure-reason": {"count": 0}}}})));
+        assert_eq!(status.install_state(), Some(&InstallState::Prepared));
+        assert_eq!(status.os_version(), Some("26.3"));
+        assert_eq!(status.failure_reason().unwrap().reason, None);
+        status.apply(&report(json!({"FullReport": true, "StatusItems": {
+            "softwareupdate": {"install-state": "none"}}})));
+        assert_eq!(status.os_version(), None);
+        assert_eq!(status.install_state(), Some(&InstallState::None));
+    }
+
+    #[test]
+    fn incremental_array_items_merge_by_identifier() {
+        let mut status = DeviceStatus::default();
+        status.apply(&report(json!({"StatusItems": {"app": {"managed": {"list": [
+            {"identifier": "a", "state": "installed"}, {"identifier": "b", "state": "installed"}]}}}})));
+        status.apply(&report(
+            json!({"StatusItems": {"app": {"managed": {"list": [
+            {"identifier": "a", "_removed": true}, {"identifier": "c", "state": "queued"}]}}}}),
+        ));
+        let list = status.get("app.managed.list").unwrap().to_value();
+        let ids: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["identifier"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn errors_clear_when_the_item_arrives() {
+        let mut status = DeviceStatus::default();
+        status.apply(&report(json!({"StatusItems": {}, "Errors": [
+            {"StatusItem": "softwareupdate.device-id", "Reasons": [{"Code": "Error.NotSupported"}]}]})));
+        assert_eq!(status.errors().count(), 1);
+        status.apply(&report(
+            json!({"StatusItems": {"softwareupdate": {"device-id": "J413AP"}}}),
+        ));
+        assert_eq!(status.errors().count(), 0);
+    }
+
+    #[test]
+    fn missing_status_items_is_an_error() {
+        assert_eq!(
+            StatusReport::parse(br#"{"Errors":[]}"#),
+            Err(StatusReportError::MissingStatusItems)
+        );
+        assert!(matches!(
+            StatusReport::parse(b"{not json"),
+            Err(StatusReportError::Malformed(_))
+        ));
+    }
+}
