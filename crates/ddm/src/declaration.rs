@@ -307,14 +307,14 @@ impl DeclarationPayload for SoftwareUpdateEnforcementSpecific {
                 ),
             }
         })?;
-        if let Some(build) = &self.target_build_version {
-            if build.is_empty() || !build.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(DeclarationError::InvalidValue {
-                    key: "TargetBuildVersion",
-                    value: build.clone(),
-                    reason: "a build is letters and digits only, such as \"25D125\"".into(),
-                });
-            }
+        if let Some(build) = &self.target_build_version
+            && (build.is_empty() || !build.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            return Err(DeclarationError::InvalidValue {
+                key: "TargetBuildVersion",
+                value: build.clone(),
+                reason: "a build is letters and digits only, such as \"25D125\"".into(),
+            });
         }
         if let Some(url) = &self.details_url {
             validate_details_url(url)?;

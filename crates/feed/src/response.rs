@@ -1,0 +1,298 @@
+//! The lookup service's response, read as it is: sets, platforms and entries in their order.
+
+use chrono::NaiveDate;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::FeedError;
+
+/// Which of the response's lists an entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum SetKind {
+    /// `PublicAssetSets`: what a user sees offered.
+    Public,
+    /// `AssetSets`: everything a management service may push (in practice a superset).
+    All,
+    /// `PublicBackgroundSecurityImprovements`, formerly `PublicRapidSecurityResponses`.
+    BackgroundSecurity,
+}
+
+impl SetKind {
+    fn from_key(key: &str) -> Option<Self> {
+        match key {
+            "PublicAssetSets" => Some(Self::Public),
+            "AssetSets" => Some(Self::All),
+            "PublicBackgroundSecurityImprovements" | "PublicRapidSecurityResponses" => {
+                Some(Self::BackgroundSecurity)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One release entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Entry {
+    /// `ProductVersion`: the base version, `26.3.1`; never carries `(a)`.
+    #[serde(rename = "ProductVersion")]
+    pub product_version: String,
+    /// `ProductVersionExtra`: the supplemental letter of a BSI entry, `(a)`.
+    #[serde(rename = "ProductVersionExtra", default)]
+    pub product_version_extra: Option<String>,
+    /// `Build`; older responses lacked it.
+    #[serde(rename = "Build", default)]
+    pub build: Option<String>,
+    /// `PrerequisiteBuild`: the base build a BSI entry installs on.
+    #[serde(rename = "PrerequisiteBuild", default)]
+    pub prerequisite_build: Option<String>,
+    /// `PostingDate`.
+    #[serde(rename = "PostingDate", deserialize_with = "date")]
+    pub posting_date: NaiveDate,
+    /// `ExpirationDate`; none means not expiring.
+    #[serde(rename = "ExpirationDate", default, deserialize_with = "optional_date")]
+    pub expiration_date: Option<NaiveDate>,
+    /// `SupportedDevices`: gdmf device ids (board ids, bridge ids, product types).
+    #[serde(rename = "SupportedDevices", default)]
+    pub supported_devices: Vec<String>,
+}
+
+/// Parses `YYYY-MM-DD`, the only date form the service uses.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = &text[range];
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)
+}
+
+fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    parse_date(&text)
+        .ok_or_else(|| de::Error::custom(format!("{text:?} is not a YYYY-MM-DD date")))
+}
+
+fn optional_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<NaiveDate>, D::Error> {
+    date(deserializer).map(Some)
+}
+
+/// The entries of one platform key (`iOS`, `macOS`, `visionOS`, `xrOS`...) of one set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformEntries {
+    /// The platform key as spelled in the response.
+    pub platform: String,
+    /// Its entries, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// One of the response's lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetSet {
+    /// Which list.
+    pub kind: SetKind,
+    /// The key as spelled in the response.
+    pub name: String,
+    /// Its platforms, in order.
+    pub platforms: Vec<PlatformEntries>,
+}
+
+/// A whole response. Keys Updraft does not know are skipped, never fatal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupResponse {
+    /// The lists, in the order of the response.
+    pub sets: Vec<AssetSet>,
+}
+
+/// An entry with where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct LocatedEntry<'a> {
+    /// The set.
+    pub set: &'a AssetSet,
+    /// The platform key.
+    pub platform: &'a str,
+    /// The entry's position in its platform list.
+    pub index: usize,
+    /// The entry.
+    pub entry: &'a Entry,
+}
+
+impl LookupResponse {
+    /// Parses a response body. Errors name the JSON path and what is wrong there.
+    pub fn parse(bytes: &[u8]) -> Result<Self, FeedError> {
+        match serde_json::from_slice(bytes) {
+            Ok(response) => Ok(response),
+            // The fast path keeps no path; parse again only to say where the error is.
+            Err(_) => {
+                let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+                match serde_path_to_error::deserialize::<_, Self>(&mut deserializer) {
+                    Ok(response) => Ok(response),
+                    Err(error) => Err(FeedError::Malformed {
+                        path: error.path().to_string(),
+                        reason: error.inner().to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Parses a saved copy: either a bare response or the cache form
+    /// `{"etag": ..., "data": <response>}`. Returns the response and the etag, if any.
+    pub fn parse_saved(bytes: &[u8]) -> Result<(Self, Option<String>), FeedError> {
+        #[derive(Deserialize)]
+        struct Wrapper<'a> {
+            #[serde(default)]
+            etag: Option<String>,
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        if let Ok(wrapper) = serde_json::from_slice::<Wrapper<'_>>(bytes) {
+            let response = Self::parse(wrapper.data.get().as_bytes()).map_err(|error| match error {
+                FeedError::Malformed { path, reason } => FeedError::Malformed {
+                    path: format!("data.{path}"),
+                    reason,
+                },
+                other => other,
+            })?;
+            return Ok((response, wrapper.etag));
+        }
+        Ok((Self::parse(bytes)?, None))
+    }
+
+    /// Every entry with its set and platform, in response order.
+    pub fn entries(&self) -> impl Iterator<Item = LocatedEntry<'_>> {
+        self.sets.iter().flat_map(|set| {
+            set.platforms.iter().flat_map(move |platform| {
+                platform
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, entry)| LocatedEntry {
+                        set,
+                        platform: &platform.platform,
+                        index,
+                        entry,
+                    })
+            })
+        })
+    }
+
+    /// How many entries the response holds in all.
+    pub fn entry_count(&self) -> usize {
+        self.sets
+            .iter()
+            .flat_map(|set| &set.platforms)
+            .map(|platform| platform.entries.len())
+            .sum()
+    }
+
+    /// Fails when the response holds no entry at all: Apple has answered `200` with empty sets,
+    /// and such an answer must never replace a good feed.
+    pub fn require_entries(self) -> Result<Self, FeedError> {
+        if self.entry_count() == 0 {
+            Err(FeedError::Empty)
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LookupResponse {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ResponseVisitor;
+        impl<'de> Visitor<'de> for ResponseVisitor {
+            type Value = LookupResponse;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a lookup-service response object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut sets = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match SetKind::from_key(&key) {
+                        Some(kind) => {
+                            let Platforms(platforms) = map.next_value()?;
+                            sets.push(AssetSet {
+                                kind,
+                                name: key,
+                                platforms,
+                            });
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(LookupResponse { sets })
+            }
+        }
+        deserializer.deserialize_map(ResponseVisitor)
+    }
+}
+
+/// A platform map read in order (a `BTreeMap` would sort the keys).
+struct Platforms(Vec<PlatformEntries>);
+
+impl<'de> Deserialize<'de> for Platforms {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PlatformsVisitor;
+        impl<'de> Visitor<'de> for PlatformsVisitor {
+            type Value = Platforms;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of platform keys to entry arrays")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut platforms = Vec::new();
+                while let Some(platform) = map.next_key::<String>()? {
+                    let entries = map.next_value()?;
+                    platforms.push(PlatformEntries { platform, entries });
+                }
+                Ok(Platforms(platforms))
+            }
+        }
+        deserializer.deserialize_map(PlatformsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_strict() {
+        assert_eq!(parse_date("2026-04-11"), NaiveDate::from_ymd_opt(2026, 4, 11));
+        for bad in ["2026-4-11", "2026-02-30", "26-04-11", "2026-04-11T00:00:00", "", "2026/04/11", "+026-04-11"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let body = br#"{"AssetSets": {"macOS": [{"ProductVersion": "26.4", "PostingDate": "2026-13-01", "SupportedDevices": []}]}}"#;
+        let error = LookupResponse::parse(body).unwrap_err().to_string();
+        assert!(error.contains("AssetSets.macOS[0].PostingDate"), "{error}");
+        assert!(error.contains("2026-13-01"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_order_is_kept() {
+        let body = br#"{"Future": {"x": 1}, "AssetSets": {"macOS": [], "iOS": [{"ProductVersion": "26.4", "PostingDate": "2026-03-24", "NewKey": true}]}, "PublicAssetSets": {}}"#;
+        let response = LookupResponse::parse(body).unwrap();
+        let names: Vec<_> = response.sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["AssetSets", "PublicAssetSets"]);
+        let platforms: Vec<_> = response.sets[0].platforms.iter().map(|p| p.platform.as_str()).collect();
+        assert_eq!(platforms, ["macOS", "iOS"]);
+        assert_eq!(response.entry_count(), 1);
+    }
+
+    #[test]
+    fn empty_sets_are_refused() {
+        let body = br#"{"PublicAssetSets": {}, "AssetSets": {}, "PublicRapidSecurityResponses": {}}"#;
+        let response = LookupResponse::parse(body).unwrap();
+        assert!(matches!(response.require_entries(), Err(FeedError::Empty)));
+    }
+}
