@@ -296,7 +296,11 @@ impl FeedIndex {
         self.targets(device, day).into_iter().next()
     }
 
-    fn candidates(&self, platform: Platform, device_id: &str) -> impl Iterator<Item = &IndexedEntry> {
+    fn candidates(
+        &self,
+        platform: Platform,
+        device_id: &str,
+    ) -> impl Iterator<Item = &IndexedEntry> {
         let map = &self.by_device[platform.slot()];
         let found = if device_id.bytes().any(|b| b.is_ascii_uppercase()) {
             map.get(device_id.to_ascii_lowercase().as_str())

@@ -83,8 +83,10 @@ impl FeedClient {
 
     /// A client with its own options (another URL, other anchors, other limits).
     pub fn with_options(options: ClientOptions) -> Result<Self, FeedError> {
-        let anchors = reqwest::Certificate::from_pem_bundle(&options.trust_anchors_pem)
-            .map_err(|error| FeedError::Client(format!("trust anchors are not PEM certificates: {error}")))?;
+        let anchors =
+            reqwest::Certificate::from_pem_bundle(&options.trust_anchors_pem).map_err(|error| {
+                FeedError::Client(format!("trust anchors are not PEM certificates: {error}"))
+            })?;
         if anchors.is_empty() {
             return Err(FeedError::Client("no trust anchor given".into()));
         }
@@ -202,7 +204,10 @@ impl FeedClient {
             url: self.options.url.clone(),
             limit,
         };
-        if response.content_length().is_some_and(|length| length > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
             return Err(too_large());
         }
         let mut body = Vec::new();

@@ -34,7 +34,7 @@ pub enum FeedError {
     },
     /// The response holds no release at all.
     #[error(
-        "the lookup-service response holds no release in any set (Apple has answered 200 with empty sets); the last good feed is kept"
+        "the lookup-service response holds no release in any set (Apple has been seen answering 200 with empty sets), so it is not used"
     )]
     Empty,
     /// The request failed before an answer.

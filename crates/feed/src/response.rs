@@ -74,11 +74,12 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
 
 fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveDate, D::Error> {
     let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-    parse_date(&text)
-        .ok_or_else(|| de::Error::custom(format!("{text:?} is not a YYYY-MM-DD date")))
+    parse_date(&text).ok_or_else(|| de::Error::custom(format!("{text:?} is not a YYYY-MM-DD date")))
 }
 
-fn optional_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<NaiveDate>, D::Error> {
+fn optional_date<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<NaiveDate>, D::Error> {
     date(deserializer).map(Some)
 }
 
@@ -152,13 +153,14 @@ impl LookupResponse {
             data: &'a serde_json::value::RawValue,
         }
         if let Ok(wrapper) = serde_json::from_slice::<Wrapper<'_>>(bytes) {
-            let response = Self::parse(wrapper.data.get().as_bytes()).map_err(|error| match error {
-                FeedError::Malformed { path, reason } => FeedError::Malformed {
-                    path: format!("data.{path}"),
-                    reason,
-                },
-                other => other,
-            })?;
+            let response =
+                Self::parse(wrapper.data.get().as_bytes()).map_err(|error| match error {
+                    FeedError::Malformed { path, reason } => FeedError::Malformed {
+                        path: format!("data.{path}"),
+                        reason,
+                    },
+                    other => other,
+                })?;
             return Ok((response, wrapper.etag));
         }
         Ok((Self::parse(bytes)?, None))
@@ -264,8 +266,19 @@ mod tests {
 
     #[test]
     fn dates_are_strict() {
-        assert_eq!(parse_date("2026-04-11"), NaiveDate::from_ymd_opt(2026, 4, 11));
-        for bad in ["2026-4-11", "2026-02-30", "26-04-11", "2026-04-11T00:00:00", "", "2026/04/11", "+026-04-11"] {
+        assert_eq!(
+            parse_date("2026-04-11"),
+            NaiveDate::from_ymd_opt(2026, 4, 11)
+        );
+        for bad in [
+            "2026-4-11",
+            "2026-02-30",
+            "26-04-11",
+            "2026-04-11T00:00:00",
+            "",
+            "2026/04/11",
+            "+026-04-11",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
@@ -284,14 +297,19 @@ mod tests {
         let response = LookupResponse::parse(body).unwrap();
         let names: Vec<_> = response.sets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["AssetSets", "PublicAssetSets"]);
-        let platforms: Vec<_> = response.sets[0].platforms.iter().map(|p| p.platform.as_str()).collect();
+        let platforms: Vec<_> = response.sets[0]
+            .platforms
+            .iter()
+            .map(|p| p.platform.as_str())
+            .collect();
         assert_eq!(platforms, ["macOS", "iOS"]);
         assert_eq!(response.entry_count(), 1);
     }
 
     #[test]
     fn empty_sets_are_refused() {
-        let body = br#"{"PublicAssetSets": {}, "AssetSets": {}, "PublicRapidSecurityResponses": {}}"#;
+        let body =
+            br#"{"PublicAssetSets": {}, "AssetSets": {}, "PublicRapidSecurityResponses": {}}"#;
         let response = LookupResponse::parse(body).unwrap();
         assert!(matches!(response.require_entries(), Err(FeedError::Empty)));
     }

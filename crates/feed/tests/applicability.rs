@@ -7,22 +7,49 @@ use updraft_ddm::{OsVersion, VersionExtra};
 use updraft_feed::{DeviceFacts, FeedIndex, LookupResponse, Platform};
 
 fn index(capture: &str) -> FeedIndex {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gdmf").join(capture);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/gdmf")
+        .join(capture);
     let (response, _) = LookupResponse::parse_saved(&std::fs::read(path).unwrap()).unwrap();
     FeedIndex::new(&response)
 }
 
-fn targets(index: &FeedIndex, platform: &str, device: &str, version: &str, build: &str, extra: &str, day: &str) -> Vec<String> {
+fn targets(
+    index: &FeedIndex,
+    platform: &str,
+    device: &str,
+    version: &str,
+    build: &str,
+    extra: &str,
+    day: &str,
+) -> Vec<String> {
     let os_version = OsVersion::parse(version).unwrap();
     let extra = VersionExtra::parse(extra);
-    let facts = DeviceFacts { platform: platform.parse::<Platform>().unwrap(), device_id: device, os_version: &os_version, build, extra: &extra };
+    let facts = DeviceFacts {
+        platform: platform.parse::<Platform>().unwrap(),
+        device_id: device,
+        os_version: &os_version,
+        build,
+        extra: &extra,
+    };
     index
         .targets(&facts, NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap())
         .into_iter()
         .map(|t| {
-            let extra = t.product_version_extra.map(|e| format!(" {e}")).unwrap_or_default();
-            let expiry = t.expiration_date.map(|d| d.to_string()).unwrap_or_else(|| "none".into());
-            format!("{}{extra} {} {}..{expiry}", t.product_version, t.build.unwrap_or_default(), t.posting_date)
+            let extra = t
+                .product_version_extra
+                .map(|e| format!(" {e}"))
+                .unwrap_or_default();
+            let expiry = t
+                .expiration_date
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "none".into());
+            format!(
+                "{}{extra} {} {}..{expiry}",
+                t.product_version,
+                t.build.unwrap_or_default(),
+                t.posting_date
+            )
         })
         .collect()
 }
@@ -33,7 +60,15 @@ const APRIL: &str = "pmv_2026-04-11_raw.json";
 fn mac_on_26_3_gets_newer_releases_but_not_a_bsi_for_another_build() {
     let index = index(APRIL);
     assert_eq!(
-        targets(&index, "macOS", "J314sAP", "26.3", "25D125", "", "2026-04-11"),
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "26.3",
+            "25D125",
+            "",
+            "2026-04-11"
+        ),
         [
             // In both PublicAssetSets and AssetSets: one target, earliest posting date.
             "26.4.1 25E253 2026-04-09..2026-07-10",
@@ -48,7 +83,15 @@ fn mac_on_26_3_gets_newer_releases_but_not_a_bsi_for_another_build() {
 fn bsi_applies_only_on_its_prerequisite_build() {
     let index = index(APRIL);
     assert_eq!(
-        targets(&index, "macOS", "J314sAP", "26.3.1", "25D2128", "", "2026-04-11"),
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "26.3.1",
+            "25D2128",
+            "",
+            "2026-04-11"
+        ),
         [
             "26.4.1 25E253 2026-04-09..2026-07-10",
             "26.4 25E246 2026-03-24..2026-07-08",
@@ -57,12 +100,31 @@ fn bsi_applies_only_on_its_prerequisite_build() {
     );
     // Already on the BSI: (26.3.1, (a)) is not newer than itself.
     assert_eq!(
-        targets(&index, "macOS", "J314sAP", "26.3.1", "25D2128", "a", "2026-04-11"),
-        ["26.4.1 25E253 2026-04-09..2026-07-10", "26.4 25E246 2026-03-24..2026-07-08"]
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "26.3.1",
+            "25D2128",
+            "a",
+            "2026-04-11"
+        ),
+        [
+            "26.4.1 25E253 2026-04-09..2026-07-10",
+            "26.4 25E246 2026-03-24..2026-07-08"
+        ]
     );
     // The 26.3.2 (a) BSI lists only J700AP, which also gets the newer releases.
     assert_eq!(
-        targets(&index, "macOS", "J700AP", "26.3.2", "25D2140", "", "2026-04-11"),
+        targets(
+            &index,
+            "macOS",
+            "J700AP",
+            "26.3.2",
+            "25D2140",
+            "",
+            "2026-04-11"
+        ),
         [
             "26.4.1 25E253 2026-04-09..2026-07-10",
             "26.4 25E246 2026-03-24..2026-07-08",
@@ -70,16 +132,46 @@ fn bsi_applies_only_on_its_prerequisite_build() {
         ]
     );
     assert_eq!(
-        targets(&index, "macOS", "J314sAP", "26.3.2", "25D2140", "", "2026-04-11"),
-        ["26.4.1 25E253 2026-04-09..2026-07-10", "26.4 25E246 2026-03-24..2026-07-08"]
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "26.3.2",
+            "25D2140",
+            "",
+            "2026-04-11"
+        ),
+        [
+            "26.4.1 25E253 2026-04-09..2026-07-10",
+            "26.4 25E246 2026-03-24..2026-07-08"
+        ]
     );
 }
 
 #[test]
 fn device_ids_compare_case_insensitively_and_platforms_stay_apart() {
     let index = index(APRIL);
-    let upper = targets(&index, "macOS", "J314SAP", "26.3", "25D125", "", "2026-04-11");
-    assert_eq!(upper, targets(&index, "macOS", "j314sap", "26.3", "25D125", "", "2026-04-11"));
+    let upper = targets(
+        &index,
+        "macOS",
+        "J314SAP",
+        "26.3",
+        "25D125",
+        "",
+        "2026-04-11",
+    );
+    assert_eq!(
+        upper,
+        targets(
+            &index,
+            "macOS",
+            "j314sap",
+            "26.3",
+            "25D125",
+            "",
+            "2026-04-11"
+        )
+    );
     assert_eq!(upper.len(), 3);
     // The same id asked under another platform finds nothing.
     assert!(targets(&index, "iOS", "J314sAP", "26.3", "25D125", "", "2026-04-11").is_empty());
@@ -89,12 +181,39 @@ fn device_ids_compare_case_insensitively_and_platforms_stay_apart() {
 fn availability_window_is_posting_inclusive_and_expiry_exclusive() {
     let index = index(APRIL);
     // 26.4.1 was posted on 2026-04-09: not yet available the day before.
-    let before = targets(&index, "macOS", "J314sAP", "26.4", "25E246", "", "2026-04-08");
+    let before = targets(
+        &index,
+        "macOS",
+        "J314sAP",
+        "26.4",
+        "25E246",
+        "",
+        "2026-04-08",
+    );
     assert!(before.is_empty(), "{before:?}");
-    let on = targets(&index, "macOS", "J314sAP", "26.4", "25E246", "", "2026-04-09");
+    let on = targets(
+        &index,
+        "macOS",
+        "J314sAP",
+        "26.4",
+        "25E246",
+        "",
+        "2026-04-09",
+    );
     assert_eq!(on, ["26.4.1 25E253 2026-04-09..2026-07-10"]);
     // Every entry expires 2026-07-10 at the latest: on that day nothing is available.
-    assert!(targets(&index, "macOS", "J314sAP", "15.0", "24A335", "", "2026-07-10").is_empty());
+    assert!(
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "15.0",
+            "24A335",
+            "",
+            "2026-07-10"
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -102,7 +221,15 @@ fn versions_compare_numerically_with_missing_components_as_zero() {
     let index = index(APRIL);
     // 26.4 == 26.4.0: not newer.
     assert_eq!(
-        targets(&index, "macOS", "J314sAP", "26.4.0", "25E246", "", "2026-04-11"),
+        targets(
+            &index,
+            "macOS",
+            "J314sAP",
+            "26.4.0",
+            "25E246",
+            "",
+            "2026-04-11"
+        ),
         ["26.4.1 25E253 2026-04-09..2026-07-10"]
     );
 }
@@ -111,7 +238,15 @@ fn versions_compare_numerically_with_missing_components_as_zero() {
 fn iphone_twin_builds_are_separate_targets_newest_build_first() {
     let index = index(APRIL);
     assert_eq!(
-        targets(&index, "iOS", "iPhone15,2", "26.3.1", "23D8133", "", "2026-04-11"),
+        targets(
+            &index,
+            "iOS",
+            "iPhone15,2",
+            "26.3.1",
+            "23D8133",
+            "",
+            "2026-04-11"
+        ),
         [
             "26.4.1 23E6254 2026-04-08..2026-07-10",
             "26.4.1 23E254 2026-04-08..2026-07-10",
@@ -122,7 +257,16 @@ fn iphone_twin_builds_are_separate_targets_newest_build_first() {
     );
     // iPadOS, tvOS and watchOS live under the iOS key.
     assert_eq!(
-        targets(&index, "iPadOS", "iPhone15,2", "26.3.1", "23D8133", "", "2026-04-11").len(),
+        targets(
+            &index,
+            "iPadOS",
+            "iPhone15,2",
+            "26.3.1",
+            "23D8133",
+            "",
+            "2026-04-11"
+        )
+        .len(),
         5
     );
 }
@@ -131,13 +275,32 @@ fn iphone_twin_builds_are_separate_targets_newest_build_first() {
 fn legacy_xros_key_counts_as_visionos() {
     let index = index("pmv_2024-09-28_sofa-cache-wrapper_xrOS_RSRkey.json");
     assert_eq!(
-        targets(&index, "visionOS", "RealityDevice14,1", "1.0.2", "21N305", "", "2024-06-01"),
+        targets(
+            &index,
+            "visionOS",
+            "RealityDevice14,1",
+            "1.0.2",
+            "21N305",
+            "",
+            "2024-06-01"
+        ),
         ["1.0.3 21N333 2024-02-12..2024-06-05"]
     );
     // By the capture's own date the xrOS entry had expired; 2.0 remains (twin builds).
     assert_eq!(
-        targets(&index, "xrOS", "RealityDevice14,1", "1.0.3", "21N333", "", "2024-09-28"),
-        ["2.0 22N6320 2024-09-16..2024-12-27", "2.0 22N320 2024-09-16..2024-12-27"]
+        targets(
+            &index,
+            "xrOS",
+            "RealityDevice14,1",
+            "1.0.3",
+            "21N333",
+            "",
+            "2024-09-28"
+        ),
+        [
+            "2.0 22N6320 2024-09-16..2024-12-27",
+            "2.0 22N320 2024-09-16..2024-12-27"
+        ]
     );
 }
 
@@ -152,7 +315,13 @@ fn bsi_without_prerequisite_never_applies_and_bad_versions_are_skipped_not_fatal
     assert_eq!(index.skipped().len(), 1);
     assert_eq!(index.skipped()[0].location, "AssetSets.macOS[0]");
     let version = OsVersion::parse("26.3.1").unwrap();
-    let facts = DeviceFacts { platform: Platform::MacOs, device_id: "J314sAP", os_version: &version, build: "25D2128", extra: &VersionExtra::NONE };
+    let facts = DeviceFacts {
+        platform: Platform::MacOs,
+        device_id: "J314sAP",
+        os_version: &version,
+        build: "25D2128",
+        extra: &VersionExtra::NONE,
+    };
     let day = NaiveDate::from_ymd_opt(2026, 4, 1).unwrap();
     let found = index.targets(&facts, day);
     // Listed twice in one entry, the device still gets the release once; no expiry means none.

@@ -21,7 +21,12 @@ fn every_capture_parses_and_indexes_without_skipping() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if response.entry_count() > 0 {
             let index = FeedIndex::new(&response);
-            assert!(index.skipped().is_empty(), "{}: {:?}", path.display(), index.skipped());
+            assert!(
+                index.skipped().is_empty(),
+                "{}: {:?}",
+                path.display(),
+                index.skipped()
+            );
         }
         seen += 1;
     }
@@ -42,28 +47,70 @@ fn april_2026_capture_counts_match_the_reference() {
             .sum::<usize>()
     };
     // release-feeds.md §1.2: PublicAssetSets 29/6/2, AssetSets 86/17/8, BSI 1/2.
-    assert_eq!((count(SetKind::Public, "iOS"), count(SetKind::Public, "macOS"), count(SetKind::Public, "visionOS")), (29, 6, 2));
-    assert_eq!((count(SetKind::All, "iOS"), count(SetKind::All, "macOS"), count(SetKind::All, "visionOS")), (86, 17, 8));
-    assert_eq!((count(SetKind::BackgroundSecurity, "iOS"), count(SetKind::BackgroundSecurity, "macOS")), (1, 2));
+    assert_eq!(
+        (
+            count(SetKind::Public, "iOS"),
+            count(SetKind::Public, "macOS"),
+            count(SetKind::Public, "visionOS")
+        ),
+        (29, 6, 2)
+    );
+    assert_eq!(
+        (
+            count(SetKind::All, "iOS"),
+            count(SetKind::All, "macOS"),
+            count(SetKind::All, "visionOS")
+        ),
+        (86, 17, 8)
+    );
+    assert_eq!(
+        (
+            count(SetKind::BackgroundSecurity, "iOS"),
+            count(SetKind::BackgroundSecurity, "macOS")
+        ),
+        (1, 2)
+    );
     let names: Vec<_> = response.sets.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["PublicAssetSets", "AssetSets", "PublicBackgroundSecurityImprovements"]);
-    let bsi = response.entries().find(|e| e.set.kind == SetKind::BackgroundSecurity && e.platform == "macOS").unwrap();
+    assert_eq!(
+        names,
+        [
+            "PublicAssetSets",
+            "AssetSets",
+            "PublicBackgroundSecurityImprovements"
+        ]
+    );
+    let bsi = response
+        .entries()
+        .find(|e| e.set.kind == SetKind::BackgroundSecurity && e.platform == "macOS")
+        .unwrap();
     assert_eq!(bsi.entry.product_version_extra.as_deref(), Some("(a)"));
     assert_eq!(bsi.entry.prerequisite_build.as_deref(), Some("25D2140"));
 }
 
 #[test]
 fn legacy_capture_keeps_xros_and_the_rsr_key() {
-    let (response, etag) = LookupResponse::parse_saved(&capture("pmv_2024-09-28_sofa-cache-wrapper_xrOS_RSRkey.json")).unwrap();
-    assert_eq!(etag.as_deref(), Some("e0cf49ba54058869e03111c58768b3b8492bcc3afb9ad1c73c2bce256597b2f5"));
-    let rsr = response.sets.iter().find(|s| s.name == "PublicRapidSecurityResponses").unwrap();
+    let (response, etag) = LookupResponse::parse_saved(&capture(
+        "pmv_2024-09-28_sofa-cache-wrapper_xrOS_RSRkey.json",
+    ))
+    .unwrap();
+    assert_eq!(
+        etag.as_deref(),
+        Some("e0cf49ba54058869e03111c58768b3b8492bcc3afb9ad1c73c2bce256597b2f5")
+    );
+    let rsr = response
+        .sets
+        .iter()
+        .find(|s| s.name == "PublicRapidSecurityResponses")
+        .unwrap();
     assert_eq!(rsr.kind, SetKind::BackgroundSecurity);
     assert!(response.entries().any(|e| e.platform == "xrOS"));
 }
 
 #[test]
 fn empty_200_capture_is_refused() {
-    let (response, _) = LookupResponse::parse_saved(&capture("pmv_2025-05-21_EMPTY-200_sofa-cache-wrapper.json")).unwrap();
+    let (response, _) =
+        LookupResponse::parse_saved(&capture("pmv_2025-05-21_EMPTY-200_sofa-cache-wrapper.json"))
+            .unwrap();
     assert_eq!(response.entry_count(), 0);
     assert_eq!(response.require_entries(), Err(FeedError::Empty));
 }
@@ -72,7 +119,10 @@ fn empty_200_capture_is_refused() {
 fn wrapped_errors_point_inside_data() {
     let body = br#"{"etag": "x", "data": {"AssetSets": {"macOS": [{"ProductVersion": 26}]}}}"#;
     let error = LookupResponse::parse_saved(body).unwrap_err().to_string();
-    assert!(error.contains("data.AssetSets.macOS[0].ProductVersion"), "{error}");
+    assert!(
+        error.contains("data.AssetSets.macOS[0].ProductVersion"),
+        "{error}"
+    );
 }
 
 proptest! {
