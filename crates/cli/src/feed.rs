@@ -226,11 +226,11 @@ fn targets(args: &TargetsArgs) -> anyhow::Result<()> {
         build: &args.build,
         extra: &extra,
     };
-    let found: Vec<Target> = index.targets(&device, day);
+    let found: Vec<Target<'_>> = index.targets(&device, day);
     if args.json {
         #[derive(Serialize)]
         struct Found<'a> {
-            targets: &'a [Target],
+            targets: &'a [Target<'a>],
         }
         return print_json(&Found { targets: &found });
     }
@@ -254,9 +254,9 @@ fn targets(args: &TargetsArgs) -> anyhow::Result<()> {
             .iter()
             .map(|target| {
                 vec![
-                    target.product_version.clone(),
-                    target.product_version_extra.clone().unwrap_or_default(),
-                    target.build.clone().unwrap_or_else(|| "-".into()),
+                    target.product_version.to_owned(),
+                    target.product_version_extra.unwrap_or_default().to_owned(),
+                    target.build.unwrap_or("-").to_owned(),
                     target.posting_date.to_string(),
                     date_or_dash(target.expiration_date),
                 ]

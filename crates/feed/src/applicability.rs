@@ -14,9 +14,9 @@
 //! 6. Best first: newest version, then extra, then build.
 
 use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -106,22 +106,22 @@ pub struct DeviceFacts<'a> {
     pub extra: &'a VersionExtra,
 }
 
-/// A release that applies to a device.
+/// A release that applies to a device, borrowed from the index it was found in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
+pub struct Target<'a> {
     /// The version as the feed spells it.
-    pub product_version: String,
+    pub product_version: &'a str,
     /// `(a)` for a BSI, else none.
-    pub product_version_extra: Option<String>,
+    pub product_version_extra: Option<&'a str>,
     /// The build, if the feed gave one.
-    pub build: Option<String>,
+    pub build: Option<&'a str>,
     /// The earliest posting date among the entries merged into this target.
     pub posting_date: NaiveDate,
     /// The latest expiration, or none if any merged entry does not expire.
     pub expiration_date: Option<NaiveDate>,
 }
 
-impl Target {
+impl Target<'_> {
     /// Whether this target is a Background Security Improvement.
     pub fn is_bsi(&self) -> bool {
         self.product_version_extra.is_some()
@@ -141,12 +141,14 @@ pub struct SkippedEntry {
 struct IndexedEntry {
     version: OsVersion,
     extra: VersionExtra,
-    build: Option<String>,
-    prerequisite_build: Option<String>,
+    build: Option<Box<str>>,
+    prerequisite_build: Option<Box<str>>,
     posting_date: NaiveDate,
     expiration_date: Option<NaiveDate>,
     bsi: bool,
-    extra_text: Option<String>,
+    extra_text: Option<Box<str>>,
+    /// Entries with equal (version, extra, build) share a group: one target (rule 5).
+    group: u32,
 }
 
 impl IndexedEntry {
@@ -185,7 +187,8 @@ impl IndexedEntry {
 #[derive(Debug)]
 pub struct FeedIndex {
     entries: Vec<IndexedEntry>,
-    by_device: [HashMap<Box<str>, Vec<u32>>; 3],
+    // Keys come from Apple's (pinned) feed, so a fast non-keyed hash is safe here.
+    by_device: [FxHashMap<Box<str>, Vec<u32>>; 3],
     skipped: Vec<SkippedEntry>,
 }
 
@@ -222,22 +225,28 @@ impl FeedIndex {
             staged.push((
                 IndexedEntry {
                     version,
-                    extra_text: (!extra.is_none()).then(|| extra.canonical()),
+                    extra_text: (!extra.is_none()).then(|| extra.canonical().into()),
                     extra,
-                    build: entry.build.clone(),
-                    prerequisite_build: entry.prerequisite_build.clone(),
+                    build: entry.build.as_deref().map(Box::from),
+                    prerequisite_build: entry.prerequisite_build.as_deref().map(Box::from),
                     posting_date: entry.posting_date,
                     expiration_date: entry.expiration_date,
                     bsi,
+                    group: 0,
                 },
                 platform,
                 &entry.supported_devices,
             ));
         }
         staged.sort_by(|a, b| a.0.rank(&b.0));
-        let mut by_device: [HashMap<Box<str>, Vec<u32>>; 3] = Default::default();
+        let mut by_device: [FxHashMap<Box<str>, Vec<u32>>; 3] = Default::default();
         let mut entries = Vec::with_capacity(staged.len());
-        for (position, (entry, platform, devices)) in staged.into_iter().enumerate() {
+        for (position, (mut entry, platform, devices)) in staged.into_iter().enumerate() {
+            entry.group = match entries.last() {
+                Some(previous) if IndexedEntry::same_target(previous, &entry) => previous.group,
+                Some(previous) => previous.group + 1,
+                None => 0,
+            };
             let map = &mut by_device[platform.slot()];
             for device in devices {
                 let list = map
@@ -263,15 +272,24 @@ impl FeedIndex {
     }
 
     /// The targets for a device on a day, best first.
-    pub fn targets(&self, device: &DeviceFacts<'_>, day: NaiveDate) -> Vec<Target> {
-        let mut targets: Vec<Target> = Vec::new();
-        let mut last: Option<&IndexedEntry> = None;
-        for entry in self.candidates(device.platform, device.device_id) {
+    pub fn targets(&self, device: &DeviceFacts<'_>, day: NaiveDate) -> Vec<Target<'_>> {
+        let candidates = self.candidates(device.platform, device.device_id);
+        let mut targets: Vec<Target<'_>> = Vec::new();
+        let mut last_group = None;
+        for entry in candidates
+            .iter()
+            .map(|&position| &self.entries[position as usize])
+        {
+            // Candidates run newest first, and nothing older than the device can apply (a BSI
+            // needs at least the device's version), so the rest can be skipped.
+            if &entry.version < device.os_version {
+                break;
+            }
             if !entry.available_on(day) || !entry.applies_to(device) {
                 continue;
             }
-            match (last, targets.last_mut()) {
-                (Some(previous), Some(target)) if previous.same_target(entry) => {
+            match targets.last_mut() {
+                Some(target) if last_group == Some(entry.group) => {
                     target.posting_date = target.posting_date.min(entry.posting_date);
                     target.expiration_date = match (target.expiration_date, entry.expiration_date) {
                         (Some(a), Some(b)) => Some(a.max(b)),
@@ -279,37 +297,40 @@ impl FeedIndex {
                     };
                 }
                 _ => targets.push(Target {
-                    product_version: entry.version.as_str().to_owned(),
-                    product_version_extra: entry.extra_text.clone(),
-                    build: entry.build.clone(),
+                    product_version: entry.version.as_str(),
+                    product_version_extra: entry.extra_text.as_deref(),
+                    build: entry.build.as_deref(),
                     posting_date: entry.posting_date,
                     expiration_date: entry.expiration_date,
                 }),
             }
-            last = Some(entry);
+            last_group = Some(entry.group);
         }
         targets
     }
 
     /// The best target for a device on a day, if any.
-    pub fn best_target(&self, device: &DeviceFacts<'_>, day: NaiveDate) -> Option<Target> {
+    pub fn best_target(&self, device: &DeviceFacts<'_>, day: NaiveDate) -> Option<Target<'_>> {
         self.targets(device, day).into_iter().next()
     }
 
-    fn candidates(
-        &self,
-        platform: Platform,
-        device_id: &str,
-    ) -> impl Iterator<Item = &IndexedEntry> {
+    /// Positions of the device's entries, best first.
+    fn candidates(&self, platform: Platform, device_id: &str) -> &[u32] {
         let map = &self.by_device[platform.slot()];
-        let found = if device_id.bytes().any(|b| b.is_ascii_uppercase()) {
-            map.get(device_id.to_ascii_lowercase().as_str())
-        } else {
+        // Device ids are short: lower-case them on the stack, not in a new String per device.
+        let mut buffer = [0u8; 64];
+        let found = if !device_id.bytes().any(|b| b.is_ascii_uppercase()) {
             map.get(device_id)
+        } else if device_id.len() <= buffer.len() {
+            let lowered = &mut buffer[..device_id.len()];
+            lowered.copy_from_slice(device_id.as_bytes());
+            lowered.make_ascii_lowercase();
+            std::str::from_utf8(lowered)
+                .ok()
+                .and_then(|key| map.get(key))
+        } else {
+            map.get(device_id.to_ascii_lowercase().as_str())
         };
-        found
-            .into_iter()
-            .flatten()
-            .map(|&position| &self.entries[position as usize])
+        found.map_or(&[][..], Vec::as_slice)
     }
 }

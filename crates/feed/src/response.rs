@@ -126,44 +126,14 @@ pub struct LocatedEntry<'a> {
 impl LookupResponse {
     /// Parses a response body. Errors name the JSON path and what is wrong there.
     pub fn parse(bytes: &[u8]) -> Result<Self, FeedError> {
-        match serde_json::from_slice(bytes) {
-            Ok(response) => Ok(response),
-            // The fast path keeps no path; parse again only to say where the error is.
-            Err(_) => {
-                let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-                match serde_path_to_error::deserialize::<_, Self>(&mut deserializer) {
-                    Ok(response) => Ok(response),
-                    Err(error) => Err(FeedError::Malformed {
-                        path: error.path().to_string(),
-                        reason: error.inner().to_string(),
-                    }),
-                }
-            }
-        }
+        parse_with_path::<Self>(bytes)
     }
 
     /// Parses a saved copy: either a bare response or the cache form
-    /// `{"etag": ..., "data": <response>}`. Returns the response and the etag, if any.
+    /// `{"etag": ..., "data": <response>}`, in one pass. Returns the response and the etag.
     pub fn parse_saved(bytes: &[u8]) -> Result<(Self, Option<String>), FeedError> {
-        #[derive(Deserialize)]
-        struct Wrapper<'a> {
-            #[serde(default)]
-            etag: Option<String>,
-            #[serde(borrow)]
-            data: &'a serde_json::value::RawValue,
-        }
-        if let Ok(wrapper) = serde_json::from_slice::<Wrapper<'_>>(bytes) {
-            let response =
-                Self::parse(wrapper.data.get().as_bytes()).map_err(|error| match error {
-                    FeedError::Malformed { path, reason } => FeedError::Malformed {
-                        path: format!("data.{path}"),
-                        reason,
-                    },
-                    other => other,
-                })?;
-            return Ok((response, wrapper.etag));
-        }
-        Ok((Self::parse(bytes)?, None))
+        let Saved { response, etag } = parse_with_path::<Saved>(bytes)?;
+        Ok((response, etag))
     }
 
     /// Every entry with its set and platform, in response order.
@@ -204,35 +174,73 @@ impl LookupResponse {
     }
 }
 
-impl<'de> Deserialize<'de> for LookupResponse {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ResponseVisitor;
-        impl<'de> Visitor<'de> for ResponseVisitor {
-            type Value = LookupResponse;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a lookup-service response object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut sets = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    match SetKind::from_key(&key) {
-                        Some(kind) => {
-                            let Platforms(platforms) = map.next_value()?;
-                            sets.push(AssetSet {
-                                kind,
-                                name: key,
-                                platforms,
-                            });
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(LookupResponse { sets })
+/// The fast path keeps no path; on failure the bytes are parsed again only to say where.
+fn parse_with_path<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FeedError> {
+    serde_json::from_slice(bytes).or_else(|_| {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| FeedError::Malformed {
+            path: error.path().to_string(),
+            reason: error.inner().to_string(),
+        })
+    })
+}
+
+/// A saved copy, bare or wrapped.
+struct Saved {
+    response: LookupResponse,
+    etag: Option<String>,
+}
+
+/// Reads the top-level object of a response; with `wrapper_keys`, also the cache form's
+/// `etag` and `data`, so either shape is read in a single pass.
+struct TopLevel {
+    wrapper_keys: bool,
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Saved;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a lookup-service response object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut sets = Vec::new();
+        let mut etag = None;
+        let mut data = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if let Some(kind) = SetKind::from_key(&key) {
+                let Platforms(platforms) = map.next_value()?;
+                sets.push(AssetSet {
+                    kind,
+                    name: key,
+                    platforms,
+                });
+            } else if self.wrapper_keys && key == "etag" {
+                etag = map.next_value()?;
+            } else if self.wrapper_keys && key == "data" {
+                data = Some(map.next_value::<LookupResponse>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        deserializer.deserialize_map(ResponseVisitor)
+        Ok(Saved {
+            response: data.unwrap_or(LookupResponse { sets }),
+            etag,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Saved {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TopLevel { wrapper_keys: true })
+    }
+}
+
+impl<'de> Deserialize<'de> for LookupResponse {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let saved = deserializer.deserialize_map(TopLevel {
+            wrapper_keys: false,
+        })?;
+        Ok(saved.response)
     }
 }
 
