@@ -1,0 +1,734 @@
+//! The admin side: KMFDDM's API (declarations, sets, enrollment sets, status, notify), following
+//! KMFDDM's code where its openapi.yaml disagrees, plus Updraft's bulk calls under `/v1/x-updraft`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use updraft_ddm::{Declaration, StatusReport};
+
+use crate::AppState;
+use crate::db::{EnrollmentRecord, timestamp};
+
+/// An admin failure: KMFDDM's `{"error": "..."}` body.
+pub(crate) struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> AdminError {
+    tracing::error!(%error, "admin request failed");
+    AdminError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+fn bad_request(reason: impl std::fmt::Display) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, reason.to_string())
+}
+
+/// HTTP Basic, user `kmfddm`, password the API key, compared in constant time.
+pub(crate) async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use base64::Engine;
+    let Some(key) = state.api_key.as_deref() else {
+        return AdminError(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: start the server with an API key".into(),
+        )
+        .into_response();
+    };
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+        .unwrap_or_default();
+    let expected = format!("kmfddm:{key}");
+    if presented.len() == expected.len() && bool::from(presented.ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response =
+            AdminError(StatusCode::UNAUTHORIZED, "wrong or missing API key".into()).into_response();
+        response.headers_mut().insert(
+            "www-authenticate",
+            "Basic realm=\"updraft\"".parse().unwrap(),
+        );
+        response
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NotifyFlag {
+    nonotify: Option<String>,
+}
+
+impl NotifyFlag {
+    fn notify(&self) -> bool {
+        self.nonotify.is_none()
+    }
+}
+
+fn changed(changed: bool) -> StatusCode {
+    if changed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    }
+}
+
+pub(crate) async fn version() -> Json<Value> {
+    Json(json!({ "version": concat!("updraft-", env!("CARGO_PKG_VERSION")) }))
+}
+
+pub(crate) async fn list_declarations(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<String>>, AdminError> {
+    let ids = sqlx::query_scalar("SELECT identifier FROM declarations ORDER BY identifier")
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    Ok(Json(ids))
+}
+
+/// `PUT /v1/declarations`: 204 when new or changed, 304 when identical (KMFDDM's code).
+pub(crate) async fn put_declaration(
+    State(state): State<AppState>,
+    Query(flag): Query<NotifyFlag>,
+    body: Bytes,
+) -> Result<StatusCode, AdminError> {
+    #[derive(Deserialize)]
+    struct Incoming {
+        #[serde(rename = "Identifier")]
+        identifier: String,
+        #[serde(rename = "Type")]
+        declaration_type: String,
+        #[serde(rename = "Payload", default)]
+        payload: serde_json::Map<String, Value>,
+    }
+    let incoming: Incoming = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("declaration is not valid JSON: {e}")))?;
+    let declaration = Declaration::from_parts(
+        incoming.declaration_type,
+        incoming.identifier,
+        incoming.payload,
+    )
+    .map_err(bad_request)?;
+    let existing = state
+        .db
+        .declaration(&declaration.identifier)
+        .await
+        .map_err(internal)?;
+    if existing.as_ref() == Some(&declaration) {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    sqlx::query(
+        "INSERT INTO declarations (identifier, type, payload, server_token, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(identifier) DO UPDATE SET type = excluded.type, payload = excluded.payload,
+             server_token = excluded.server_token, updated_at = excluded.updated_at",
+    )
+    .bind(&declaration.identifier)
+    .bind(&declaration.declaration_type)
+    .bind(Value::Object(declaration.payload.clone()).to_string())
+    .bind(&declaration.server_token)
+    .bind(timestamp(state.clock.now()))
+    .execute(&state.db.pool)
+    .await
+    .map_err(internal)?;
+    if flag.notify() && existing.is_some() {
+        let ids = state
+            .enrollments_of_declaration(&declaration.identifier)
+            .await
+            .map_err(internal)?;
+        state.notify(ids).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn get_declaration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Declaration>, AdminError> {
+    state
+        .db
+        .declaration(&id)
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| AdminError(StatusCode::NOT_FOUND, format!("no declaration {id:?}")))
+}
+
+/// `DELETE /v1/declarations/:id`: 204 deleted, 304 absent; no notification (as KMFDDM).
+pub(crate) async fn delete_declaration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    let result = sqlx::query("DELETE FROM declarations WHERE identifier = ?")
+        .bind(&id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    Ok(changed(result.rows_affected() > 0))
+}
+
+/// `POST /v1/declarations/:id/touch`: a new ServerToken, so devices fetch it again.
+pub(crate) async fn touch_declaration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(flag): Query<NotifyFlag>,
+) -> Result<StatusCode, AdminError> {
+    let Some(mut declaration) = state.db.declaration(&id).await.map_err(internal)? else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no declaration {id:?}"),
+        ));
+    };
+    let touched: i64 = sqlx::query_scalar(
+        "UPDATE declarations SET touched = touched + 1 WHERE identifier = ? RETURNING touched",
+    )
+    .bind(&id)
+    .fetch_one(&state.db.pool)
+    .await
+    .map_err(internal)?;
+    let token = format!("{}.{touched}", declaration.content_token());
+    declaration.server_token = token
+        .chars()
+        .take(updraft_ddm::declaration::MAX_SERVER_TOKEN_OCTETS)
+        .collect();
+    sqlx::query("UPDATE declarations SET server_token = ? WHERE identifier = ?")
+        .bind(&declaration.server_token)
+        .bind(&id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    if flag.notify() {
+        let ids = state
+            .enrollments_of_declaration(&id)
+            .await
+            .map_err(internal)?;
+        state.notify(ids).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list_sets(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<String>>, AdminError> {
+    let sets =
+        sqlx::query_scalar("SELECT DISTINCT set_name FROM set_declarations ORDER BY set_name")
+            .fetch_all(&state.db.pool)
+            .await
+            .map_err(internal)?;
+    Ok(Json(sets))
+}
+
+pub(crate) async fn get_set_declarations(
+    State(state): State<AppState>,
+    Path(set): Path<String>,
+) -> Result<Json<Vec<String>>, AdminError> {
+    let ids = sqlx::query_scalar(
+        "SELECT identifier FROM set_declarations WHERE set_name = ? ORDER BY identifier",
+    )
+    .bind(&set)
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(ids))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeclarationQuery {
+    declaration: Option<String>,
+    nonotify: Option<String>,
+}
+
+pub(crate) async fn put_set_declaration(
+    State(state): State<AppState>,
+    Path(set): Path<String>,
+    Query(query): Query<DeclarationQuery>,
+) -> Result<StatusCode, AdminError> {
+    let declaration = query
+        .declaration
+        .ok_or_else(|| bad_request("missing ?declaration="))?;
+    if state
+        .db
+        .declaration(&declaration)
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
+        return Err(bad_request(format!("no declaration {declaration:?}")));
+    }
+    let result =
+        sqlx::query("INSERT OR IGNORE INTO set_declarations (set_name, identifier) VALUES (?, ?)")
+            .bind(&set)
+            .bind(&declaration)
+            .execute(&state.db.pool)
+            .await
+            .map_err(internal)?;
+    let was_changed = result.rows_affected() > 0;
+    if was_changed && query.nonotify.is_none() {
+        let ids = state
+            .enrollments_of_sets(std::slice::from_ref(&set))
+            .await
+            .map_err(internal)?;
+        state.notify(ids).await;
+    }
+    Ok(changed(was_changed))
+}
+
+pub(crate) async fn delete_set_declaration(
+    State(state): State<AppState>,
+    Path(set): Path<String>,
+    Query(query): Query<DeclarationQuery>,
+) -> Result<StatusCode, AdminError> {
+    let declaration = query
+        .declaration
+        .ok_or_else(|| bad_request("missing ?declaration="))?;
+    let result = sqlx::query("DELETE FROM set_declarations WHERE set_name = ? AND identifier = ?")
+        .bind(&set)
+        .bind(&declaration)
+        .execute(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    let was_changed = result.rows_affected() > 0;
+    if was_changed && query.nonotify.is_none() {
+        let ids = state
+            .enrollments_of_sets(std::slice::from_ref(&set))
+            .await
+            .map_err(internal)?;
+        state.notify(ids).await;
+    }
+    Ok(changed(was_changed))
+}
+
+pub(crate) async fn get_enrollment_sets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<String>>, AdminError> {
+    let sets = sqlx::query_scalar(
+        "SELECT set_name FROM enrollment_sets WHERE enrollment_id = ? ORDER BY set_name",
+    )
+    .bind(&id)
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(sets))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetQuery {
+    set: Option<String>,
+    nonotify: Option<String>,
+}
+
+pub(crate) async fn put_enrollment_set(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<SetQuery>,
+) -> Result<StatusCode, AdminError> {
+    let set = query.set.ok_or_else(|| bad_request("missing ?set="))?;
+    let assignment = Assignment {
+        enrollment_id: id,
+        set,
+    };
+    let touched = state
+        .assign(std::slice::from_ref(&assignment), query.nonotify.is_none())
+        .await
+        .map_err(internal)?;
+    Ok(changed(touched > 0))
+}
+
+pub(crate) async fn delete_enrollment_set(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<SetQuery>,
+) -> Result<StatusCode, AdminError> {
+    let set = query.set.ok_or_else(|| bad_request("missing ?set="))?;
+    let assignment = Assignment {
+        enrollment_id: id,
+        set,
+    };
+    let touched = state
+        .unassign(std::slice::from_ref(&assignment), query.nonotify.is_none())
+        .await
+        .map_err(internal)?;
+    Ok(changed(touched > 0))
+}
+
+/// `DELETE /v1/enrollment-sets-all/sets/:id` (KMFDDM's code) and `/v1/enrollment-sets-all/:id`
+/// (its openapi.yaml): remove every set of an enrollment.
+pub(crate) async fn delete_all_enrollment_sets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(flag): Query<NotifyFlag>,
+) -> Result<StatusCode, AdminError> {
+    let result = sqlx::query("DELETE FROM enrollment_sets WHERE enrollment_id = ?")
+        .bind(&id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    let was_changed = result.rows_affected() > 0;
+    if was_changed && flag.notify() {
+        state.notify(vec![id]).await;
+    }
+    Ok(changed(was_changed))
+}
+
+fn split_ids(ids: &str) -> Vec<String> {
+    ids.split(',')
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `GET /v1/declaration-status/:ids`: each enrollment's declarations as the device last reported.
+pub(crate) async fn declaration_status(
+    State(state): State<AppState>,
+    Path(ids): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let mut out = serde_json::Map::new();
+    for id in split_ids(&ids) {
+        let Some(report) = state.db.status(&id).await.map_err(internal)? else {
+            continue;
+        };
+        let mut status = updraft_ddm::DeviceStatus::default();
+        if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
+            status.apply(&parsed);
+        }
+        let entries: Vec<Value> = status
+            .declarations()
+            .map(|declarations| {
+                declarations
+                    .all()
+                    .map(|d| {
+                        json!({
+                            "identifier": d.identifier, "active": d.active,
+                            "valid": serde_json::to_value(&d.valid).unwrap_or_default(),
+                            "server-token": d.server_token,
+                            "reasons": serde_json::to_value(&d.reasons).unwrap_or_default(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(id, Value::Array(entries));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct IndexQuery {
+    index: Option<i64>,
+}
+
+/// `GET /v1/status-report/:id?index=N`: a raw report, 0 the newest.
+pub(crate) async fn status_report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<IndexQuery>,
+) -> Result<Response, AdminError> {
+    let row = sqlx::query("SELECT id, received_at, body FROM status_reports WHERE enrollment_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?")
+        .bind(&id)
+        .bind(query.index.unwrap_or(0).max(0))
+        .fetch_optional(&state.db.pool)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| AdminError(StatusCode::NOT_FOUND, format!("no status report for {id:?}")))?;
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    if let Ok(value) = row.get::<String, _>("received_at").parse() {
+        headers.insert("last-modified", value);
+    }
+    if let Ok(value) = row.get::<i64, _>("id").to_string().parse() {
+        headers.insert("x-status-report-id", value);
+    }
+    Ok((headers, row.get::<Vec<u8>, _>("body")).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NotifyQuery {
+    #[serde(default)]
+    id: Vec<String>,
+    #[serde(default)]
+    set: Vec<String>,
+    #[serde(default)]
+    declaration: Vec<String>,
+}
+
+/// `POST /v1/notify?id=..&set=..&declaration=..`
+pub(crate) async fn notify(
+    State(state): State<AppState>,
+    raw_query: axum::extract::RawQuery,
+) -> Result<StatusCode, AdminError> {
+    let query: NotifyQuery = parse_repeated(raw_query.0.as_deref().unwrap_or(""));
+    let mut ids = query.id;
+    ids.extend(
+        state
+            .enrollments_of_sets(&query.set)
+            .await
+            .map_err(internal)?,
+    );
+    for declaration in &query.declaration {
+        ids.extend(
+            state
+                .enrollments_of_declaration(declaration)
+                .await
+                .map_err(internal)?,
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    state.notify(ids).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn parse_repeated(query: &str) -> NotifyQuery {
+    let mut out = NotifyQuery {
+        id: vec![],
+        set: vec![],
+        declaration: vec![],
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match key {
+            "id" => out.id.push(value),
+            "set" => out.set.push(value),
+            "declaration" => out.declaration.push(value),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One enrollment-set assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The enrollment.
+    pub enrollment_id: String,
+    /// The set.
+    pub set: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Bulk {
+    assignments: Vec<Assignment>,
+    #[serde(default)]
+    notify: Option<bool>,
+}
+
+/// `PUT /v1/x-updraft/enrollment-sets`: assign many at once; one push per changed enrollment.
+pub(crate) async fn bulk_assign(
+    State(state): State<AppState>,
+    Json(bulk): Json<Bulk>,
+) -> Result<Json<Value>, AdminError> {
+    let changed = state
+        .assign(&bulk.assignments, bulk.notify.unwrap_or(true))
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({ "changed": changed })))
+}
+
+/// `DELETE /v1/x-updraft/enrollment-sets`: unassign many at once.
+pub(crate) async fn bulk_unassign(
+    State(state): State<AppState>,
+    Json(bulk): Json<Bulk>,
+) -> Result<Json<Value>, AdminError> {
+    let changed = state
+        .unassign(&bulk.assignments, bulk.notify.unwrap_or(true))
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({ "changed": changed })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Page {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/x-updraft/enrollments?after=<id>&limit=N`
+pub(crate) async fn enrollments(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<EnrollmentRecord>>, AdminError> {
+    let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
+    Ok(Json(
+        state
+            .db
+            .enrollments(page.after.as_deref().unwrap_or(""), limit)
+            .await
+            .map_err(internal)?,
+    ))
+}
+
+/// One entry of the changes feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The enrollment, as the server knows it.
+    pub enrollment: EnrollmentRecord,
+    /// Its merged status as one full report (Apple's JSON), if it has reported.
+    pub status: Option<Value>,
+}
+
+/// `GET /v1/x-updraft/status-changes?after=<seq>&limit=N`: every enrollment whose status,
+/// enrollment or bootstrap token changed after the cursor, with its current merged status.
+pub(crate) async fn status_changes(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, AdminError> {
+    let after: i64 = page
+        .after
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| bad_request("after must be a number"))?;
+    let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
+    let rows = state
+        .db
+        .changes_after(after, limit)
+        .await
+        .map_err(internal)?;
+    let next = rows.last().map_or(after, |(record, _)| record.seq);
+    let changes: Vec<StatusChange> = rows
+        .into_iter()
+        .map(|(enrollment, report)| StatusChange {
+            enrollment,
+            status: report.and_then(|text| serde_json::from_str(&text).ok()),
+        })
+        .collect();
+    Ok(Json(json!({ "changes": changes, "next": next })))
+}
+
+impl AppState {
+    pub(crate) async fn enrollments_of_sets(
+        &self,
+        sets: &[String],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let mut ids = Vec::new();
+        for set in sets {
+            let found: Vec<String> =
+                sqlx::query_scalar("SELECT enrollment_id FROM enrollment_sets WHERE set_name = ?")
+                    .bind(set)
+                    .fetch_all(&self.db.pool)
+                    .await?;
+            ids.extend(found);
+        }
+        Ok(ids)
+    }
+
+    pub(crate) async fn enrollments_of_declaration(
+        &self,
+        declaration: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT es.enrollment_id FROM set_declarations sd JOIN enrollment_sets es ON es.set_name = sd.set_name
+             WHERE sd.identifier = ?",
+        )
+        .bind(declaration)
+        .fetch_all(&self.db.pool)
+        .await
+    }
+
+    /// Adds assignments; notifies the enrollments whose sets changed. Returns how many changed.
+    pub(crate) async fn assign(
+        &self,
+        assignments: &[Assignment],
+        notify: bool,
+    ) -> Result<u64, sqlx::Error> {
+        self.change_assignments(
+            assignments,
+            notify,
+            "INSERT OR IGNORE INTO enrollment_sets (enrollment_id, set_name) VALUES (?, ?)",
+        )
+        .await
+    }
+
+    /// Removes assignments; notifies the enrollments whose sets changed.
+    pub(crate) async fn unassign(
+        &self,
+        assignments: &[Assignment],
+        notify: bool,
+    ) -> Result<u64, sqlx::Error> {
+        self.change_assignments(
+            assignments,
+            notify,
+            "DELETE FROM enrollment_sets WHERE enrollment_id = ? AND set_name = ?",
+        )
+        .await
+    }
+
+    async fn change_assignments(
+        &self,
+        assignments: &[Assignment],
+        notify: bool,
+        statement: &'static str,
+    ) -> Result<u64, sqlx::Error> {
+        let mut changed_ids = Vec::new();
+        for chunk in assignments.chunks(1000) {
+            let mut tx = self.db.pool.begin().await?;
+            for assignment in chunk {
+                let result = sqlx::query(statement)
+                    .bind(&assignment.enrollment_id)
+                    .bind(&assignment.set)
+                    .execute(&mut *tx)
+                    .await?;
+                if result.rows_affected() > 0 {
+                    changed_ids.push(assignment.enrollment_id.clone());
+                }
+            }
+            tx.commit().await?;
+        }
+        let changed = changed_ids.len() as u64;
+        if notify {
+            changed_ids.sort();
+            changed_ids.dedup();
+            self.notify(changed_ids).await;
+        }
+        Ok(changed)
+    }
+}

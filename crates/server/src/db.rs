@@ -1,0 +1,511 @@
+//! The server's SQLite database: enrollments, declarations and sets, status, commands.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+
+use updraft_ddm::Declaration;
+
+/// A database failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("server database: {context}: {source}")]
+pub struct DbError {
+    context: &'static str,
+    #[source]
+    source: sqlx::Error,
+}
+
+pub(crate) trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, DbError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, context: &'static str) -> Result<T, DbError> {
+        self.map_err(|source| DbError { context, source })
+    }
+}
+
+/// What the server knows of an enrollment.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EnrollmentRecord {
+    /// The enrollment id.
+    pub id: String,
+    /// UDID.
+    pub udid: Option<String>,
+    /// Serial number.
+    pub serial_number: Option<String>,
+    /// Model identifier (`ProductName`).
+    pub product_name: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Device name.
+    pub device_name: Option<String>,
+    /// OS version at enrollment.
+    pub os_version: Option<String>,
+    /// Build at enrollment.
+    pub build_version: Option<String>,
+    /// When it enrolled.
+    pub enrolled_at: Option<String>,
+    /// Whether it can be pushed (a TokenUpdate arrived).
+    pub push_ready: bool,
+    /// When it checked out, if it did.
+    pub checked_out_at: Option<String>,
+    /// Last contact.
+    pub last_seen_at: Option<String>,
+    /// Whether a bootstrap token is escrowed (never the token itself).
+    pub bootstrap_token_escrowed: bool,
+    /// When the device last asked for its bootstrap token.
+    pub bootstrap_token_requested_at: Option<String>,
+    /// Change cursor.
+    pub seq: i64,
+}
+
+/// The push coordinates of an enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushInfo {
+    /// The enrollment.
+    pub enrollment_id: String,
+    /// APNs device token.
+    pub token: Vec<u8>,
+    /// The `mdm` value to send.
+    pub push_magic: String,
+    /// The push topic.
+    pub topic: String,
+}
+
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The server's database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub(crate) pool: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .context("database path")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .context("opening the database")?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|error| DbError {
+                context: "applying migrations",
+                source: error.into(),
+            })?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn next_seqs(
+        tx: &mut Transaction<'_, Sqlite>,
+        count: i64,
+    ) -> Result<i64, DbError> {
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
+        )
+        .bind(count)
+        .fetch_one(&mut **tx)
+        .await
+        .context("allocating change numbers")?;
+        Ok(last - count + 1)
+    }
+
+    /// Records an Authenticate: a (re-)enrollment starts clean, with no sets and no status.
+    pub async fn authenticate(
+        &self,
+        message: &updraft_ddm::checkin::Authenticate,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let now = timestamp(now);
+        sqlx::query(
+            "INSERT INTO enrollments (id, udid, topic, serial_number, product_name, model, model_name, device_name,
+                 os_version, build_version, enrolled_at, last_seen_at, seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET udid = excluded.udid, topic = excluded.topic,
+                 serial_number = excluded.serial_number, product_name = excluded.product_name,
+                 model = excluded.model, model_name = excluded.model_name, device_name = excluded.device_name,
+                 os_version = excluded.os_version, build_version = excluded.build_version,
+                 enrolled_at = excluded.enrolled_at, last_seen_at = excluded.last_seen_at,
+                 push_token = NULL, push_magic = NULL, checked_out_at = NULL, seq = excluded.seq",
+        )
+        .bind(id)
+        .bind(&message.enrollment.udid)
+        .bind(&message.topic)
+        .bind(&message.serial_number)
+        .bind(&message.product_name)
+        .bind(&message.model)
+        .bind(&message.model_name)
+        .bind(&message.device_name)
+        .bind(&message.os_version)
+        .bind(&message.build_version)
+        .bind(&now)
+        .bind(&now)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .context("recording Authenticate")?;
+        for table in ["enrollment_sets", "status", "commands"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE enrollment_id = ?"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context("clearing a re-enrollment")?;
+        }
+        tx.commit().await.context("commit")
+    }
+
+    /// Records a TokenUpdate. Returns whether it was the enrollment's first.
+    pub async fn token_update(
+        &self,
+        message: &updraft_ddm::checkin::TokenUpdate,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let now = timestamp(now);
+        let previous: Option<Option<String>> =
+            sqlx::query_scalar("SELECT token_updated_at FROM enrollments WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("reading the enrollment")?;
+        sqlx::query(
+            "INSERT INTO enrollments (id, udid, topic, push_token, push_magic, token_updated_at, last_seen_at, enrolled_at, seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET topic = excluded.topic, push_token = excluded.push_token,
+                 push_magic = excluded.push_magic, token_updated_at = excluded.token_updated_at,
+                 last_seen_at = excluded.last_seen_at, checked_out_at = NULL, seq = excluded.seq",
+        )
+        .bind(id)
+        .bind(&message.enrollment.udid)
+        .bind(&message.topic)
+        .bind(&message.token)
+        .bind(&message.push_magic)
+        .bind(&now)
+        .bind(&now)
+        .bind(&now)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .context("recording TokenUpdate")?;
+        tx.commit().await.context("commit")?;
+        Ok(!matches!(previous, Some(Some(_))))
+    }
+
+    /// Records a CheckOut.
+    pub async fn check_out(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        sqlx::query(
+            "UPDATE enrollments SET checked_out_at = ?, push_token = NULL, seq = ? WHERE id = ?",
+        )
+        .bind(timestamp(now))
+        .bind(seq)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context("recording CheckOut")?;
+        tx.commit().await.context("commit")
+    }
+
+    /// Notes contact from a device.
+    pub async fn touch_enrollment(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        sqlx::query("UPDATE enrollments SET last_seen_at = ? WHERE id = ?")
+            .bind(timestamp(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("noting contact")
+            .map(|_| ())
+    }
+
+    /// Stores (Some) or removes (None) the encrypted bootstrap token.
+    pub async fn set_bootstrap_token(
+        &self,
+        id: &str,
+        sealed: Option<Vec<u8>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let escrowed_at = sealed.as_ref().map(|_| timestamp(now));
+        sqlx::query(
+            "UPDATE enrollments SET bootstrap_token = ?, bootstrap_token_escrowed_at = ?, seq = ? WHERE id = ?",
+        )
+        .bind(sealed)
+        .bind(escrowed_at)
+        .bind(seq)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .context("escrowing the bootstrap token")?;
+        tx.commit().await.context("commit")
+    }
+
+    /// The sealed bootstrap token, noting that the device asked for it.
+    pub async fn take_bootstrap_request(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        let mut tx = self.pool.begin().await.context("begin")?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "UPDATE enrollments SET bootstrap_token_requested_at = ?, seq = ? WHERE id = ? RETURNING bootstrap_token",
+        )
+        .bind(timestamp(now))
+        .bind(seq)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("serving the bootstrap token")?;
+        tx.commit().await.context("commit")?;
+        Ok(sealed.flatten())
+    }
+
+    /// The declarations assigned to an enrollment through its sets.
+    pub async fn declarations_for(&self, enrollment_id: &str) -> Result<Vec<Declaration>, DbError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT d.identifier, d.type, d.payload, d.server_token
+             FROM enrollment_sets es
+             JOIN set_declarations sd ON sd.set_name = es.set_name
+             JOIN declarations d ON d.identifier = sd.identifier
+             WHERE es.enrollment_id = ?",
+        )
+        .bind(enrollment_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading an enrollment's declarations")?;
+        Ok(rows.into_iter().filter_map(declaration_from_row).collect())
+    }
+
+    /// All declarations.
+    pub async fn declaration(&self, identifier: &str) -> Result<Option<Declaration>, DbError> {
+        let row = sqlx::query(
+            "SELECT identifier, type, payload, server_token FROM declarations WHERE identifier = ?",
+        )
+        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading a declaration")?;
+        Ok(row.and_then(declaration_from_row))
+    }
+
+    /// Push coordinates of the given enrollments that can be pushed.
+    pub async fn push_info(&self, ids: &[String]) -> Result<Vec<PushInfo>, DbError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT id, push_token, push_magic, topic FROM enrollments
+                 WHERE push_token IS NOT NULL AND checked_out_at IS NULL AND id IN (",
+            );
+            let mut separated = query.separated(", ");
+            for id in chunk {
+                separated.push_bind(id);
+            }
+            query.push(")");
+            let rows = query
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .context("reading push tokens")?;
+            found.extend(rows.into_iter().map(|row| {
+                PushInfo {
+                    enrollment_id: row.get("id"),
+                    token: row.get("push_token"),
+                    push_magic: row
+                        .get::<Option<String>, _>("push_magic")
+                        .unwrap_or_default(),
+                    topic: row.get::<Option<String>, _>("topic").unwrap_or_default(),
+                }
+            }));
+        }
+        Ok(found)
+    }
+
+    /// Queues a DeclarativeManagement command for each enrollment that has none waiting.
+    pub async fn queue_declarative_management(
+        &self,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let now = timestamp(now);
+        for chunk in ids.chunks(400) {
+            let mut tx = self.pool.begin().await.context("begin")?;
+            for id in chunk {
+                let waiting: Option<String> = sqlx::query_scalar(
+                    "SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .context("checking queued commands")?;
+                if waiting.is_some() {
+                    continue;
+                }
+                let uuid = new_uuid();
+                let body =
+                    updraft_ddm::checkin::DeclarativeManagementCommand::new(&uuid, None).to_xml();
+                sqlx::query("INSERT INTO commands (uuid, enrollment_id, body, queued_at) VALUES (?, ?, ?, ?)")
+                    .bind(&uuid)
+                    .bind(id)
+                    .bind(body)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await
+                    .context("queueing a command")?;
+            }
+            tx.commit().await.context("commit")?;
+        }
+        Ok(())
+    }
+
+    /// The next command for an enrollment, marked as sent.
+    pub async fn next_command(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        let row = sqlx::query(
+            "UPDATE commands SET sent_at = ? WHERE uuid = (
+                 SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL ORDER BY queued_at LIMIT 1)
+             RETURNING body",
+        )
+        .bind(timestamp(now))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("dequeuing a command")?;
+        Ok(row.map(|row| row.get("body")))
+    }
+
+    /// Records a command result.
+    pub async fn command_result(&self, id: &str, uuid: &str, status: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE commands SET result = ? WHERE uuid = ? AND enrollment_id = ?")
+            .bind(status)
+            .bind(uuid)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("recording a command result")
+            .map(|_| ())
+    }
+
+    /// Enrollments changed after `after`, oldest change first.
+    pub async fn changes_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(EnrollmentRecord, Option<String>)>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENROLLMENT_COLUMNS}, s.report FROM enrollments e LEFT JOIN status s ON s.enrollment_id = e.id
+             WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing changes")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (enrollment_from_row(&row), row.get("report")))
+            .collect())
+    }
+
+    /// Enrollments ordered by id, after `after`.
+    pub async fn enrollments(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<EnrollmentRecord>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENROLLMENT_COLUMNS} FROM enrollments e WHERE e.id > ? ORDER BY e.id LIMIT ?"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing enrollments")?;
+        Ok(rows.iter().map(enrollment_from_row).collect())
+    }
+
+    /// The merged status of an enrollment, as a full report's JSON.
+    pub async fn status(&self, id: &str) -> Result<Option<String>, DbError> {
+        sqlx::query_scalar("SELECT report FROM status WHERE enrollment_id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading status")
+    }
+}
+
+const ENROLLMENT_COLUMNS: &str = "e.id, e.udid, e.serial_number, e.product_name, e.model, e.device_name,
+    e.os_version, e.build_version, e.enrolled_at, e.push_token IS NOT NULL AS push_ready, e.checked_out_at,
+    e.last_seen_at, e.bootstrap_token IS NOT NULL AS escrowed, e.bootstrap_token_requested_at, e.seq";
+
+fn enrollment_from_row(row: &sqlx::sqlite::SqliteRow) -> EnrollmentRecord {
+    EnrollmentRecord {
+        id: row.get("id"),
+        udid: row.get("udid"),
+        serial_number: row.get("serial_number"),
+        product_name: row.get("product_name"),
+        model: row.get("model"),
+        device_name: row.get("device_name"),
+        os_version: row.get("os_version"),
+        build_version: row.get("build_version"),
+        enrolled_at: row.get("enrolled_at"),
+        push_ready: row.get("push_ready"),
+        checked_out_at: row.get("checked_out_at"),
+        last_seen_at: row.get("last_seen_at"),
+        bootstrap_token_escrowed: row.get("escrowed"),
+        bootstrap_token_requested_at: row.get("bootstrap_token_requested_at"),
+        seq: row.get("seq"),
+    }
+}
+
+pub(crate) fn declaration_from_row(row: sqlx::sqlite::SqliteRow) -> Option<Declaration> {
+    let payload: String = row.get("payload");
+    Some(Declaration {
+        identifier: row.get("identifier"),
+        declaration_type: row.get("type"),
+        server_token: row.get("server_token"),
+        payload: serde_json::from_str(&payload).ok()?,
+    })
+}
+
+/// A random (version 4) UUID, upper-case as Apple writes them.
+pub(crate) fn new_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let mut b = bytes;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,245 @@
+//! The device side: MDM check-in and command connection, and the DDM endpoints, both as check-in
+//! messages and as NanoMDM's DDM forwarding calls them (`X-Enrollment-ID`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use updraft_ddm::checkin::{CheckinMessage, DdmEndpoint, GetBootstrapTokenResponse};
+use updraft_ddm::{DeclarationItemsResponse, StatusReport};
+
+use crate::AppState;
+use crate::secrets::verify_hmac;
+
+/// A device-facing failure: a status and a reason in plain text. Never 401 to a device.
+pub(crate) struct DeviceError(StatusCode, String);
+
+impl IntoResponse for DeviceError {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+fn bad_request(reason: impl std::fmt::Display) -> DeviceError {
+    DeviceError(StatusCode::BAD_REQUEST, reason.to_string())
+}
+
+fn internal(reason: impl std::fmt::Display) -> DeviceError {
+    tracing::error!(%reason, "device request failed");
+    DeviceError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+const PLIST: &str = "application/x-apple-aspen-mdm";
+
+/// `PUT /mdm/checkin`
+pub(crate) async fn checkin(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let message = CheckinMessage::parse(&body).map_err(bad_request)?;
+    let id = message
+        .enrollment()
+        .enrollment_id()
+        .ok_or_else(|| bad_request("no enrollment id"))?;
+    let now = state.clock.now();
+    match message {
+        CheckinMessage::Authenticate(authenticate) => {
+            state
+                .db
+                .authenticate(&authenticate, &id, now)
+                .await
+                .map_err(internal)?;
+        }
+        CheckinMessage::TokenUpdate(update) => {
+            let first = state
+                .db
+                .token_update(&update, &id, now)
+                .await
+                .map_err(internal)?;
+            if first {
+                // Turn on declarative management: the device syncs as soon as it connects.
+                state.notify(vec![id.clone()]).await;
+            }
+        }
+        CheckinMessage::CheckOut(_) => state.db.check_out(&id, now).await.map_err(internal)?,
+        CheckinMessage::SetBootstrapToken(set) => {
+            let sealed = set
+                .bootstrap_token
+                .filter(|token| !token.is_empty())
+                .map(|token| state.sealing_key.seal(&token));
+            state
+                .db
+                .set_bootstrap_token(&id, sealed, now)
+                .await
+                .map_err(internal)?;
+        }
+        CheckinMessage::GetBootstrapToken(_) => {
+            let sealed = state
+                .db
+                .take_bootstrap_request(&id, now)
+                .await
+                .map_err(internal)?;
+            let token = sealed.and_then(|sealed| state.sealing_key.open(&sealed));
+            let response = GetBootstrapTokenResponse {
+                bootstrap_token: token,
+            };
+            return Ok(([("content-type", "application/xml")], response.to_xml()).into_response());
+        }
+        CheckinMessage::DeclarativeManagement(request) => {
+            state
+                .db
+                .touch_enrollment(&id, now)
+                .await
+                .map_err(internal)?;
+            let endpoint = request.parsed_endpoint().map_err(bad_request)?;
+            return ddm(&state, &id, endpoint, request.data.unwrap_or_default()).await;
+        }
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /mdm/connect`: the device reports a command result (or Idle) and gets the next command.
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let value: plist::Value = plist::from_bytes(&body)
+        .map_err(|e| bad_request(format!("command report is not a property list: {e}")))?;
+    let dictionary = value
+        .as_dictionary()
+        .ok_or_else(|| bad_request("command report is not a dictionary"))?;
+    let text = |key: &str| dictionary.get(key).and_then(plist::Value::as_string);
+    let id = match (text("UDID").or(text("EnrollmentID")), text("UserID")) {
+        (Some(device), Some(user)) => format!("{device}:{user}"),
+        (Some(device), None) => device.to_owned(),
+        (None, _) => {
+            return Err(bad_request(
+                "command report carries neither UDID nor EnrollmentID",
+            ));
+        }
+    };
+    let status = text("Status").ok_or_else(|| bad_request("command report has no Status"))?;
+    if let (Some(uuid), true) = (text("CommandUUID"), status != "Idle") {
+        state
+            .db
+            .command_result(&id, uuid, status)
+            .await
+            .map_err(internal)?;
+    }
+    let now = state.clock.now();
+    state
+        .db
+        .touch_enrollment(&id, now)
+        .await
+        .map_err(internal)?;
+    match state.db.next_command(&id, now).await.map_err(internal)? {
+        Some(command) => Ok(([("content-type", PLIST)], command).into_response()),
+        None => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// DDM over NanoMDM's forwarding: the enrollment comes from `X-Enrollment-ID`.
+fn forwarded_enrollment(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, DeviceError> {
+    if let Some(key) = &state.hmac_key {
+        let signature = headers
+            .get("x-hmac-signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| bad_request("X-Hmac-Signature is required"))?;
+        if !verify_hmac(key, body, signature) {
+            return Err(DeviceError(
+                StatusCode::FORBIDDEN,
+                "X-Hmac-Signature does not match the body".into(),
+            ));
+        }
+    }
+    headers
+        .get("x-enrollment-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_request("X-Enrollment-ID is required"))
+}
+
+/// `GET /ddm/tokens`, `GET /ddm/declaration-items`, `GET /ddm/declaration/<type>/<id>`, `PUT /ddm/status`
+pub(crate) async fn forwarded(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let id = forwarded_enrollment(&state, &headers, &body)?;
+    let endpoint = DdmEndpoint::parse(&endpoint)
+        .map_err(|e| DeviceError(StatusCode::NOT_FOUND, e.to_string()))?;
+    ddm(&state, &id, endpoint, body.to_vec()).await
+}
+
+async fn ddm(
+    state: &AppState,
+    id: &str,
+    endpoint: DdmEndpoint,
+    data: Vec<u8>,
+) -> Result<Response, DeviceError> {
+    let json = |value: &dyn erased::Json| {
+        ([("content-type", "application/json")], value.to_json()).into_response()
+    };
+    match endpoint {
+        DdmEndpoint::Tokens | DdmEndpoint::DeclarationItems => {
+            let declarations = state.db.declarations_for(id).await.map_err(internal)?;
+            let items =
+                DeclarationItemsResponse::from_declarations(&declarations).map_err(internal)?;
+            Ok(if endpoint == DdmEndpoint::Tokens {
+                json(&items.tokens_response(state.clock.now()))
+            } else {
+                json(&items)
+            })
+        }
+        DdmEndpoint::Declaration {
+            category,
+            identifier,
+        } => {
+            let assigned = state.db.declarations_for(id).await.map_err(internal)?;
+            match assigned
+                .into_iter()
+                .find(|d| d.identifier == identifier && d.category().ok() == Some(category))
+            {
+                Some(declaration) => Ok(json(&declaration)),
+                None => Err(DeviceError(
+                    StatusCode::NOT_FOUND,
+                    format!("declaration {identifier:?} is not assigned"),
+                )),
+            }
+        }
+        DdmEndpoint::Status => {
+            if data.len() > state.limits.max_status_bytes {
+                return Err(DeviceError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "status report too large".into(),
+                ));
+            }
+            let report = StatusReport::parse(&data).map_err(bad_request)?;
+            state
+                .ingest
+                .submit(id.to_owned(), data, report)
+                .await
+                .map_err(internal)?;
+            Ok(StatusCode::OK.into_response())
+        }
+    }
+}
+
+/// JSON bodies of several types through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Status ingestion: one writer task batches reports into one transaction, with multi-row
+//! statements, and answers each sender only after its report is committed.
+
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use updraft_clock::SharedClock;
+use updraft_ddm::{DeviceStatus, StatusReport};
+
+use crate::db::{Context, Db, DbError, timestamp};
+
+/// Largest batch committed at once.
+const MAX_BATCH: usize = 512;
+
+struct Job {
+    enrollment_id: String,
+    body: Vec<u8>,
+    report: StatusReport,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The handle handlers use to submit reports.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("enrollment_id", &self.enrollment_id)
+            .finish()
+    }
+}
+
+impl Ingest {
+    /// Starts the writer task.
+    pub fn start(db: Db, clock: SharedClock) -> Self {
+        let (jobs, receiver) = mpsc::channel(8192);
+        tokio::spawn(writer(db, clock, receiver));
+        Self { jobs }
+    }
+
+    /// Stores a parsed report; returns once it is committed.
+    pub async fn submit(
+        &self,
+        enrollment_id: String,
+        body: Vec<u8>,
+        report: StatusReport,
+    ) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                enrollment_id,
+                body,
+                report,
+                done,
+            })
+            .await
+            .map_err(|_| "the status writer has stopped".to_owned())?;
+        wait.await
+            .map_err(|_| "the status writer has stopped".to_owned())?
+    }
+}
+
+async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let result = commit(&db, clock.now(), &batch)
+            .await
+            .map_err(|error| error.to_string());
+        for job in batch.drain(..) {
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbError> {
+    let now = timestamp(now);
+    let mut tx = db.pool.begin().await.context("begin")?;
+    let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
+
+    // Current merged status of every enrollment in the batch, in one query.
+    let mut merged: HashMap<&str, (DeviceStatus, i64)> = HashMap::new();
+    let mut ids: Vec<&str> = batch.iter().map(|job| job.enrollment_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT enrollment_id, report FROM status WHERE enrollment_id IN (",
+    );
+    let mut separated = query.separated(", ");
+    for id in &ids {
+        separated.push_bind(*id);
+    }
+    query.push(")");
+    for row in query
+        .build()
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading status")?
+    {
+        let id: String = row.get("enrollment_id");
+        let report: String = row.get("report");
+        let mut status = DeviceStatus::default();
+        if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
+            status.apply(&parsed);
+        }
+        if let Some(key) = ids.iter().find(|candidate| **candidate == id) {
+            merged.insert(key, (status, 0));
+        }
+    }
+    for (offset, job) in batch.iter().enumerate() {
+        let entry = merged.entry(job.enrollment_id.as_str()).or_default();
+        entry.0.apply(&job.report);
+        entry.1 = first_seq + offset as i64;
+    }
+
+    let mut raw = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO status_reports (enrollment_id, received_at, body) ",
+    );
+    raw.push_values(batch, |mut row, job| {
+        row.push_bind(&job.enrollment_id)
+            .push_bind(&now)
+            .push_bind(&job.body);
+    });
+    raw.build()
+        .execute(&mut *tx)
+        .await
+        .context("storing reports")?;
+
+    let merged: Vec<(&str, String, i64)> = merged
+        .into_iter()
+        .map(|(id, (status, seq))| (id, status.to_full_report().to_json().to_string(), seq))
+        .collect();
+    let mut upsert =
+        QueryBuilder::<Sqlite>::new("INSERT INTO status (enrollment_id, report, updated_at) ");
+    upsert.push_values(&merged, |mut row, (id, report, _)| {
+        row.push_bind(*id).push_bind(report).push_bind(&now);
+    });
+    upsert.push(" ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report, updated_at = excluded.updated_at");
+    upsert
+        .build()
+        .execute(&mut *tx)
+        .await
+        .context("merging status")?;
+
+    let mut seqs = QueryBuilder::<Sqlite>::new("INSERT INTO enrollments (id, seq, last_seen_at) ");
+    seqs.push_values(&merged, |mut row, (id, _, seq)| {
+        row.push_bind(*id).push_bind(*seq).push_bind(&now);
+    });
+    seqs.push(
+        " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at",
+    );
+    seqs.build()
+        .execute(&mut *tx)
+        .await
+        .context("advancing change numbers")?;
+
+    tx.commit().await.context("commit")
+}

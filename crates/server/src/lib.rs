@@ -1,0 +1,187 @@
+//! A DDM server: what an Apple device talks to (MDM check-in, the command connection, the DDM
+//! sync endpoints) and what a console talks to (a KMFDDM-compatible admin API, plus bulk calls).
+//!
+//! - Device side: `PUT /mdm/checkin`, `PUT /mdm/connect`, and `/ddm/{tokens, declaration-items,
+//!   declaration/<type>/<id>, status}` with `X-Enrollment-ID` as NanoMDM's DDM forwarding sends
+//!   them. Bad input is a 400 with the reason; a declaration not assigned is a 404; status is an
+//!   empty 200 sent only after the report is committed. Never a 401 to a device.
+//! - Admin side: `/v1/...` as KMFDDM, HTTP Basic `kmfddm:<api key>`, and `/v1/x-updraft/...`.
+//! - Changes that affect enrollments queue a `DeclarativeManagement` command and push them.
+#![deny(missing_docs)]
+
+mod admin;
+pub mod db;
+mod device;
+pub mod ingest;
+pub mod push;
+pub mod secrets;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use std::sync::Arc;
+
+pub use admin::{Assignment, StatusChange};
+pub use db::{Db, DbError, EnrollmentRecord, PushInfo};
+pub use push::{ApnsPusher, NoPusher, PushOutcome, Pusher};
+pub use secrets::SealingKey;
+use updraft_clock::SharedClock;
+
+/// Size limits for device requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest check-in or command body.
+    pub max_checkin_bytes: usize,
+    /// Largest status report.
+    pub max_status_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_checkin_bytes: 2 * 1024 * 1024,
+            max_status_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) db: Db,
+    pub(crate) ingest: ingest::Ingest,
+    pub(crate) clock: SharedClock,
+    pub(crate) pusher: Arc<dyn Pusher>,
+    pub(crate) sealing_key: SealingKey,
+    pub(crate) api_key: Option<String>,
+    pub(crate) hmac_key: Option<Vec<u8>>,
+    pub(crate) limits: Limits,
+}
+
+/// How to build the server.
+pub struct ServerConfig {
+    /// The database.
+    pub db: Db,
+    /// The clock.
+    pub clock: SharedClock,
+    /// How devices are woken.
+    pub pusher: Arc<dyn Pusher>,
+    /// The key sealing bootstrap tokens.
+    pub sealing_key: SealingKey,
+    /// The admin API key; without one the admin API answers 403.
+    pub api_key: Option<String>,
+    /// NanoMDM's DDM-forwarding HMAC key; when set, forwarded requests must be signed.
+    pub hmac_key: Option<Vec<u8>>,
+    /// Body limits.
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// Builds the state and starts the status writer (needs a Tokio runtime).
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            ingest: ingest::Ingest::start(config.db.clone(), config.clock.clone()),
+            db: config.db,
+            clock: config.clock,
+            pusher: config.pusher,
+            sealing_key: config.sealing_key,
+            api_key: config.api_key,
+            hmac_key: config.hmac_key,
+            limits: config.limits,
+        }
+    }
+
+    /// Queues a DeclarativeManagement command for each enrollment and pushes it.
+    pub(crate) async fn notify(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .db
+            .queue_declarative_management(&ids, self.clock.now())
+            .await
+        {
+            tracing::error!(%error, "cannot queue DeclarativeManagement");
+            return;
+        }
+        match self.db.push_info(&ids).await {
+            Ok(targets) => {
+                for outcome in self.pusher.push(targets).await {
+                    if let Some(error) = outcome.error {
+                        tracing::warn!(enrollment = %outcome.enrollment_id, %error, "push failed");
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read push tokens"),
+        }
+    }
+}
+
+/// The whole server as a router, testable without a socket.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits;
+    let device = Router::new()
+        .route("/mdm/checkin", put(device::checkin).post(device::checkin))
+        .route("/mdm/connect", put(device::connect).post(device::connect))
+        .route(
+            "/ddm/{*endpoint}",
+            get(device::forwarded).put(device::forwarded),
+        )
+        .layer(DefaultBodyLimit::max(limits.max_checkin_bytes));
+    let admin = Router::new()
+        .route(
+            "/v1/declarations",
+            get(admin::list_declarations).put(admin::put_declaration),
+        )
+        .route(
+            "/v1/declarations/{id}",
+            get(admin::get_declaration).delete(admin::delete_declaration),
+        )
+        .route(
+            "/v1/declarations/{id}/touch",
+            post(admin::touch_declaration),
+        )
+        .route("/v1/sets", get(admin::list_sets))
+        .route(
+            "/v1/set-declarations/{set}",
+            get(admin::get_set_declarations)
+                .put(admin::put_set_declaration)
+                .delete(admin::delete_set_declaration),
+        )
+        .route(
+            "/v1/enrollment-sets/{id}",
+            get(admin::get_enrollment_sets)
+                .put(admin::put_enrollment_set)
+                .delete(admin::delete_enrollment_set),
+        )
+        .route(
+            "/v1/enrollment-sets-all/sets/{id}",
+            delete(admin::delete_all_enrollment_sets),
+        )
+        .route(
+            "/v1/enrollment-sets-all/{id}",
+            delete(admin::delete_all_enrollment_sets),
+        )
+        .route(
+            "/v1/declaration-status/{ids}",
+            get(admin::declaration_status),
+        )
+        .route("/v1/status-report/{id}", get(admin::status_report))
+        .route("/v1/notify", post(admin::notify))
+        .route("/v1/x-updraft/enrollments", get(admin::enrollments))
+        .route("/v1/x-updraft/status-changes", get(admin::status_changes))
+        .route(
+            "/v1/x-updraft/enrollment-sets",
+            put(admin::bulk_assign).delete(admin::bulk_unassign),
+        )
+        .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_api_key,
+        ));
+    Router::new()
+        .route("/version", get(admin::version))
+        .merge(device)
+        .merge(admin)
+        .with_state(state)
+}
