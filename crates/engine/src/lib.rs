@@ -1,1 +1,13 @@
-//! (being built)
+//! The rules of software-update enforcement, pure: no I/O, no clock (`now` is a parameter), no
+//! async. [`plan`] decides which devices a release applies to and builds the declarations;
+//! [`machine`] moves each device through Apple's phases from what its status reports say.
+#![deny(missing_docs)]
+
+pub mod machine;
+pub mod plan;
+
+pub use machine::{Effect, Enforcement, Event, Observation, Phase, Rules, step};
+pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, decide};
+
+#[cfg(test)]
+mod tests;

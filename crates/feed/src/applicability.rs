@@ -25,7 +25,9 @@ use updraft_ddm::{OsVersion, VersionExtra, compare_builds};
 use crate::response::{LookupResponse, SetKind};
 
 /// A device platform as the lookup service groups them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub enum Platform {
     /// macOS.
     #[serde(rename = "macOS")]

@@ -1,0 +1,569 @@
+//! The per-device enforcement state machine: `step(state, event, now) -> (state, effects)`.
+//!
+//! It reads nothing but its arguments. Effects are data: the caller stores them with the new state
+//! in one transaction and carries them out afterwards (assignments, pushes, alerts).
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use updraft_ddm::status::{DeclarationStatus, Validity};
+use updraft_ddm::{DeviceStatus, InstallState, OsVersion, VersionExtra};
+
+/// Where a device is in a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Not part of the rollout; see the exclusion reason.
+    Excluded,
+    /// The assignment is decided but not yet confirmed by the server.
+    Planned,
+    /// The declaration is assigned on the server.
+    Assigned,
+    /// The device was pushed to sync.
+    Pushed,
+    /// The device holds the declaration, active and valid.
+    Active,
+    /// The device rejected the declaration; see the reasons.
+    Invalid,
+    /// install-state `waiting`.
+    Waiting,
+    /// install-state `downloading`.
+    Downloading,
+    /// install-state `prepared`.
+    Prepared,
+    /// install-state `installing`.
+    Installing,
+    /// The install failed; see the reason and count.
+    Failed,
+    /// The device reached the target.
+    Updated,
+    /// Phase 7 started: the declaration is unassigned and the device pushed.
+    Unassigned,
+    /// The device confirmed the declaration is gone.
+    CleanedUp,
+    /// The admin cancelled; the declaration was unassigned.
+    Cancelled,
+}
+
+impl Phase {
+    /// The name used in reports and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Excluded => "excluded",
+            Self::Planned => "planned",
+            Self::Assigned => "assigned",
+            Self::Pushed => "pushed",
+            Self::Active => "active",
+            Self::Invalid => "invalid",
+            Self::Waiting => "waiting",
+            Self::Downloading => "downloading",
+            Self::Prepared => "prepared",
+            Self::Installing => "installing",
+            Self::Failed => "failed",
+            Self::Updated => "updated",
+            Self::Unassigned => "unassigned",
+            Self::CleanedUp => "cleaned_up",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether nothing more is expected of the device.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Excluded | Self::Failed | Self::CleanedUp | Self::Cancelled
+        )
+    }
+
+    /// Whether the declaration is (or is about to be) assigned.
+    pub fn holds_assignment(self) -> bool {
+        !matches!(
+            self,
+            Self::Excluded | Self::Unassigned | Self::CleanedUp | Self::Cancelled
+        )
+    }
+}
+
+/// One device's enforcement record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enforcement {
+    /// The rollout.
+    pub rollout_id: i64,
+    /// The device's enrollment.
+    pub enrollment_id: String,
+    /// Where it is.
+    pub phase: Phase,
+    /// Target version, as the feed spells it.
+    pub target_version: String,
+    /// Target supplemental letter, for a BSI.
+    pub target_extra: Option<String>,
+    /// Target build (the supplemental build for a BSI).
+    pub target_build: Option<String>,
+    /// The configuration's identifier.
+    pub declaration_id: String,
+    /// The set that carries it.
+    pub set_name: String,
+    /// The deadline, in the device's local time.
+    pub deadline: NaiveDateTime,
+    /// The device's time zone offset, when known, to tell when the deadline has passed.
+    pub utc_offset_minutes: Option<i32>,
+    /// Why the device is excluded.
+    pub exclusion_reason: Option<String>,
+    /// Apple's reason for the last failure.
+    pub failure_reason: Option<String>,
+    /// How many times the install failed.
+    pub failure_count: u64,
+    /// Why the device rejected the declaration.
+    pub invalid_reason: Option<String>,
+    /// The last install-state seen.
+    pub install_state: Option<String>,
+    /// When the device last reported status.
+    pub last_report_at: Option<DateTime<Utc>>,
+    /// When the enforcement started (assignment decided).
+    pub started_at: DateTime<Utc>,
+    /// When the device last asked for its bootstrap token.
+    pub bootstrap_requested_at: Option<String>,
+    /// The OS the device reported last (version, build, supplemental build).
+    pub reported_os: Option<String>,
+    /// The deadline has passed and the device is not updated.
+    pub past_deadline: bool,
+    /// No report for longer than the stale limit.
+    pub stale: bool,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The server committed the assignment (and, with it, pushed the device).
+    Assigned {
+        /// Whether the server reported the push as sent.
+        pushed: bool,
+    },
+    /// The server committed the unassignment (and pushed the device).
+    Unassigned {
+        /// Whether the server reported the push as sent.
+        pushed: bool,
+    },
+    /// The device's merged status, or its enrollment, changed.
+    Observed(Observation),
+    /// Time passed.
+    Tick,
+    /// The admin cancelled the rollout for this device.
+    Cancel,
+    /// The admin retries a failed device.
+    Retry,
+}
+
+/// What the engine reads from a device's status for one enforcement.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observation {
+    /// When the server last received a report from the device.
+    pub reported_at: Option<DateTime<Utc>>,
+    /// `softwareupdate.install-state`.
+    pub install_state: Option<InstallState>,
+    /// `softwareupdate.failure-reason` count and reason.
+    pub failure: Option<(u64, Option<String>)>,
+    /// Base OS version.
+    pub os_version: Option<String>,
+    /// Base build.
+    pub build: Option<String>,
+    /// Build including a BSI.
+    pub supplemental_build: Option<String>,
+    /// Supplemental letter.
+    pub extra: Option<VersionExtra>,
+    /// Whether the report listed the device's declarations at all.
+    pub declarations_known: bool,
+    /// This enforcement's configuration, as the device holds it.
+    pub declaration: Option<DeclarationStatus>,
+    /// When the device last asked for its bootstrap token.
+    pub bootstrap_requested_at: Option<String>,
+}
+
+impl Observation {
+    /// Reads what matters for the configuration `declaration_id` out of a merged status.
+    pub fn from_status(status: &DeviceStatus, declaration_id: &str) -> Self {
+        let declarations = status.declarations();
+        Self {
+            reported_at: None,
+            install_state: status.install_state().cloned(),
+            failure: status.failure_reason().map(|f| (f.count, f.reason.clone())),
+            os_version: status.os_version().map(str::to_owned),
+            build: status.os_build_version().map(str::to_owned),
+            supplemental_build: status.os_supplemental_build_version().map(str::to_owned),
+            extra: status.os_supplemental_extra_version().cloned(),
+            declarations_known: declarations.is_some(),
+            declaration: declarations.and_then(|d| d.find(declaration_id)).cloned(),
+            bootstrap_requested_at: None,
+        }
+    }
+}
+
+/// Something the caller must do, or record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Assign the set to the device on the DDM server (which pushes it).
+    Assign {
+        /// The set.
+        set: String,
+    },
+    /// Unassign the set (which pushes the device).
+    Unassign {
+        /// The set.
+        set: String,
+    },
+    /// Bump the declaration's token and push, so the device fetches it again (retry).
+    Touch {
+        /// The declaration.
+        declaration: String,
+    },
+    /// A timeline entry.
+    Timeline {
+        /// Its kind (`install_state`, `os_updated`...).
+        kind: String,
+        /// Its detail.
+        detail: String,
+    },
+    /// An alert for the admin.
+    Alert {
+        /// Its kind (`install_failed`...).
+        kind: String,
+        /// Its detail.
+        detail: String,
+    },
+}
+
+fn timeline(kind: &str, detail: impl Into<String>) -> Effect {
+    Effect::Timeline {
+        kind: kind.into(),
+        detail: detail.into(),
+    }
+}
+
+fn alert(kind: &str, detail: impl Into<String>) -> Effect {
+    Effect::Alert {
+        kind: kind.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Knobs of the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// No report for this long marks a device stale (devices report at least every 24 hours).
+    pub stale_after: Duration,
+    /// A device that has never reported and is this far past its deadline is given up on.
+    pub unresponsive_after_deadline: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            stale_after: Duration::hours(26),
+            unresponsive_after_deadline: Duration::days(7),
+        }
+    }
+}
+
+/// Advances one device's enforcement by one event.
+pub fn step(
+    state: &Enforcement,
+    event: &Event,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> (Enforcement, Vec<Effect>) {
+    let mut next = state.clone();
+    let mut effects = Vec::new();
+    match event {
+        Event::Assigned { pushed } => {
+            if state.phase == Phase::Planned {
+                next.phase = if *pushed {
+                    Phase::Pushed
+                } else {
+                    Phase::Assigned
+                };
+                effects.push(timeline(
+                    "declaration_assigned",
+                    format!("{} in set {}", state.declaration_id, state.set_name),
+                ));
+                if *pushed {
+                    effects.push(timeline(
+                        "push_sent",
+                        "DeclarativeManagement queued and device pushed",
+                    ));
+                }
+            }
+        }
+        Event::Unassigned { pushed } => {
+            if matches!(state.phase, Phase::Updated | Phase::Cancelled) {
+                if state.phase == Phase::Updated {
+                    next.phase = Phase::Unassigned;
+                }
+                effects.push(timeline(
+                    "declaration_unassigned",
+                    state.declaration_id.clone(),
+                ));
+                if *pushed {
+                    effects.push(timeline(
+                        "push_sent",
+                        "device pushed to remove the declaration",
+                    ));
+                }
+            }
+        }
+        Event::Observed(observation) => observe(state, observation, &mut next, &mut effects),
+        Event::Tick => {}
+        Event::Cancel => {
+            if state.phase.holds_assignment() && state.phase != Phase::Planned {
+                effects.push(Effect::Unassign {
+                    set: state.set_name.clone(),
+                });
+            }
+            if !state.phase.is_final() || state.phase == Phase::Failed {
+                next.phase = Phase::Cancelled;
+                effects.push(timeline(
+                    "rollout_cancelled",
+                    "the admin cancelled the rollout",
+                ));
+            }
+        }
+        Event::Retry => {
+            if matches!(state.phase, Phase::Failed | Phase::Invalid) {
+                next.phase = Phase::Pushed;
+                next.failure_reason = None;
+                next.invalid_reason = None;
+                effects.push(Effect::Touch {
+                    declaration: state.declaration_id.clone(),
+                });
+                effects.push(timeline(
+                    "retry",
+                    "declaration token bumped and device pushed",
+                ));
+            }
+        }
+    }
+    flags(&mut next, now, rules, &mut effects);
+    (next, effects)
+}
+
+fn observe(
+    state: &Enforcement,
+    seen: &Observation,
+    next: &mut Enforcement,
+    effects: &mut Vec<Effect>,
+) {
+    if let Some(at) = seen.reported_at {
+        next.last_report_at = Some(next.last_report_at.map_or(at, |last| last.max(at)));
+    }
+    if seen.bootstrap_requested_at.is_some()
+        && seen.bootstrap_requested_at != state.bootstrap_requested_at
+    {
+        next.bootstrap_requested_at = seen.bootstrap_requested_at.clone();
+        effects.push(timeline(
+            "bootstrap_token_requested",
+            "the Mac fetched its bootstrap token before installing",
+        ));
+    }
+    if matches!(
+        state.phase,
+        Phase::Excluded | Phase::Cancelled | Phase::CleanedUp
+    ) {
+        return;
+    }
+    if let (Some(version), Some(build)) = (&seen.os_version, &seen.build) {
+        let os = format!(
+            "{version} ({})",
+            seen.supplemental_build.as_deref().unwrap_or(build)
+        );
+        next.reported_os = Some(os);
+    }
+    if matches!(state.phase, Phase::Unassigned | Phase::Updated) {
+        if state.phase == Phase::Unassigned && seen.declarations_known && seen.declaration.is_none()
+        {
+            next.phase = Phase::CleanedUp;
+            effects.push(timeline(
+                "declaration_removed",
+                "the device no longer holds the declaration",
+            ));
+        }
+        return;
+    }
+    if state.phase == Phase::Planned {
+        return;
+    }
+
+    // The device's view of the declaration.
+    if let Some(declaration) = &seen.declaration {
+        let reasons = declaration
+            .reasons
+            .iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r.code,
+                    r.description
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        match (&declaration.valid, declaration.active) {
+            (Validity::Invalid, _) if state.phase != Phase::Invalid => {
+                next.phase = Phase::Invalid;
+                next.invalid_reason = Some(reasons.clone());
+                effects.push(timeline("declaration_invalid", reasons.clone()));
+                effects.push(alert("declaration_invalid", reasons));
+            }
+            (Validity::Valid, true)
+                if matches!(
+                    state.phase,
+                    Phase::Assigned | Phase::Pushed | Phase::Invalid
+                ) =>
+            {
+                next.phase = Phase::Active;
+                next.invalid_reason = None;
+                effects.push(timeline(
+                    "declaration_active",
+                    format!("{} active and valid", declaration.identifier),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    // Reached the target: done, whatever the path.
+    if reached_target(state, seen) && matches!(seen.install_state, None | Some(InstallState::None))
+    {
+        next.phase = Phase::Updated;
+        next.past_deadline = false;
+        effects.push(timeline(
+            "os_updated",
+            next.reported_os.clone().unwrap_or_default(),
+        ));
+        effects.push(Effect::Unassign {
+            set: state.set_name.clone(),
+        });
+        return;
+    }
+
+    if let Some(install_state) = &seen.install_state
+        && state.install_state.as_deref() != Some(install_state.as_str())
+    {
+        next.install_state = Some(install_state.as_str().to_owned());
+        if *install_state != InstallState::None || state.install_state.is_some() {
+            effects.push(timeline("install_state", install_state.as_str()));
+        }
+        let phase = match install_state {
+            InstallState::Waiting => Some(Phase::Waiting),
+            InstallState::Downloading => Some(Phase::Downloading),
+            InstallState::Prepared => Some(Phase::Prepared),
+            InstallState::Installing => Some(Phase::Installing),
+            InstallState::Failed => Some(Phase::Failed),
+            InstallState::None | InstallState::Other(_) => None,
+        };
+        if let Some(phase) = phase {
+            next.phase = phase;
+        }
+        if *install_state == InstallState::Failed {
+            let (count, reason) = seen.failure.clone().unwrap_or((1, None));
+            let reason =
+                reason.unwrap_or_else(|| "the device reported failed without a reason".into());
+            next.failure_count = count.max(1);
+            next.failure_reason = Some(reason.clone());
+            effects.push(timeline("install_failed", reason.clone()));
+            effects.push(alert("install_failed", reason));
+        }
+    }
+}
+
+fn reached_target(state: &Enforcement, seen: &Observation) -> bool {
+    let (Some(version), Ok(target)) = (&seen.os_version, OsVersion::parse(&state.target_version))
+    else {
+        return false;
+    };
+    let Ok(version) = OsVersion::parse(version) else {
+        return false;
+    };
+    match &state.target_extra {
+        // A BSI is reached when the supplemental build (or letter) is there.
+        Some(extra) => {
+            let wanted = VersionExtra::parse(extra);
+            let have = seen.extra.clone().unwrap_or_default();
+            version > target
+                || (version == target
+                    && (have >= wanted
+                        || (state.target_build.is_some()
+                            && seen.supplemental_build == state.target_build)))
+        }
+        None => version >= target,
+    }
+}
+
+/// Whether the deadline, plus the hour Apple gives a device to start installing, has passed.
+fn deadline_passed(state: &Enforcement, now: DateTime<Utc>) -> bool {
+    // Without the device's zone, the deadline has passed everywhere only once it has passed in
+    // the last zone to reach it (UTC-12).
+    let offset = Duration::minutes(i64::from(state.utc_offset_minutes.unwrap_or(-12 * 60)));
+    now.naive_utc() + offset > state.deadline + Duration::hours(1)
+}
+
+fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mut Vec<Effect>) {
+    let open = !next.phase.is_final()
+        && !matches!(
+            next.phase,
+            Phase::Updated | Phase::Unassigned | Phase::Planned
+        );
+    let past = open && next.phase != Phase::Installing && deadline_passed(next, now);
+    if past && !next.past_deadline {
+        effects.push(timeline(
+            "past_deadline",
+            format!(
+                "deadline {} passed before the device updated",
+                next.deadline
+            ),
+        ));
+        effects.push(alert(
+            "past_deadline",
+            format!(
+                "deadline {} passed; the device is {}",
+                next.deadline,
+                next.phase.as_str()
+            ),
+        ));
+    }
+    next.past_deadline = past;
+    let reference = next.last_report_at.unwrap_or(next.started_at);
+    let stale = open && now - reference > rules.stale_after;
+    if stale && !next.stale {
+        effects.push(timeline(
+            "stale",
+            format!(
+                "no status report since {}",
+                reference.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        ));
+        effects.push(alert(
+            "device_stale",
+            format!(
+                "no status report since {}",
+                reference.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        ));
+    }
+    next.stale = stale;
+    // A device silent since before its deadline, long after it: give up with a reason.
+    if open && stale && deadline_passed(next, now - rules.unresponsive_after_deadline) {
+        let reason = format!(
+            "no status report since {}; the device did not respond within {} days after its deadline",
+            reference.format("%Y-%m-%dT%H:%M:%SZ"),
+            rules.unresponsive_after_deadline.num_days()
+        );
+        next.phase = Phase::Failed;
+        next.failure_reason = Some(reason.clone());
+        effects.push(timeline("install_failed", reason.clone()));
+        effects.push(alert("install_failed", reason));
+    }
+}

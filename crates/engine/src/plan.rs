@@ -1,0 +1,413 @@
+//! Planning: what Updraft knows of a device, where its SoftwareUpdateDeviceID comes from, whether a
+//! release applies to it, and the declarations that enforce it.
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use updraft_ddm::declaration::SOFTWARE_UPDATE_STATUS_ITEMS;
+use updraft_ddm::{
+    ActivationSimple, Declaration, DeclarationError, DeclarationPayload, DeviceStatus, OsVersion,
+    SoftwareUpdateEnforcementSpecific, StatusSubscriptions, TargetLocalDateTime, VersionExtra,
+};
+use updraft_feed::Platform;
+
+/// Where a device's SoftwareUpdateDeviceID came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceIdSource {
+    /// The device reported it (`softwareupdate.device-id`, iOS 18 / macOS 15 and later).
+    Reported,
+    /// Derived from the model identifier through the model maps (older systems).
+    Derived,
+}
+
+/// What Updraft knows of a device: from its enrollment and its merged status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceFacts {
+    /// The enrollment id.
+    pub enrollment_id: String,
+    /// Model identifier (`MacBookPro18,3`, `iPhone15,2`).
+    pub model: Option<String>,
+    /// `Mac`, `iPhone`, `iPad`... when reported.
+    pub model_family: Option<String>,
+    /// Serial number.
+    pub serial_number: Option<String>,
+    /// Base OS version.
+    pub os_version: Option<String>,
+    /// Base build.
+    pub build: Option<String>,
+    /// Build including a BSI, when one is installed.
+    pub supplemental_build: Option<String>,
+    /// Supplemental letter, normalised (`(a)`), empty for none.
+    pub extra: String,
+    /// The reported `softwareupdate.device-id`.
+    pub reported_device_id: Option<String>,
+    /// Declaration types the device's DDM client supports, once reported.
+    pub supported_configurations: Option<Vec<String>>,
+    /// Whether a bootstrap token is escrowed.
+    pub bootstrap_token_escrowed: bool,
+}
+
+impl DeviceFacts {
+    /// Facts from an enrollment's identity and its merged status (status wins where both speak).
+    pub fn from_status(base: DeviceFacts, status: &DeviceStatus) -> DeviceFacts {
+        let mut facts = base;
+        let text = |value: Option<&str>| value.map(str::to_owned);
+        if let Some(model) = status.model_identifier() {
+            facts.model = Some(model.to_owned());
+        }
+        if let Some(family) = status.model_family() {
+            facts.model_family = Some(family.to_owned());
+        }
+        if let Some(serial) = status.serial_number() {
+            facts.serial_number = Some(serial.to_owned());
+        }
+        if let Some(version) = status.os_version() {
+            facts.os_version = Some(version.to_owned());
+        }
+        if let Some(build) = status.os_build_version() {
+            facts.build = Some(build.to_owned());
+        }
+        if status.os_supplemental_build_version().is_some() {
+            facts.supplemental_build = text(status.os_supplemental_build_version());
+        }
+        if let Some(extra) = status.os_supplemental_extra_version() {
+            facts.extra = extra.canonical();
+        }
+        if let Some(id) = status.device_id() {
+            facts.reported_device_id = Some(id.to_owned());
+        }
+        if let Some(capabilities) = status.client_capabilities() {
+            facts.supported_configurations = Some(
+                capabilities
+                    .supported_payloads
+                    .declarations
+                    .configurations
+                    .clone(),
+            );
+        }
+        facts
+    }
+
+    /// The platform, from the model family or identifier.
+    pub fn platform(&self) -> Option<Platform> {
+        let hint = self.model_family.as_deref().or(self.model.as_deref())?;
+        platform_of_model(hint)
+    }
+
+    /// The SoftwareUpdateDeviceID candidates and where they came from.
+    pub fn device_ids(&self) -> Option<(Vec<String>, DeviceIdSource)> {
+        if let Some(id) = self
+            .reported_device_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+        {
+            return Some((vec![id.to_owned()], DeviceIdSource::Reported));
+        }
+        let model = self.model.as_deref()?;
+        match self.platform()? {
+            // For the iOS family the gdmf id is the model identifier itself.
+            Platform::Ios | Platform::VisionOs => {
+                Some((vec![model.to_owned()], DeviceIdSource::Derived))
+            }
+            Platform::MacOs => mac_ids(model).map(|ids| (ids.to_vec(), DeviceIdSource::Derived)),
+        }
+    }
+}
+
+/// The platform a model identifier or family belongs to.
+pub fn platform_of_model(model: &str) -> Option<Platform> {
+    let lower = model.to_ascii_lowercase();
+    if [
+        "iphone",
+        "ipad",
+        "ipod",
+        "appletv",
+        "watch",
+        "audioaccessory",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p))
+    {
+        Some(Platform::Ios)
+    } else if lower.starts_with("realitydevice") || lower.starts_with("vision") {
+        Some(Platform::VisionOs)
+    } else if lower.starts_with("mac")
+        || lower.starts_with("imac")
+        || lower.starts_with("virtualmac")
+    {
+        Some(Platform::MacOs)
+    } else {
+        None
+    }
+}
+
+#[derive(Deserialize)]
+struct MacModels {
+    models: BTreeMap<String, MacModel>,
+}
+
+#[derive(Deserialize)]
+struct MacModel {
+    #[serde(default)]
+    name: String,
+    ids: Vec<String>,
+}
+
+fn mac_models() -> &'static BTreeMap<String, MacModel> {
+    static MODELS: OnceLock<BTreeMap<String, MacModel>> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        serde_json::from_str::<MacModels>(include_str!("../data/mac_models.json"))
+            .map(|m| m.models)
+            .unwrap_or_default()
+    })
+}
+
+/// The gdmf ids of a Mac model (a T2 Mac has a bridge id and a board id).
+pub fn mac_ids(model: &str) -> Option<&'static [String]> {
+    mac_models().get(model).map(|m| m.ids.as_slice())
+}
+
+/// Every Mac model the maps know, with its marketing name and gdmf ids.
+pub fn known_mac_models() -> impl Iterator<Item = (&'static str, &'static str, &'static [String])> {
+    mac_models()
+        .iter()
+        .map(|(model, m)| (model.as_str(), m.name.as_str(), m.ids.as_slice()))
+}
+
+/// The release a rollout enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// Platform.
+    pub platform: Platform,
+    /// The version as the feed spells it.
+    pub product_version: String,
+    /// `(a)` for a BSI.
+    pub product_version_extra: Option<String>,
+    /// The build (for a BSI, the supplemental build).
+    pub build: Option<String>,
+    /// For a BSI, the base build it installs on.
+    pub prerequisite_build: Option<String>,
+    /// Lower-cased ids of every device the release supports.
+    pub supported_devices: BTreeSet<String>,
+}
+
+impl Release {
+    /// Whether it is a Background Security Improvement.
+    pub fn is_bsi(&self) -> bool {
+        self.product_version_extra.is_some()
+    }
+
+    /// `26.4.1 (25E253)`, `26.3.1 (a) (25D771280a)`.
+    pub fn label(&self) -> String {
+        let extra = self
+            .product_version_extra
+            .as_deref()
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default();
+        let build = self
+            .build
+            .as_deref()
+            .map(|b| format!(" ({b})"))
+            .unwrap_or_default();
+        format!("{}{extra}{build}", self.product_version)
+    }
+}
+
+/// The lowest OS on which the enforcement declaration exists.
+fn minimum_os(platform: Platform, family: Option<&str>) -> (&'static str, &'static str) {
+    match platform {
+        Platform::MacOs => ("macOS", "14.0"),
+        Platform::VisionOs => ("visionOS", "26.0"),
+        Platform::Ios if family.is_some_and(|f| f.eq_ignore_ascii_case("AppleTV")) => {
+            ("tvOS", "18.4")
+        }
+        Platform::Ios => ("iOS", "17.0"),
+    }
+}
+
+/// Why a device is not part of a rollout, in words an admin can act on.
+pub type Exclusion = String;
+
+/// The decision for one device: enforce, exclude, or wait for more facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Enforce the release on this device.
+    Enforce {
+        /// Where the device id came from.
+        device_id_source: DeviceIdSource,
+        /// The matching device id.
+        device_id: String,
+    },
+    /// Leave it out, with the reason.
+    Exclude(Exclusion),
+    /// Not enough known yet (no OS version or capabilities reported).
+    Wait(&'static str),
+}
+
+/// Decides whether a release applies to a device.
+pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
+    let Some(platform) = facts.platform() else {
+        return match &facts.model {
+            Some(model) => Decision::Exclude(format!(
+                "model {model} is not an Apple platform Updraft knows"
+            )),
+            None => Decision::Wait("the device's model is not known yet"),
+        };
+    };
+    if platform != release.platform {
+        return Decision::Exclude(format!(
+            "the device runs {platform}, the release is for {}",
+            release.platform
+        ));
+    }
+    let Some(os_text) = facts.os_version.as_deref() else {
+        return Decision::Wait("the device's OS version is not known yet");
+    };
+    let Ok(os) = OsVersion::parse(os_text) else {
+        return Decision::Exclude(format!(
+            "the device reports OS version {os_text:?}, which Updraft cannot read"
+        ));
+    };
+    let Some((ids, source)) = facts.device_ids() else {
+        return Decision::Exclude(format!(
+            "no SoftwareUpdateDeviceID known: the device does not report softwareupdate.device-id and model {} is not in the model maps",
+            facts.model.as_deref().unwrap_or("(unknown)")
+        ));
+    };
+    let (os_name, minimum) = minimum_os(platform, facts.model_family.as_deref());
+    if os < OsVersion::parse(minimum).unwrap_or_else(|_| os.clone()) {
+        return Decision::Exclude(format!(
+            "OS too old for the declaration: {os_name} {os_text} is below {minimum}, where software-update enforcement starts"
+        ));
+    }
+    let enforcement_type = SoftwareUpdateEnforcementSpecific::TYPE;
+    match (&facts.supported_configurations, platform) {
+        (Some(types), Platform::MacOs) if !types.iter().any(|t| t == enforcement_type) => {
+            return Decision::Exclude(
+                "macOS not supervised: the device does not offer the software-update enforcement declaration (Apple allows it only on supervised Macs)".into(),
+            );
+        }
+        (None, Platform::MacOs) => {
+            return Decision::Wait("the device's DDM capabilities are not known yet");
+        }
+        _ => {}
+    }
+    let target = OsVersion::parse(&release.product_version).unwrap_or_else(|_| os.clone());
+    let device_extra = VersionExtra::parse(&facts.extra);
+    let release_extra = VersionExtra::parse(release.product_version_extra.as_deref().unwrap_or(""));
+    if (&os, &device_extra) >= (&target, &release_extra) {
+        return Decision::Exclude(format!(
+            "already at or above the target: runs {os_text}{}, target {}",
+            if device_extra.is_none() {
+                String::new()
+            } else {
+                format!(" {device_extra}")
+            },
+            release.label()
+        ));
+    }
+    let Some(device_id) = ids
+        .iter()
+        .find(|id| release.supported_devices.contains(&id.to_ascii_lowercase()))
+    else {
+        return Decision::Exclude(format!(
+            "device id {} is not in the SupportedDevices of {}",
+            ids.join(" / "),
+            release.label()
+        ));
+    };
+    if let (true, Some(prerequisite)) = (release.is_bsi(), &release.prerequisite_build) {
+        if facts.build.as_deref() != Some(prerequisite.as_str()) {
+            return Decision::Exclude(format!(
+                "the BSI {} installs only on build {prerequisite}; the device runs {}",
+                release.label(),
+                facts.build.as_deref().unwrap_or("an unknown build")
+            ));
+        }
+    }
+    Decision::Enforce {
+        device_id_source: source,
+        device_id: device_id.clone(),
+    }
+}
+
+/// Identifier and set names Updraft uses on the DDM server.
+pub mod names {
+    /// The set every device gets: the status subscriptions and their activation.
+    pub const BASE_SET: &str = "com.updraft.base";
+    /// The status-subscriptions configuration.
+    pub const SUBSCRIPTIONS: &str = "com.updraft.status-subscriptions";
+    /// Its activation.
+    pub const SUBSCRIPTIONS_ACTIVATION: &str = "com.updraft.status-subscriptions.activation";
+
+    /// A wave's enforcement configuration (shared by the wave's devices: the deadline is a
+    /// local time, the same string everywhere).
+    pub fn enforcement(rollout: i64, wave: u32) -> String {
+        format!("com.updraft.su.r{rollout}.w{wave}")
+    }
+
+    /// Its activation.
+    pub fn enforcement_activation(rollout: i64, wave: u32) -> String {
+        format!("com.updraft.su.r{rollout}.w{wave}.activation")
+    }
+
+    /// The set holding both.
+    pub fn enforcement_set(rollout: i64, wave: u32) -> String {
+        format!("com.updraft.su.r{rollout}.w{wave}.set")
+    }
+}
+
+/// The base declarations: status subscriptions for every device, and their activation.
+pub fn base_declarations() -> Result<Vec<Declaration>, DeclarationError> {
+    Ok(vec![
+        Declaration::new(
+            names::SUBSCRIPTIONS,
+            &StatusSubscriptions::to_items(SOFTWARE_UPDATE_STATUS_ITEMS.iter().copied()),
+        )?,
+        Declaration::new(
+            names::SUBSCRIPTIONS_ACTIVATION,
+            &ActivationSimple {
+                standard_configurations: vec![names::SUBSCRIPTIONS.into()],
+                predicate: None,
+            },
+        )?,
+    ])
+}
+
+/// A wave's declarations: the enforcement configuration (full three-part version; for a BSI the
+/// base version plus the supplemental build) and its own activation.
+pub fn enforcement_declarations(
+    rollout: i64,
+    wave: u32,
+    release: &Release,
+    deadline: NaiveDateTime,
+    details_url: Option<&str>,
+) -> Result<Vec<Declaration>, DeclarationError> {
+    let version = OsVersion::parse(&release.product_version).map_err(|error| {
+        DeclarationError::InvalidValue {
+            key: "TargetOSVersion",
+            value: release.product_version.clone(),
+            reason: error.reason.into(),
+        }
+    })?;
+    let payload = SoftwareUpdateEnforcementSpecific {
+        target_os_version: version.three_part(),
+        target_build_version: release.build.clone(),
+        target_local_date_time: TargetLocalDateTime(deadline),
+        details_url: details_url.map(str::to_owned),
+    };
+    let configuration = names::enforcement(rollout, wave);
+    Ok(vec![
+        Declaration::new(configuration.clone(), &payload)?,
+        Declaration::new(
+            names::enforcement_activation(rollout, wave),
+            &ActivationSimple {
+                standard_configurations: vec![configuration],
+                predicate: None,
+            },
+        )?,
+    ])
+}

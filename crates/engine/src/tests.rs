@@ -1,0 +1,320 @@
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::json;
+
+use updraft_ddm::{DeviceStatus, StatusReport};
+use updraft_feed::Platform;
+
+use crate::plan::{enforcement_declarations, names};
+use crate::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn release() -> Release {
+    Release {
+        platform: Platform::MacOs,
+        product_version: "26.4.1".into(),
+        product_version_extra: None,
+        build: Some("25E253".into()),
+        prerequisite_build: None,
+        supported_devices: ["j314sap", "j223ap"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    }
+}
+
+fn mac(model: &str, version: &str, capabilities: bool) -> DeviceFacts {
+    DeviceFacts {
+        enrollment_id: "E1".into(),
+        model: Some(model.into()),
+        os_version: Some(version.into()),
+        build: Some("25D125".into()),
+        supported_configurations: Some(if capabilities {
+            vec!["com.apple.configuration.softwareupdate.enforcement.specific".into()]
+        } else {
+            vec!["com.apple.configuration.passcode.settings".into()]
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn decisions_name_their_reasons() {
+    let r = release();
+    assert_eq!(
+        decide(&mac("MacBookPro18,3", "26.3", true), &r),
+        Decision::Enforce {
+            device_id_source: DeviceIdSource::Derived,
+            device_id: "J314sAP".into()
+        }
+    );
+    // A T2 Mac has two ids; the bridge id matches.
+    assert!(matches!(
+        decide(&mac("MacBookAir9,1", "15.7", true), &r),
+        Decision::Enforce { .. }
+    ));
+    let reason = |facts: &DeviceFacts| match decide(facts, &r) {
+        Decision::Exclude(reason) => reason,
+        other => panic!("expected an exclusion, got {other:?}"),
+    };
+    assert!(
+        reason(&mac("MacBookPro18,3", "26.4.1", true))
+            .starts_with("already at or above the target")
+    );
+    assert!(reason(&mac("MacBookPro18,3", "13.6", true)).contains("macOS 13.6 is below 14.0"));
+    assert!(reason(&mac("MacBookPro18,3", "26.3", false)).starts_with("macOS not supervised"));
+    assert!(reason(&mac("iMac18,1", "26.3", true)).contains("not in the SupportedDevices"));
+    assert!(reason(&mac("Mac99,9", "26.3", true)).starts_with("no SoftwareUpdateDeviceID known"));
+    let mut reported = mac("Mac99,9", "26.3", true);
+    reported.reported_device_id = Some("J314SAP".into());
+    assert_eq!(
+        decide(&reported, &r),
+        Decision::Enforce {
+            device_id_source: DeviceIdSource::Reported,
+            device_id: "J314SAP".into()
+        }
+    );
+    let mut unknown_capabilities = mac("MacBookPro18,3", "26.3", true);
+    unknown_capabilities.supported_configurations = None;
+    assert!(matches!(
+        decide(&unknown_capabilities, &r),
+        Decision::Wait(_)
+    ));
+}
+
+#[test]
+fn bsi_needs_its_prerequisite_build() {
+    let bsi = Release {
+        product_version: "26.3.1".into(),
+        product_version_extra: Some("(a)".into()),
+        build: Some("25D771280a".into()),
+        prerequisite_build: Some("25D2128".into()),
+        ..release()
+    };
+    let mut device = mac("MacBookPro18,3", "26.3.1", true);
+    assert!(
+        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.contains("installs only on build 25D2128"))
+    );
+    device.build = Some("25D2128".into());
+    assert!(matches!(decide(&device, &bsi), Decision::Enforce { .. }));
+    device.extra = "(a)".into();
+    assert!(
+        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.starts_with("already"))
+    );
+}
+
+#[test]
+fn declarations_use_three_part_versions_and_offsetless_deadlines() {
+    let deadline =
+        NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+    let mut r = release();
+    r.product_version = "26.4".into();
+    let declarations =
+        enforcement_declarations(3, 1, &r, deadline, Some("https://it.example.com/26")).unwrap();
+    let json = serde_json::to_value(&declarations[0]).unwrap();
+    assert_eq!(json["Identifier"], names::enforcement(3, 1));
+    assert_eq!(json["Payload"]["TargetOSVersion"], "26.4.0");
+    assert_eq!(json["Payload"]["TargetBuildVersion"], "25E253");
+    assert_eq!(
+        json["Payload"]["TargetLocalDateTime"],
+        "2026-04-16T18:00:00"
+    );
+    assert_eq!(
+        declarations[1].payload["StandardConfigurations"],
+        json!([names::enforcement(3, 1)])
+    );
+    assert!(enforcement_declarations(3, 1, &r, deadline, Some("http://insecure")).is_err());
+}
+
+fn enforcement() -> Enforcement {
+    Enforcement {
+        rollout_id: 1,
+        enrollment_id: "E1".into(),
+        phase: Phase::Planned,
+        target_version: "26.4.1".into(),
+        target_extra: None,
+        target_build: Some("25E253".into()),
+        declaration_id: names::enforcement(1, 1),
+        set_name: names::enforcement_set(1, 1),
+        deadline: NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S")
+            .unwrap(),
+        utc_offset_minutes: Some(120),
+        exclusion_reason: None,
+        failure_reason: None,
+        failure_count: 0,
+        invalid_reason: None,
+        install_state: None,
+        last_report_at: None,
+        started_at: at("2026-04-11T09:00:00Z"),
+        bootstrap_requested_at: None,
+        reported_os: None,
+        past_deadline: false,
+        stale: false,
+    }
+}
+
+fn observed(items: serde_json::Value, declaration_id: &str, at_time: &str) -> Event {
+    let mut status = DeviceStatus::default();
+    status
+        .apply(&StatusReport::parse(json!({"StatusItems": items}).to_string().as_bytes()).unwrap());
+    let mut observation = Observation::from_status(&status, declaration_id);
+    observation.reported_at = Some(at(at_time));
+    Event::Observed(observation)
+}
+
+/// Runs events and renders the timeline as `kind: detail` lines.
+fn run(events: &[(&str, Event)]) -> (Enforcement, Vec<String>) {
+    let rules = Rules::default();
+    let mut state = enforcement();
+    let mut lines = Vec::new();
+    for (now, event) in events {
+        let (next, effects) = step(&state, event, at(now), &rules);
+        for effect in effects {
+            lines.push(match effect {
+                Effect::Timeline { kind, detail } => format!("{kind}: {detail}"),
+                Effect::Alert { kind, .. } => format!("ALERT {kind}"),
+                Effect::Assign { set } => format!("ASSIGN {set}"),
+                Effect::Unassign { set } => format!("UNASSIGN {set}"),
+                Effect::Touch { declaration } => format!("TOUCH {declaration}"),
+            });
+        }
+        state = next;
+    }
+    (state, lines)
+}
+
+#[test]
+fn a_device_walks_all_seven_phases() {
+    let id = names::enforcement(1, 1);
+    let declaration = |valid: &str, active: bool| json!({"configurations": [{"identifier": id, "server-token": "t", "active": active, "valid": valid}], "activations": [], "assets": [], "management": []});
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        (
+            "2026-04-11T09:05:00Z",
+            observed(
+                json!({"management": {"declarations": declaration("valid", true)}, "softwareupdate": {"install-state": "waiting"}}),
+                &id,
+                "2026-04-11T09:05:00Z",
+            ),
+        ),
+        (
+            "2026-04-11T10:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "downloading"}}),
+                &id,
+                "2026-04-11T10:00:00Z",
+            ),
+        ),
+        (
+            "2026-04-11T12:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "prepared"}}),
+                &id,
+                "2026-04-11T12:00:00Z",
+            ),
+        ),
+        (
+            "2026-04-16T16:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "installing"}}),
+                &id,
+                "2026-04-16T16:00:00Z",
+            ),
+        ),
+        (
+            "2026-04-16T16:40:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "none"}, "device": {"operating-system": {"version": "26.4.1", "build-version": "25E253"}}}),
+                &id,
+                "2026-04-16T16:40:00Z",
+            ),
+        ),
+        ("2026-04-16T16:41:00Z", Event::Unassigned { pushed: true }),
+        (
+            "2026-04-16T16:45:00Z",
+            observed(
+                json!({"management": {"declarations": {"configurations": [], "activations": [], "assets": [], "management": []}}}),
+                &id,
+                "2026-04-16T16:45:00Z",
+            ),
+        ),
+    ]);
+    assert_eq!(state.phase, Phase::CleanedUp);
+    assert_eq!(
+        lines,
+        [
+            "declaration_assigned: com.updraft.su.r1.w1 in set com.updraft.su.r1.w1.set",
+            "push_sent: DeclarativeManagement queued and device pushed",
+            "declaration_active: com.updraft.su.r1.w1 active and valid",
+            "install_state: waiting",
+            "install_state: downloading",
+            "install_state: prepared",
+            "install_state: installing",
+            "os_updated: 26.4.1 (25E253)",
+            "UNASSIGN com.updraft.su.r1.w1.set",
+            "declaration_unassigned: com.updraft.su.r1.w1",
+            "push_sent: device pushed to remove the declaration",
+            "declaration_removed: the device no longer holds the declaration",
+        ]
+    );
+}
+
+#[test]
+fn failure_records_apples_reason_and_alerts() {
+    let id = names::enforcement(1, 1);
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        (
+            "2026-04-11T10:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "failed", "failure-reason": {"count": 2, "reason": "Not enough free disk space"}}}),
+                &id,
+                "2026-04-11T10:00:00Z",
+            ),
+        ),
+    ]);
+    assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.failure_count, 2);
+    assert!(lines.contains(&"install_failed: Not enough free disk space".to_owned()));
+    assert!(lines.contains(&"ALERT install_failed".to_owned()));
+}
+
+#[test]
+fn silence_past_the_deadline_flags_then_fails_the_device() {
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-16T17:00:00Z", Event::Tick),
+        ("2026-04-24T17:00:00Z", Event::Tick),
+    ]);
+    assert!(
+        lines.iter().any(|l| l.starts_with("past_deadline")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("stale")), "{lines:?}");
+    assert_eq!(state.phase, Phase::Failed);
+    assert!(state.failure_reason.unwrap().contains("did not respond"));
+}
+
+#[test]
+fn invalid_declarations_carry_apples_reasons() {
+    let id = names::enforcement(1, 1);
+    let items = json!({"management": {"declarations": {"activations": [], "assets": [], "management": [], "configurations": [
+        {"identifier": id, "server-token": "t", "active": false, "valid": "invalid",
+         "reasons": [{"code": "Error.ConfigurationCannotBeApplied", "description": "DowngradeNotSupported"}]}]}}});
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        (
+            "2026-04-11T09:05:00Z",
+            observed(items, &id, "2026-04-11T09:05:00Z"),
+        ),
+    ]);
+    assert_eq!(state.phase, Phase::Invalid);
+    assert_eq!(
+        lines[2],
+        "declaration_invalid: Error.ConfigurationCannotBeApplied: DowngradeNotSupported"
+    );
+}
