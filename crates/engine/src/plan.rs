@@ -3,8 +3,7 @@
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
 
 use updraft_ddm::declaration::SOFTWARE_UPDATE_STATUS_ITEMS;
 use updraft_ddm::{
@@ -12,6 +11,7 @@ use updraft_ddm::{
     SoftwareUpdateEnforcementSpecific, StatusSubscriptions, TargetLocalDateTime, VersionExtra,
 };
 use updraft_feed::Platform;
+use updraft_feed::models::mac_ids;
 
 /// Where a device's SoftwareUpdateDeviceID came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,39 +142,6 @@ pub fn platform_of_model(model: &str) -> Option<Platform> {
     } else {
         None
     }
-}
-
-#[derive(Deserialize)]
-struct MacModels {
-    models: BTreeMap<String, MacModel>,
-}
-
-#[derive(Deserialize)]
-struct MacModel {
-    #[serde(default)]
-    name: String,
-    ids: Vec<String>,
-}
-
-fn mac_models() -> &'static BTreeMap<String, MacModel> {
-    static MODELS: OnceLock<BTreeMap<String, MacModel>> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        serde_json::from_str::<MacModels>(include_str!("../data/mac_models.json"))
-            .map(|m| m.models)
-            .unwrap_or_default()
-    })
-}
-
-/// The gdmf ids of a Mac model (a T2 Mac has a bridge id and a board id).
-pub fn mac_ids(model: &str) -> Option<&'static [String]> {
-    mac_models().get(model).map(|m| m.ids.as_slice())
-}
-
-/// Every Mac model the maps know, with its marketing name and gdmf ids.
-pub fn known_mac_models() -> impl Iterator<Item = (&'static str, &'static str, &'static [String])> {
-    mac_models()
-        .iter()
-        .map(|(model, m)| (model.as_str(), m.name.as_str(), m.ids.as_slice()))
 }
 
 /// The release a rollout enforces.

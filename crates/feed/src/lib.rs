@@ -11,6 +11,7 @@
 
 pub mod applicability;
 pub mod client;
+pub mod models;
 pub mod response;
 
 pub use applicability::{DeviceFacts, FeedIndex, Platform, Target};

@@ -1,0 +1,472 @@
+//! A fleet of simulated devices: built from real models and feed versions by seed, reached by the
+//! server's pushes through an APNs-shaped gateway, and driven tick by tick on an injected clock.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use chrono::{NaiveDate, Utc};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{Mutex, Semaphore};
+
+use updraft_clock::SharedClock;
+use updraft_ddm::OsVersion;
+use updraft_feed::models::known_mac_models;
+use updraft_feed::{LookupResponse, SetKind};
+
+use crate::device::{DeviceSpec, Fault, SimDevice, Transport};
+
+/// The transport over loopback HTTP.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    http: reqwest::Client,
+    checkin_url: String,
+    connect_url: String,
+}
+
+impl HttpTransport {
+    /// Devices talking to the server at `base_url`.
+    pub fn new(base_url: &str) -> Self {
+        let base = base_url.trim_end_matches('/');
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap_or_default(),
+            checkin_url: format!("{base}/mdm/checkin"),
+            connect_url: format!("{base}/mdm/connect"),
+        }
+    }
+
+    async fn put(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let response = self
+            .http
+            .put(url)
+            .header("content-type", "application/x-apple-aspen-mdm-checkin")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        Ok((status, body))
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn checkin(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.put(&self.checkin_url, body).await
+    }
+
+    async fn connect(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.put(&self.connect_url, body).await
+    }
+}
+
+/// A simulated fleet.
+pub struct Fleet {
+    devices: Vec<Mutex<SimDevice>>,
+    woken: Vec<AtomicBool>,
+    was_offline: Vec<AtomicBool>,
+    by_token: HashMap<String, usize>,
+    transport: HttpTransport,
+    clock: SharedClock,
+    concurrency: usize,
+    errors: std::sync::Mutex<Vec<String>>,
+    pushes: AtomicU64,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("devices", &self.devices.len())
+            .finish()
+    }
+}
+
+/// What the fleet reports of a device at the end.
+#[derive(Debug, Clone)]
+pub struct DeviceOutcome {
+    /// The spec it was built from.
+    pub spec: DeviceSpec,
+    /// OS version now.
+    pub os_version: String,
+    /// Build now (the supplemental build if a BSI is installed).
+    pub build: String,
+    /// Declarations it holds.
+    pub held: Vec<String>,
+}
+
+impl Fleet {
+    /// A fleet of `specs` talking to the server at `server_url`.
+    pub fn new(specs: Vec<DeviceSpec>, server_url: &str, clock: SharedClock) -> Arc<Self> {
+        let devices: Vec<SimDevice> = specs.into_iter().map(SimDevice::new).collect();
+        let by_token = devices
+            .iter()
+            .enumerate()
+            .map(|(index, device)| (hex(&device.push_token), index))
+            .collect();
+        Arc::new(Self {
+            woken: devices.iter().map(|_| AtomicBool::new(false)).collect(),
+            was_offline: devices.iter().map(|_| AtomicBool::new(false)).collect(),
+            devices: devices.into_iter().map(Mutex::new).collect(),
+            by_token,
+            transport: HttpTransport::new(server_url),
+            clock,
+            concurrency: 64,
+            errors: std::sync::Mutex::new(Vec::new()),
+            pushes: AtomicU64::new(0),
+        })
+    }
+
+    /// The push gateway: `POST /3/device/<token>` as APNs takes it; wakes that device.
+    pub fn gateway(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/3/device/{token}", post(wake))
+            .with_state(self.clone())
+    }
+
+    /// Pushes received so far.
+    pub fn pushes(&self) -> u64 {
+        self.pushes.load(Ordering::Relaxed)
+    }
+
+    /// Errors devices met talking to the server (a correct server gives none).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Does everything due at the clock's time: enrolls, answers pushes, moves installs along.
+    pub async fn tick(self: &Arc<Self>) {
+        let now = self.clock.now();
+        let gate = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.devices.len() {
+            let fleet = self.clone();
+            let permit = gate.clone().acquire_owned().await;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let mut device = fleet.devices[index].lock().await;
+                let offline = device.is_offline(now);
+                let was_offline = fleet.was_offline[index].swap(offline, Ordering::Relaxed);
+                if offline {
+                    return;
+                }
+                if was_offline {
+                    device.resume(now);
+                }
+                let transport = fleet.transport.clone();
+                let mut result = Ok(());
+                if !device.is_enrolled() {
+                    result = device.enroll(&transport).await;
+                }
+                // APNs keeps the last push for a device that was away.
+                if result.is_ok() && fleet.woken[index].swap(false, Ordering::Relaxed) {
+                    result = device.on_push(&transport, now).await;
+                }
+                // Enrolling may itself have brought a push.
+                if result.is_ok() && fleet.woken[index].swap(false, Ordering::Relaxed) {
+                    result = device.on_push(&transport, now).await;
+                }
+                if result.is_ok() && device.is_due(now) {
+                    result = device.progress(&transport, now).await;
+                }
+                if let Err(error) = result
+                    && let Ok(mut errors) = fleet.errors.lock()
+                {
+                    errors.push(format!("{}: {error}", device.spec.udid));
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Every device's outcome, in fleet order.
+    pub async fn outcomes(&self) -> Vec<DeviceOutcome> {
+        let mut out = Vec::with_capacity(self.devices.len());
+        for device in &self.devices {
+            let device = device.lock().await;
+            out.push(DeviceOutcome {
+                spec: device.spec.clone(),
+                os_version: device.os_version.clone(),
+                build: device
+                    .supplemental_build
+                    .clone()
+                    .unwrap_or_else(|| device.build.clone()),
+                held: device.held_declarations().map(str::to_owned).collect(),
+            });
+        }
+        out
+    }
+
+    /// HTTP requests devices sent.
+    pub async fn requests(&self) -> u64 {
+        let mut total = 0;
+        for device in &self.devices {
+            total += device.lock().await.requests;
+        }
+        total
+    }
+
+    /// When the last offline device comes back.
+    pub async fn last_return(&self) -> Option<chrono::DateTime<Utc>> {
+        let mut last = None;
+        for device in &self.devices {
+            if let Some(until) = device.lock().await.offline_until() {
+                last = Some(last.map_or(until, |l: chrono::DateTime<Utc>| l.max(until)));
+            }
+        }
+        last
+    }
+}
+
+async fn wake(
+    State(fleet): State<Arc<Fleet>>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    if payload["mdm"].as_str().is_none() {
+        return StatusCode::BAD_REQUEST;
+    }
+    match fleet.by_token.get(&token.to_ascii_lowercase()) {
+        Some(&index) => {
+            fleet.pushes.fetch_add(1, Ordering::Relaxed);
+            fleet.woken[index].store(true, Ordering::Relaxed);
+            StatusCode::OK
+        }
+        None => StatusCode::GONE,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How to build a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetPlan {
+    /// Devices.
+    pub devices: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Share of devices with a fault, 0 to 1.
+    pub failure_rate: f64,
+    /// The lab's first day: versions on devices are ones the feed lists by then.
+    pub start: NaiveDate,
+}
+
+const TIME_ZONES: &[&str] = &[
+    "America/Los_Angeles",
+    "America/Chicago",
+    "America/New_York",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+];
+
+/// Real device ids and versions, per platform family, from the feed.
+struct Catalog {
+    /// (version, build, supported ids) of non-BSI entries available on the start day.
+    releases: Vec<(OsVersion, String, Vec<String>, &'static str)>,
+}
+
+fn family_of(id: &str) -> Option<&'static str> {
+    if id.starts_with("iPhone") {
+        Some("iPhone")
+    } else if id.starts_with("iPad") {
+        Some("iPad")
+    } else {
+        None
+    }
+}
+
+/// Builds the fleet: Macs (about half), iPhones and iPads of real models, on OS versions the feed
+/// lists for them, most one or two releases behind the newest, with a share of the edge cases a
+/// real fleet has (already current, too old, unsupervised Macs) and faults by `failure_rate`.
+pub fn generate(plan: &FleetPlan, feed: &LookupResponse) -> Vec<DeviceSpec> {
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut catalog = Catalog {
+        releases: Vec::new(),
+    };
+    for located in feed.entries() {
+        let entry = located.entry;
+        if located.set.kind == SetKind::BackgroundSecurity || entry.posting_date > plan.start {
+            continue;
+        }
+        let platform: &'static str = match located.platform {
+            "macOS" => "macOS",
+            "iOS" => "iOS",
+            _ => continue,
+        };
+        if let (Ok(version), Some(build)) = (OsVersion::parse(&entry.product_version), &entry.build)
+        {
+            catalog.releases.push((
+                version,
+                build.clone(),
+                entry.supported_devices.clone(),
+                platform,
+            ));
+        }
+    }
+    catalog
+        .releases
+        .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let newest = |platform: &str| {
+        catalog
+            .releases
+            .iter()
+            .find(|r| r.3 == platform)
+            .map(|r| r.0.clone())
+    };
+    let newest_mac = newest("macOS");
+    let newest_ios = newest("iOS");
+
+    // Models: Macs from the model maps, iPhones and iPads from the newest iOS release.
+    let mac_models: Vec<(&str, &[String])> = known_mac_models()
+        .filter(|(model, _)| !model.contains("Rack") && !model.starts_with("VirtualMac"))
+        .map(|(model, m)| (model, m.ids.as_slice()))
+        .collect();
+    let mut ios_ids: Vec<String> = catalog
+        .releases
+        .iter()
+        .filter(|r| r.3 == "iOS" && Some(&r.0) == newest_ios.as_ref())
+        .flat_map(|r| r.2.iter().cloned())
+        .filter(|id| family_of(id).is_some())
+        .collect();
+    ios_ids.sort();
+    ios_ids.dedup();
+
+    let mut specs = Vec::with_capacity(plan.devices);
+    for index in 0..plan.devices {
+        let seed: u64 = rng.random();
+        let roll: f64 = rng.random();
+        let (family, model, gdmf_id, platform) = if roll < 0.5 || ios_ids.is_empty() {
+            let (model, ids) = *mac_models
+                .choose(&mut rng)
+                .expect("the model maps are not empty");
+            // The id gdmf lists for this Mac (a T2 Mac has two; the bridge id is what it reports).
+            ("Mac", model.to_owned(), ids[0].clone(), "macOS")
+        } else {
+            let id = ios_ids.choose(&mut rng).expect("ids").clone();
+            (family_of(&id).unwrap_or("iPhone"), id.clone(), id, "iOS")
+        };
+        let apple_silicon =
+            family == "Mac" && !gdmf_id.starts_with("Mac-") && !T2_IDS.contains(&gdmf_id.as_str());
+        // Versions this device could run, newest first.
+        let runnable: Vec<&(OsVersion, String, Vec<String>, &str)> = catalog
+            .releases
+            .iter()
+            .filter(|r| r.3 == platform && r.2.iter().any(|id| id.eq_ignore_ascii_case(&gdmf_id)))
+            .collect();
+        let newest_for_platform = if platform == "macOS" {
+            &newest_mac
+        } else {
+            &newest_ios
+        };
+        let edge: f64 = rng.random();
+        let chosen = if runnable.is_empty() {
+            None
+        } else if edge < 0.05 {
+            runnable.first().copied() // already current (or its newest)
+        } else if edge < 0.09 {
+            runnable.last().copied() // the oldest still signed: often too old for the declaration
+        } else {
+            // Behind the newest: one of the releases below it.
+            let behind: Vec<_> = runnable
+                .iter()
+                .copied()
+                .filter(|r| {
+                    Some(&r.0) != newest_for_platform.as_ref()
+                        && r.0.major()
+                            >= newest_for_platform
+                                .as_ref()
+                                .map_or(0, |n| n.major())
+                                .saturating_sub(1)
+                })
+                .collect();
+            behind
+                .choose(&mut rng)
+                .copied()
+                .or(runnable.last().copied())
+        };
+        let (os_version, build) = match chosen {
+            Some(release) => (release.0.to_string(), release.1.clone()),
+            // A model the feed no longer lists: an old system, left out by the rules.
+            None => (
+                if family == "Mac" {
+                    "12.7.6".into()
+                } else {
+                    "15.8.7".into()
+                },
+                if family == "Mac" {
+                    "21H1320".into()
+                } else {
+                    "19H411".into()
+                },
+            ),
+        };
+        let supervised = !(family == "Mac" && rng.random_bool(0.04));
+        let fault = rng.random_bool(plan.failure_rate.clamp(0.0, 1.0)).then(|| {
+            let kinds: &[Fault] = if apple_silicon {
+                &[
+                    Fault::NoDiskSpace,
+                    Fault::DownloadFailure,
+                    Fault::Offline,
+                    Fault::NeverReports,
+                    Fault::MissingBootstrapToken,
+                ]
+            } else {
+                &[
+                    Fault::NoDiskSpace,
+                    Fault::DownloadFailure,
+                    Fault::Offline,
+                    Fault::NeverReports,
+                ]
+            };
+            *kinds.choose(&mut rng).expect("kinds")
+        });
+        let user_installs_after = rng.random_bool(0.3).then(|| rng.random_range(60..48 * 60));
+        let serial: String = (0..10)
+            .map(|_| {
+                *b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+                    .choose(&mut rng)
+                    .expect("c") as char
+            })
+            .collect();
+        let udid = format!("{:08X}-{:016X}", rng.random::<u32>(), rng.random::<u64>());
+        specs.push(DeviceSpec {
+            udid,
+            serial,
+            name: format!("Lab {family} {:05}", index + 1),
+            model,
+            family: family.into(),
+            gdmf_id,
+            os_version,
+            build,
+            time_zone: (*TIME_ZONES.choose(&mut rng).expect("zones")).into(),
+            supervised,
+            apple_silicon,
+            escrows_bootstrap_token: apple_silicon && fault != Some(Fault::MissingBootstrapToken),
+            user_installs_after,
+            fault,
+            seed,
+        });
+    }
+    specs
+}
+
+/// Bridge ids of Intel Macs with a T2 chip (their updates need no bootstrap token).
+const T2_IDS: &[&str] = &[
+    "J132AP", "J137AP", "J140AAP", "J140KAP", "J152FAP", "J160AP", "J174AP", "J185AP", "J185FAP",
+    "J213AP", "J214AP", "J214KAP", "J215AP", "J223AP", "J230AP", "J230KAP", "J680AP", "J780AP",
+];
