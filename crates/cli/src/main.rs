@@ -4,6 +4,7 @@
 //! status 2; nothing panics on bad input.
 
 mod feed;
+mod lab;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -25,12 +26,18 @@ enum Command {
     /// The Apple Software Lookup Service: fetch it, show a saved copy, compute a device's targets.
     #[command(subcommand)]
     Feed(feed::FeedCommand),
+    /// The lab: a DDM server, a simulated fleet and the console in one process, run to the end.
+    Lab(lab::LabArgs),
+    /// Run the DDM server: device check-in and DDM endpoints, and the KMFDDM-compatible admin API.
+    Serve(lab::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Feed(command) => feed::run(command),
+        Command::Lab(args) => lab::lab(args),
+        Command::Serve(args) => lab::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

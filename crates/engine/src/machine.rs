@@ -145,7 +145,7 @@ pub enum Event {
         pushed: bool,
     },
     /// The device's merged status, or its enrollment, changed.
-    Observed(Observation),
+    Observed(Box<Observation>),
     /// Time passed.
     Tick,
     /// The admin cancelled the rollout for this device.

@@ -34,6 +34,8 @@ pub struct DeviceFacts {
     pub model_family: Option<String>,
     /// Serial number.
     pub serial_number: Option<String>,
+    /// When it enrolled (RFC 3339).
+    pub enrolled_at: Option<String>,
     /// Base OS version.
     pub os_version: Option<String>,
     /// Base build.
@@ -286,14 +288,14 @@ pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
             release.label()
         ));
     };
-    if let (true, Some(prerequisite)) = (release.is_bsi(), &release.prerequisite_build) {
-        if facts.build.as_deref() != Some(prerequisite.as_str()) {
-            return Decision::Exclude(format!(
-                "the BSI {} installs only on build {prerequisite}; the device runs {}",
-                release.label(),
-                facts.build.as_deref().unwrap_or("an unknown build")
-            ));
-        }
+    if let (true, Some(prerequisite)) = (release.is_bsi(), &release.prerequisite_build)
+        && facts.build.as_deref() != Some(prerequisite.as_str())
+    {
+        return Decision::Exclude(format!(
+            "the BSI {} installs only on build {prerequisite}; the device runs {}",
+            release.label(),
+            facts.build.as_deref().unwrap_or("an unknown build")
+        ));
     }
     Decision::Enforce {
         device_id_source: source,

@@ -163,7 +163,7 @@ fn observed(items: serde_json::Value, declaration_id: &str, at_time: &str) -> Ev
         .apply(&StatusReport::parse(json!({"StatusItems": items}).to_string().as_bytes()).unwrap());
     let mut observation = Observation::from_status(&status, declaration_id);
     observation.reported_at = Some(at(at_time));
-    Event::Observed(observation)
+    Event::Observed(Box::new(observation))
 }
 
 /// Runs events and renders the timeline as `kind: detail` lines.

@@ -1,1 +1,571 @@
-//! (being built)
+//! The lab: the DDM server, a simulated fleet and the console in one process, talking over
+//! loopback HTTP only. The console learns about devices only through its `MdmBackend` client and
+//! the server; the devices only through the check-in endpoint. Time is a manual clock moved in
+//! steps, so a rollout of two weeks runs in seconds, and the same seed gives the same report.
+#![deny(missing_docs)]
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use updraft_clock::{Clock, ManualClock, SharedClock};
+use updraft_console::{Console, InventoryEntry};
+use updraft_engine::plan::Release;
+use updraft_engine::{Enforcement, Phase};
+use updraft_feed::{LookupResponse, Platform, SetKind};
+use updraft_mdm::KmfddmClient;
+use updraft_server::{ApnsPusher, AppState, Db, Limits, SealingKey, ServerConfig};
+use updraft_sim::{DeviceSpec, Fleet, FleetPlan};
+use updraft_store::Store;
+
+/// How to run the lab.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Fleet size.
+    pub devices: usize,
+    /// Seed for the fleet and its faults.
+    pub seed: u64,
+    /// Share of devices with a fault.
+    pub failure_rate: f64,
+    /// The lookup-service response to take releases and versions from.
+    pub feed: LookupResponse,
+    /// Where the databases go.
+    pub dir: PathBuf,
+    /// Simulated minutes per step.
+    pub step_minutes: i64,
+    /// Give up after this many simulated days.
+    pub max_days: i64,
+    /// Roll out this release instead of the newest per platform (a BSI, for one).
+    pub releases: Option<Vec<Release>>,
+    /// Devices to use instead of generating them.
+    pub fleet: Option<Vec<DeviceSpec>>,
+    /// Stop after this many steps (to test a restart in the middle of a rollout).
+    pub stop_after_steps: Option<usize>,
+}
+
+impl LabConfig {
+    /// A configuration with the usual step and horizon.
+    pub fn new(devices: usize, seed: u64, feed: LookupResponse, dir: PathBuf) -> Self {
+        Self {
+            devices,
+            seed,
+            failure_rate: 0.05,
+            feed,
+            dir,
+            step_minutes: 15,
+            max_days: 21,
+            releases: None,
+            fleet: None,
+            stop_after_steps: None,
+        }
+    }
+}
+
+/// One timeline entry in the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportEvent {
+    /// RFC 3339, simulated time.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// One device in the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportDevice {
+    /// UDID.
+    pub id: String,
+    /// Model identifier.
+    pub model: String,
+    /// SoftwareUpdateDeviceID the console used.
+    pub device_id: Option<String>,
+    /// macOS or iOS.
+    pub platform: String,
+    /// IANA zone.
+    pub time_zone: String,
+    /// OS at the start.
+    pub from_version: String,
+    /// Build at the start.
+    pub from_build: String,
+    /// Target version.
+    pub target_version: Option<String>,
+    /// Target build.
+    pub target_build: Option<String>,
+    /// OS at the end, as the console knows it.
+    pub final_version: Option<String>,
+    /// Build at the end (the supplemental build for a BSI).
+    pub final_build: Option<String>,
+    /// Final state.
+    pub state: String,
+    /// Why excluded.
+    pub exclusion_reason: Option<String>,
+    /// Why failed.
+    pub failure_reason: Option<String>,
+    /// Whether a bootstrap token is escrowed.
+    pub bootstrap_token_escrowed: bool,
+    /// Enforcement declarations still assigned on the server.
+    pub declarations_assigned: Vec<String>,
+    /// Timeline, oldest first.
+    pub events: Vec<ReportEvent>,
+}
+
+/// One alert.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportAlert {
+    /// When.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// The device.
+    pub device: Option<String>,
+    /// Detail.
+    pub detail: String,
+}
+
+/// A released target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReportRelease {
+    /// Platform.
+    pub platform: String,
+    /// Version.
+    pub product_version: String,
+    /// Build.
+    pub build: Option<String>,
+}
+
+/// The lab's report (the `updraft lab --json` contract).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LabReport {
+    /// Simulated start, RFC 3339.
+    pub started_at: String,
+    /// What was rolled out.
+    pub releases: Vec<ReportRelease>,
+    /// Every device.
+    pub devices: Vec<ReportDevice>,
+    /// Every alert.
+    pub alerts: Vec<ReportAlert>,
+    /// Devices per final state.
+    pub summary: BTreeMap<String, usize>,
+}
+
+/// Counters of a run, for benchmarks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabStats {
+    /// Steps taken.
+    pub steps: usize,
+    /// Simulated time at the end.
+    pub ended_at: String,
+    /// HTTP requests devices sent.
+    pub device_requests: u64,
+    /// Pushes delivered.
+    pub pushes: u64,
+    /// Errors devices met (a correct server gives none).
+    pub device_errors: Vec<String>,
+}
+
+/// The newest non-BSI release per platform available on `day`, with every device its entries
+/// list. Of twin builds (iOS' 6000-offset builds) the one listing the most devices, then the
+/// shorter, is taken.
+pub fn newest_releases(feed: &LookupResponse, day: NaiveDate) -> Vec<Release> {
+    let mut best: BTreeMap<Platform, (updraft_ddm::OsVersion, String, BTreeSet<String>, usize)> =
+        BTreeMap::new();
+    let mut lists: HashMap<(Platform, String, String), BTreeSet<String>> = HashMap::new();
+    for located in feed.entries() {
+        let entry = located.entry;
+        let Some(platform) = Platform::from_feed_key(located.platform) else {
+            continue;
+        };
+        let available = entry.posting_date <= day && entry.expiration_date.is_none_or(|e| day < e);
+        if located.set.kind == SetKind::BackgroundSecurity || !available {
+            continue;
+        }
+        let (Ok(version), Some(build)) = (
+            updraft_ddm::OsVersion::parse(&entry.product_version),
+            &entry.build,
+        ) else {
+            continue;
+        };
+        let devices = lists
+            .entry((platform, version.to_string(), build.clone()))
+            .or_default();
+        devices.extend(
+            entry
+                .supported_devices
+                .iter()
+                .map(|d| d.to_ascii_lowercase()),
+        );
+        let count = devices.len();
+        let better = match best.get(&platform) {
+            None => true,
+            Some((v, b, _, n)) => {
+                version > *v
+                    || (version == *v && (count > *n || (count == *n && build.len() < b.len())))
+            }
+        };
+        if better {
+            best.insert(platform, (version, build.clone(), devices.clone(), count));
+        }
+    }
+    best.into_iter()
+        .map(|(platform, (version, build, _, _))| Release {
+            platform,
+            supported_devices: lists
+                .remove(&(platform, version.to_string(), build.clone()))
+                .unwrap_or_default(),
+            product_version: version.to_string(),
+            product_version_extra: None,
+            build: Some(build),
+            prerequisite_build: None,
+        })
+        .collect()
+}
+
+/// The lab's start: 09:00 UTC on the day after the feed's newest posting date.
+pub fn start_of(feed: &LookupResponse) -> DateTime<Utc> {
+    let newest = feed
+        .entries()
+        .map(|e| e.entry.posting_date)
+        .max()
+        .unwrap_or_default();
+    (newest + Duration::days(1))
+        .and_time(NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
+        .and_utc()
+}
+
+/// The running parts, kept so a test can stop and restart the console in the middle.
+pub struct Lab {
+    /// The clock.
+    pub clock: Arc<ManualClock>,
+    /// The fleet.
+    pub fleet: Arc<Fleet>,
+    /// The console.
+    pub console: Console,
+    /// The server's admin client.
+    pub client: KmfddmClient,
+    /// The fleet's specs.
+    pub specs: Vec<DeviceSpec>,
+    /// Rollout ids.
+    pub rollouts: Vec<(i64, Release)>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    server_url: String,
+    api_key: String,
+    console_db: PathBuf,
+}
+
+impl Lab {
+    /// Starts the server and the fleet's push gateway on loopback, and the console.
+    pub async fn start(config: &LabConfig) -> anyhow::Result<Self> {
+        let started_at = start_of(&config.feed);
+        let clock = Arc::new(ManualClock::new(started_at));
+        let shared: SharedClock = clock.clone();
+        std::fs::create_dir_all(&config.dir)
+            .with_context(|| format!("creating {}", config.dir.display()))?;
+
+        let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let server_url = format!("http://{}", server_listener.local_addr()?);
+        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+
+        let specs = match &config.fleet {
+            Some(specs) => specs.clone(),
+            None => updraft_sim::generate(
+                &FleetPlan {
+                    devices: config.devices,
+                    seed: config.seed,
+                    failure_rate: config.failure_rate,
+                    start: started_at.date_naive(),
+                },
+                &config.feed,
+            ),
+        };
+        let fleet = Fleet::new(specs.clone(), &server_url, shared.clone());
+        let gateway = fleet.gateway();
+        tokio::spawn(async move { axum::serve(gateway_listener, gateway).await });
+
+        let api_key = format!("lab-{}", config.seed);
+        let db = Db::open(&config.dir.join("server.db")).await?;
+        let state = AppState::new(ServerConfig {
+            db,
+            clock: shared.clone(),
+            pusher: Arc::new(ApnsPusher::gateway(&gateway_url)?),
+            sealing_key: SealingKey::load_or_create(&config.dir.join("server.key"))?,
+            api_key: Some(api_key.clone()),
+            hmac_key: None,
+            limits: Limits::default(),
+        });
+        let app = updraft_server::app(state);
+        tokio::spawn(async move { axum::serve(server_listener, app).await });
+
+        let console_db = config.dir.join("console.db");
+        let client = KmfddmClient::new(&server_url, &api_key)?;
+        let console = Self::console(&console_db, &client, shared.clone(), &specs).await?;
+        Ok(Self {
+            clock,
+            fleet,
+            console,
+            client,
+            specs,
+            rollouts: Vec::new(),
+            started_at,
+            server_url,
+            api_key,
+            console_db,
+        })
+    }
+
+    async fn console(
+        path: &Path,
+        client: &KmfddmClient,
+        clock: SharedClock,
+        specs: &[DeviceSpec],
+    ) -> anyhow::Result<Console> {
+        let store = Store::open(path).await?;
+        let mut console = Console::new(store, Arc::new(client.clone()), clock);
+        console.set_inventory(
+            specs
+                .iter()
+                .map(|s| {
+                    (
+                        s.udid.clone(),
+                        InventoryEntry {
+                            name: Some(s.name.clone()),
+                            time_zone: Some(s.time_zone.clone()),
+                        },
+                    )
+                })
+                .collect(),
+        );
+        Ok(console)
+    }
+
+    /// Replaces the console with a fresh one on the same database, as after a crash and restart.
+    pub async fn restart_console(&mut self) -> anyhow::Result<()> {
+        let client = KmfddmClient::new(&self.server_url, &self.api_key)?;
+        let clock: SharedClock = self.clock.clone();
+        self.console = Self::console(&self.console_db, &client, clock, &self.specs).await?;
+        Ok(())
+    }
+
+    /// Enrolls the fleet and starts the rollouts (the newest release per platform, or the given).
+    pub async fn begin(&mut self, config: &LabConfig) -> anyhow::Result<()> {
+        self.console.prepare_server().await?;
+        self.fleet.tick().await;
+        self.console.sync().await?;
+        self.console.drain_outbox().await?;
+        let releases = match &config.releases {
+            Some(releases) => releases.clone(),
+            None => newest_releases(&config.feed, self.started_at.date_naive()),
+        };
+        let platforms: BTreeSet<&str> = self
+            .specs
+            .iter()
+            .map(|s| if s.family == "Mac" { "macOS" } else { "iOS" })
+            .collect();
+        // The deadline: five days out, 17:00 on each device's clock.
+        let deadline = NaiveDateTime::new(
+            self.started_at.date_naive() + Duration::days(5),
+            NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default(),
+        );
+        for release in releases
+            .into_iter()
+            .filter(|r| platforms.contains(r.platform.as_str()))
+        {
+            let id = self
+                .console
+                .start_rollout(
+                    release.clone(),
+                    deadline,
+                    Some("https://it.example.com/updates"),
+                )
+                .await?;
+            self.rollouts.push((id, release));
+        }
+        Ok(())
+    }
+
+    /// One step: time moves, devices act, the console reads their news and acts on it.
+    pub async fn step(&self, minutes: i64, tick_console: bool) -> anyhow::Result<()> {
+        self.clock.advance(Duration::minutes(minutes));
+        self.fleet.tick().await;
+        self.console.sync().await?;
+        self.console.drain_outbox().await?;
+        if tick_console {
+            self.console.tick().await?;
+            self.console.drain_outbox().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether every device of every rollout reached a final state and nothing is pending.
+    pub async fn settled(&self) -> anyhow::Result<bool> {
+        if !self.console.store().pending_outbox(1).await?.is_empty() {
+            return Ok(false);
+        }
+        for (id, release) in &self.rollouts {
+            let records = self.console.store().enforcements(*id).await?;
+            let expected = self
+                .specs
+                .iter()
+                .filter(|s| (s.family == "Mac") == (release.platform == Platform::MacOs))
+                .count();
+            if records.len() < expected || records.iter().any(|r| !r.phase.is_final()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Steps until settled or out of time.
+    pub async fn run_to_end(&self, config: &LabConfig) -> anyhow::Result<LabStats> {
+        let steps_per_day = (24 * 60 / config.step_minutes.max(1)) as usize;
+        let max_steps = steps_per_day * config.max_days.max(1) as usize;
+        let mut steps = 0;
+        while steps < max_steps && config.stop_after_steps.is_none_or(|stop| steps < stop) {
+            steps += 1;
+            // Time-based flags every simulated hour are plenty.
+            self.step(
+                config.step_minutes,
+                steps % (60 / config.step_minutes.clamp(1, 60) as usize).max(1) == 0,
+            )
+            .await?;
+            if steps % 4 == 0 && self.settled().await? {
+                break;
+            }
+        }
+        Ok(LabStats {
+            steps,
+            ended_at: self.clock.now().to_rfc3339(),
+            device_requests: self.fleet.requests().await,
+            pushes: self.fleet.pushes(),
+            device_errors: self.fleet.errors(),
+        })
+    }
+
+    /// The report.
+    pub async fn report(&self) -> anyhow::Result<LabReport> {
+        let store = self.console.store();
+        let mut records: HashMap<String, Enforcement> = HashMap::new();
+        for (id, _) in &self.rollouts {
+            for record in store.enforcements(*id).await? {
+                records.insert(record.enrollment_id.clone(), record);
+            }
+        }
+        let devices: HashMap<String, updraft_store::DeviceRow> = store
+            .devices()
+            .await?
+            .into_iter()
+            .map(|d| (d.facts.enrollment_id.clone(), d))
+            .collect();
+        let mut timelines = store.all_timelines().await?;
+        let mut assigned: HashMap<String, Vec<String>> = HashMap::new();
+        for assignment in self.client.all_assignments().await? {
+            if assignment.set.starts_with("com.updraft.su.") {
+                let declaration = assignment.set.trim_end_matches(".set").to_owned();
+                assigned
+                    .entry(assignment.enrollment_id)
+                    .or_default()
+                    .push(declaration);
+            }
+        }
+        let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            let record = records.get(&spec.udid);
+            let device = devices.get(&spec.udid);
+            let state = record
+                .map_or("not_planned", |r| r.phase.as_str())
+                .to_owned();
+            *summary.entry(state.clone()).or_default() += 1;
+            let facts = device.map(|d| &d.facts);
+            out.push(ReportDevice {
+                id: spec.udid.clone(),
+                model: spec.model.clone(),
+                device_id: facts
+                    .and_then(|f| f.device_ids())
+                    .map(|(ids, _)| ids[0].clone()),
+                platform: if spec.family == "Mac" {
+                    "macOS".into()
+                } else {
+                    "iOS".into()
+                },
+                time_zone: spec.time_zone.clone(),
+                from_version: spec.os_version.clone(),
+                from_build: spec.build.clone(),
+                target_version: record.map(|r| r.target_version.clone()),
+                target_build: record.and_then(|r| r.target_build.clone()),
+                final_version: facts.and_then(|f| f.os_version.clone()),
+                final_build: facts.and_then(|f| f.supplemental_build.clone().or(f.build.clone())),
+                state,
+                exclusion_reason: record.and_then(|r| r.exclusion_reason.clone()),
+                failure_reason: record
+                    .filter(|r| r.phase == Phase::Failed)
+                    .and_then(|r| r.failure_reason.clone()),
+                bootstrap_token_escrowed: device.is_some_and(|d| d.bootstrap_token_escrowed),
+                declarations_assigned: assigned.remove(&spec.udid).unwrap_or_default(),
+                events: timelines
+                    .remove(&spec.udid)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| ReportEvent {
+                        at: rfc3339(&e.at),
+                        kind: e.kind,
+                        detail: e.detail,
+                    })
+                    .collect(),
+            });
+        }
+        let alerts = store
+            .alerts()
+            .await?
+            .into_iter()
+            .map(|a| ReportAlert {
+                at: rfc3339(&a.at),
+                kind: a.kind,
+                device: a.enrollment_id,
+                detail: a.detail,
+            })
+            .collect();
+        Ok(LabReport {
+            started_at: self
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            releases: self
+                .rollouts
+                .iter()
+                .map(|(_, r)| ReportRelease {
+                    platform: r.platform.as_str().into(),
+                    product_version: r.product_version.clone(),
+                    build: r.build.clone(),
+                })
+                .collect(),
+            devices: out,
+            alerts,
+            summary,
+        })
+    }
+}
+
+fn rfc3339(text: &str) -> String {
+    DateTime::parse_from_rfc3339(text).map_or_else(
+        |_| text.to_owned(),
+        |t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        },
+    )
+}
+
+/// Runs a whole lab: start, enroll, roll out, run to the end, report.
+pub async fn run(config: &LabConfig) -> anyhow::Result<(LabReport, LabStats)> {
+    let mut lab = Lab::start(config).await?;
+    lab.begin(config).await?;
+    let stats = lab.run_to_end(config).await?;
+    let report = lab.report().await?;
+    Ok((report, stats))
+}

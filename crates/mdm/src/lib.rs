@@ -83,6 +83,9 @@ pub struct Enrollment {
     /// Build at enrollment.
     #[serde(default)]
     pub build_version: Option<String>,
+    /// When it enrolled.
+    #[serde(default)]
+    pub enrolled_at: Option<String>,
     /// Whether it can be pushed.
     #[serde(default)]
     pub push_ready: bool,
@@ -282,6 +285,41 @@ impl KmfddmClient {
             return Err(MdmError::Unsupported("an enrollment listing"));
         }
         self.json(&path, &body)
+    }
+
+    /// Every (enrollment, set) assignment, all pages (Updraft's server).
+    pub async fn all_assignments(&self) -> Result<Vec<Assignment>, MdmError> {
+        let mut all: Vec<Assignment> = Vec::new();
+        loop {
+            let after = all
+                .last()
+                .map(|a| a.enrollment_id.clone())
+                .unwrap_or_default();
+            let path = format!(
+                "/v1/x-updraft/assignments?after={}&limit=50000",
+                encode(&after)
+            );
+            let (status, body) = self.send("GET", &path, None).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Err(MdmError::Unsupported("an assignment listing"));
+            }
+            let page: Vec<Assignment> = self.json(&path, &body)?;
+            // Pages end on an enrollment boundary only when short; re-read the last one whole.
+            let full = page.len() == 50_000;
+            if let (true, Some(last)) = (full, page.last().map(|a| a.enrollment_id.clone())) {
+                all.extend(page.into_iter().filter(|a| a.enrollment_id != last));
+                let path = format!("/v1/enrollment-sets/{}", encode(&last));
+                let (_, body) = self.send("GET", &path, None).await?;
+                let sets: Vec<String> = self.json(&path, &body)?;
+                all.extend(sets.into_iter().map(|set| Assignment {
+                    enrollment_id: last.clone(),
+                    set,
+                }));
+            } else {
+                all.extend(page);
+                return Ok(all);
+            }
+        }
     }
 
     /// The newest raw status report of an enrollment (KMFDDM `status-report`).

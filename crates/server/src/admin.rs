@@ -606,6 +606,29 @@ pub(crate) async fn enrollments(
     ))
 }
 
+/// `GET /v1/x-updraft/assignments?after=<enrollment id>&limit=N`: every (enrollment, set) pair,
+/// by enrollment.
+pub(crate) async fn assignments(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Assignment>>, AdminError> {
+    let limit = page.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let rows = sqlx::query("SELECT enrollment_id, set_name FROM enrollment_sets WHERE enrollment_id > ? ORDER BY enrollment_id, set_name LIMIT ?")
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| Assignment {
+                enrollment_id: row.get("enrollment_id"),
+                set: row.get("set_name"),
+            })
+            .collect(),
+    ))
+}
+
 /// One entry of the changes feed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChange {

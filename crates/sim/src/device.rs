@@ -212,13 +212,17 @@ impl SimDevice {
         self.declarations.keys().map(String::as_str)
     }
 
-    /// Whether it has something to do at `now` without a push.
+    /// Whether it has something to do at `now` without a push: an install step, or the daily
+    /// full status report Apple's devices send.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         !self.enrolled
             || self
                 .install
                 .as_ref()
                 .is_some_and(|install| install.next_at <= now)
+            || self
+                .last_report
+                .is_some_and(|last| now - last >= Duration::hours(24))
     }
 
     async fn checkin(
@@ -443,12 +447,22 @@ impl SimDevice {
         if self.is_silent() || self.is_offline(now) {
             return Ok(());
         }
+        let install_due = self
+            .install
+            .as_ref()
+            .is_some_and(|install| install.next_at <= now);
+        if !install_due {
+            if self
+                .last_report
+                .is_some_and(|last| now - last >= Duration::hours(24))
+            {
+                return self.full_report(transport, now).await;
+            }
+            return Ok(());
+        }
         let Some(mut install) = self.install.clone() else {
             return Ok(());
         };
-        if install.next_at > now {
-            return Ok(());
-        }
         match install.state {
             "waiting" => {
                 install.state = "downloading";
@@ -623,7 +637,9 @@ impl SimDevice {
                 if !supported {
                     entry["reasons"] = json!([{"code": "Error.ConfigurationNotSupported", "description": "The configuration is not supported on this device."}]);
                 }
-                lists.get_mut(list).map(|l| l.push(entry));
+                if let Some(l) = lists.get_mut(list) {
+                    l.push(entry);
+                }
             }
             items["management"] = json!({ "declarations": lists });
             if !self.sent_capabilities {
@@ -644,6 +660,23 @@ impl SimDevice {
             }
         }
         json!({"StatusItems": items, "Errors": []})
+    }
+
+    /// The daily "safety sync": everything, with `FullReport: true`.
+    async fn full_report(
+        &mut self,
+        transport: &impl Transport,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let was_sent = self.sent_capabilities;
+        self.sent_capabilities = false;
+        let mut report = self.status_report(now, true);
+        self.sent_capabilities = was_sent;
+        report["FullReport"] = json!(true);
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        expect_ok(self.ddm(transport, "status", Some(body)).await?)?;
+        self.last_report = Some(now);
+        Ok(())
     }
 
     async fn report(

@@ -333,8 +333,29 @@ pub fn generate(plan: &FleetPlan, feed: &LookupResponse) -> Vec<DeviceSpec> {
 
     // Models: Macs from the model maps, iPhones and iPads from the newest iOS release.
     let mac_models: Vec<(&str, &[String])> = known_mac_models()
-        .filter(|(model, _)| !model.contains("Rack") && !model.starts_with("VirtualMac"))
+        .filter(|(model, _)| {
+            !model.contains("Rack")
+                && (model.starts_with("Mac") || model.starts_with("iMac"))
+                && !model.starts_with("MacPro7")
+        })
         .map(|(model, m)| (model, m.ids.as_slice()))
+        .collect();
+    let newest_mac_devices: Vec<&String> = catalog
+        .releases
+        .iter()
+        .filter(|r| r.3 == "macOS" && Some(&r.0) == newest_mac.as_ref())
+        .flat_map(|r| r.2.iter())
+        .collect();
+    let current_macs: Vec<(&str, &[String])> = mac_models
+        .iter()
+        .copied()
+        .filter(|(_, ids)| {
+            ids.iter().any(|id| {
+                newest_mac_devices
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(id))
+            })
+        })
         .collect();
     let mut ios_ids: Vec<String> = catalog
         .releases
@@ -351,9 +372,13 @@ pub fn generate(plan: &FleetPlan, feed: &LookupResponse) -> Vec<DeviceSpec> {
         let seed: u64 = rng.random();
         let roll: f64 = rng.random();
         let (family, model, gdmf_id, platform) = if roll < 0.5 || ios_ids.is_empty() {
-            let (model, ids) = *mac_models
-                .choose(&mut rng)
-                .expect("the model maps are not empty");
+            // Most Macs of a real fleet run a current macOS; a few are too old for it.
+            let pool = if rng.random_bool(0.9) && !current_macs.is_empty() {
+                &current_macs
+            } else {
+                &mac_models
+            };
+            let (model, ids) = *pool.choose(&mut rng).expect("the model maps are not empty");
             // The id gdmf lists for this Mac (a T2 Mac has two; the bridge id is what it reports).
             ("Mac", model.to_owned(), ids[0].clone(), "macOS")
         } else {

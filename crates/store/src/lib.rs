@@ -1,1 +1,643 @@
-//! (being built)
+//! The console's local SQLite cache (sqlx, WAL): releases, devices, rollouts, per-device
+//! enforcement records, the timeline, alerts, the audit log, settings, and the outbox.
+//!
+//! A state change and the effects it implies commit in one transaction ([`Store::commit`]), so a
+//! crash at any point resumes correctly: pending effects are still in the outbox, and what was
+//! done is marked done together with its consequences.
+#![deny(missing_docs)]
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+
+use updraft_engine::plan::DeviceFacts;
+use updraft_engine::{Effect, Enforcement, Release};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("console database: {context}: {source}")]
+    Sql {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored JSON value could not be read.
+    #[error("console database: {what} is not readable: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sql { context, source })
+    }
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A device as the console knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRow {
+    /// Facts from its enrollment and status.
+    pub facts: DeviceFacts,
+    /// Display name.
+    pub name: Option<String>,
+    /// IANA time zone, when an inventory supplies it.
+    pub time_zone: Option<String>,
+    /// Offset from UTC at the rollout's deadline, in minutes.
+    pub utc_offset_minutes: Option<i32>,
+    /// Last status report.
+    pub last_report_at: Option<String>,
+    /// Bootstrap token escrowed.
+    pub bootstrap_token_escrowed: bool,
+    /// When it last fetched its bootstrap token.
+    pub bootstrap_token_requested_at: Option<String>,
+    /// The server's change number for it.
+    pub server_seq: i64,
+}
+
+/// A rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Id.
+    pub id: i64,
+    /// What it enforces.
+    pub release: Release,
+    /// Wave number.
+    pub wave: u32,
+    /// Local deadline, `yyyy-mm-ddThh:mm:ss`.
+    pub deadline_local: String,
+    /// Optional details page.
+    pub details_url: Option<String>,
+    /// `active`, `paused`, `cancelled` or `done`.
+    pub state: String,
+}
+
+/// A timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// When.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+    /// The rollout, if any.
+    pub rollout_id: Option<i64>,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// When.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// The device.
+    pub enrollment_id: Option<String>,
+    /// Detail.
+    pub detail: String,
+}
+
+/// A pending effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Row id.
+    pub id: i64,
+    /// The rollout it belongs to (none for the base set).
+    pub rollout_id: Option<i64>,
+    /// The device.
+    pub enrollment_id: String,
+    /// What to do.
+    pub effect: Effect,
+}
+
+/// A timeline entry or alert to write: device, rollout, when, kind, detail.
+pub type Note = (String, Option<i64>, DateTime<Utc>, String, String);
+
+/// Everything one step changed, committed together.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Devices to write.
+    pub devices: Vec<DeviceRow>,
+    /// Enforcement records to write.
+    pub enforcements: Vec<Enforcement>,
+    /// Effects to carry out later (assignments, touches).
+    pub outbox: Vec<(Option<i64>, String, Effect)>,
+    /// Timeline entries: device, rollout, at, kind, detail.
+    pub events: Vec<Note>,
+    /// Alerts: device, rollout, at, kind, detail.
+    pub alerts: Vec<Note>,
+    /// Outbox rows now done.
+    pub done: Vec<i64>,
+    /// Settings to write (the server cursor, for one).
+    pub settings: Vec<(String, String)>,
+}
+
+impl Changes {
+    /// Records an engine step's effects: timeline and alerts stored, the rest to the outbox.
+    pub fn effects(&mut self, record: &Enforcement, effects: Vec<Effect>, now: DateTime<Utc>) {
+        for effect in effects {
+            match effect {
+                Effect::Timeline { kind, detail } => self.events.push((
+                    record.enrollment_id.clone(),
+                    Some(record.rollout_id),
+                    now,
+                    kind,
+                    detail,
+                )),
+                Effect::Alert { kind, detail } => self.alerts.push((
+                    record.enrollment_id.clone(),
+                    Some(record.rollout_id),
+                    now,
+                    kind,
+                    detail,
+                )),
+                other => {
+                    self.outbox
+                        .push((Some(record.rollout_id), record.enrollment_id.clone(), other))
+                }
+            }
+        }
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+            && self.enforcements.is_empty()
+            && self.outbox.is_empty()
+            && self.events.is_empty()
+            && self.alerts.is_empty()
+            && self.done.is_empty()
+            && self.settings.is_empty()
+    }
+}
+
+/// The console's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const CHUNK: usize = 400;
+
+impl Store {
+    /// Opens (creating if needed) the database and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .context("database path")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .context("opening")?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Sql {
+                context: "applying migrations",
+                source: error.into(),
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// A setting.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a setting")
+    }
+
+    /// Records an admin action.
+    pub async fn audit(
+        &self,
+        at: DateTime<Utc>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)")
+            .bind(ts(at))
+            .bind(actor)
+            .bind(action)
+            .bind(detail)
+            .execute(&self.pool)
+            .await
+            .context("writing the audit log")
+            .map(|_| ())
+    }
+
+    /// Creates a rollout; returns its id.
+    pub async fn create_rollout(
+        &self,
+        release: &Release,
+        wave: u32,
+        deadline_local: &str,
+        details_url: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO rollouts (release, wave, deadline_local, details_url, state, created_at)
+             VALUES (?, ?, ?, ?, 'active', ?) RETURNING id",
+        )
+        .bind(serde_json::to_string(release).unwrap_or_default())
+        .bind(i64::from(wave))
+        .bind(deadline_local)
+        .bind(details_url)
+        .bind(ts(at))
+        .fetch_one(&self.pool)
+        .await
+        .context("creating a rollout")
+    }
+
+    /// Changes a rollout's state.
+    pub async fn set_rollout_state(&self, id: i64, state: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rollouts SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("updating a rollout")
+            .map(|_| ())
+    }
+
+    /// Rollouts, oldest first.
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let rows = sqlx::query("SELECT id, release, wave, deadline_local, details_url, state FROM rollouts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .context("listing rollouts")?;
+        rows.into_iter()
+            .map(|row| {
+                let release: String = row.get("release");
+                Ok(Rollout {
+                    id: row.get("id"),
+                    release: serde_json::from_str(&release).map_err(|e| StoreError::Corrupt {
+                        what: "a rollout's release".into(),
+                        reason: e.to_string(),
+                    })?,
+                    wave: row.get::<i64, _>("wave") as u32,
+                    deadline_local: row.get("deadline_local"),
+                    details_url: row.get("details_url"),
+                    state: row.get("state"),
+                })
+            })
+            .collect()
+    }
+
+    /// A device, if known.
+    pub async fn device(&self, enrollment_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        Ok(self
+            .devices_by_ids(&[enrollment_id.to_owned()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The devices with these ids that are known.
+    pub async fn devices_by_ids(&self, ids: &[String]) -> Result<Vec<DeviceRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
+                        bootstrap_token_requested_at, server_seq FROM devices WHERE enrollment_id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            query.push(")");
+            for row in query
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .context("reading devices")?
+            {
+                out.push(device_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every device, ordered by enrollment id.
+    pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
+                    bootstrap_token_requested_at, server_seq FROM devices ORDER BY enrollment_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing devices")?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// Devices with no enforcement record in a rollout yet.
+    pub async fn devices_without_enforcement(
+        &self,
+        rollout_id: i64,
+    ) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
+                    bootstrap_token_requested_at, server_seq FROM devices d
+             WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ? AND e.enrollment_id = d.enrollment_id)
+             ORDER BY enrollment_id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing unplanned devices")?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// The enforcement records of a rollout, for these devices.
+    pub async fn enforcements_for(
+        &self,
+        rollout_id: i64,
+        ids: &[String],
+    ) -> Result<Vec<Enforcement>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new("SELECT record FROM enforcements WHERE rollout_id = ");
+            query.push_bind(rollout_id).push(" AND enrollment_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            query.push(")");
+            for row in query
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .context("reading enforcements")?
+            {
+                out.push(enforcement_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every enforcement record of a rollout.
+    pub async fn enforcements(&self, rollout_id: i64) -> Result<Vec<Enforcement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record FROM enforcements WHERE rollout_id = ? ORDER BY enrollment_id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing enforcements")?;
+        rows.iter().map(enforcement_from_row).collect()
+    }
+
+    /// Pending effects, oldest first.
+    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query("SELECT id, rollout_id, enrollment_id, effect FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading the outbox")?;
+        rows.into_iter()
+            .map(|row| {
+                let effect: String = row.get("effect");
+                Ok(OutboxItem {
+                    id: row.get("id"),
+                    rollout_id: row.get("rollout_id"),
+                    enrollment_id: row.get("enrollment_id"),
+                    effect: serde_json::from_str(&effect).map_err(|e| StoreError::Corrupt {
+                        what: "an outbox effect".into(),
+                        reason: e.to_string(),
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// A device's timeline, oldest first.
+    pub async fn timeline(&self, enrollment_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail, rollout_id FROM events WHERE enrollment_id = ? ORDER BY id",
+        )
+        .bind(enrollment_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading a timeline")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TimelineEvent {
+                at: row.get("at"),
+                kind: row.get("kind"),
+                detail: row.get("detail"),
+                rollout_id: row.get("rollout_id"),
+            })
+            .collect())
+    }
+
+    /// Every device's timeline, by device, oldest first.
+    pub async fn all_timelines(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<TimelineEvent>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT enrollment_id, at, kind, detail, rollout_id FROM events ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("reading timelines")?;
+        let mut out: std::collections::HashMap<String, Vec<TimelineEvent>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            out.entry(row.get("enrollment_id"))
+                .or_default()
+                .push(TimelineEvent {
+                    at: row.get("at"),
+                    kind: row.get("kind"),
+                    detail: row.get("detail"),
+                    rollout_id: row.get("rollout_id"),
+                });
+        }
+        Ok(out)
+    }
+
+    /// Alerts, oldest first.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query("SELECT at, kind, enrollment_id, detail FROM alerts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .context("reading alerts")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Alert {
+                at: row.get("at"),
+                kind: row.get("kind"),
+                enrollment_id: row.get("enrollment_id"),
+                detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    /// Writes everything in `changes` in one transaction.
+    pub async fn commit(&self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = ts(now);
+        let mut tx = self.pool.begin().await.context("begin")?;
+        for chunk in changes.devices.chunks(CHUNK / 10) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
+                    bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at) ",
+            );
+            query.push_values(chunk, |mut row, device| {
+                row.push_bind(&device.facts.enrollment_id)
+                    .push_bind(serde_json::to_string(&device.facts).unwrap_or_default())
+                    .push_bind(&device.name)
+                    .push_bind(&device.time_zone)
+                    .push_bind(device.utc_offset_minutes)
+                    .push_bind(&device.last_report_at)
+                    .push_bind(device.bootstrap_token_escrowed)
+                    .push_bind(&device.bootstrap_token_requested_at)
+                    .push_bind(device.server_seq)
+                    .push_bind(&now);
+            });
+            query.push(
+                " ON CONFLICT(enrollment_id) DO UPDATE SET facts = excluded.facts, name = excluded.name,
+                  time_zone = excluded.time_zone, utc_offset_minutes = excluded.utc_offset_minutes,
+                  last_report_at = excluded.last_report_at, bootstrap_token_escrowed = excluded.bootstrap_token_escrowed,
+                  bootstrap_token_requested_at = excluded.bootstrap_token_requested_at,
+                  server_seq = excluded.server_seq, updated_at = excluded.updated_at",
+            );
+            query
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("writing devices")?;
+        }
+        for chunk in changes.enforcements.chunks(CHUNK / 5) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at) ",
+            );
+            query.push_values(chunk, |mut row, record| {
+                row.push_bind(record.rollout_id)
+                    .push_bind(&record.enrollment_id)
+                    .push_bind(record.phase.as_str())
+                    .push_bind(serde_json::to_string(record).unwrap_or_default())
+                    .push_bind(&now);
+            });
+            query.push(
+                " ON CONFLICT(rollout_id, enrollment_id) DO UPDATE SET phase = excluded.phase, record = excluded.record,
+                  updated_at = excluded.updated_at",
+            );
+            query
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("writing enforcements")?;
+        }
+        for chunk in changes.outbox.chunks(CHUNK / 4) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO outbox (rollout_id, enrollment_id, effect, created_at) ",
+            );
+            query.push_values(chunk, |mut row, (rollout, device, effect)| {
+                row.push_bind(*rollout)
+                    .push_bind(device)
+                    .push_bind(serde_json::to_string(effect).unwrap_or_default())
+                    .push_bind(&now);
+            });
+            query
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("writing the outbox")?;
+        }
+        for (table, rows) in [("events", &changes.events), ("alerts", &changes.alerts)] {
+            for chunk in rows.chunks(CHUNK / 5) {
+                let mut query = QueryBuilder::<Sqlite>::new(format!(
+                    "INSERT INTO {table} (enrollment_id, rollout_id, at, kind, detail) "
+                ));
+                query.push_values(chunk, |mut row, (device, rollout, at, kind, detail)| {
+                    row.push_bind(device)
+                        .push_bind(*rollout)
+                        .push_bind(ts(*at))
+                        .push_bind(kind)
+                        .push_bind(detail);
+                });
+                query
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .context("writing the timeline")?;
+            }
+        }
+        for chunk in changes.done.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new("UPDATE outbox SET done_at = ");
+            query.push_bind(&now).push(" WHERE id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            query.push(")");
+            query
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("closing outbox items")?;
+        }
+        for (key, value) in &changes.settings {
+            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .context("writing a setting")?;
+        }
+        tx.commit().await.context("commit")
+    }
+}
+
+fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRow, StoreError> {
+    let facts: String = row.get("facts");
+    Ok(DeviceRow {
+        facts: serde_json::from_str(&facts).map_err(|e| StoreError::Corrupt {
+            what: "a device's facts".into(),
+            reason: e.to_string(),
+        })?,
+        name: row.get("name"),
+        time_zone: row.get("time_zone"),
+        utc_offset_minutes: row.get("utc_offset_minutes"),
+        last_report_at: row.get("last_report_at"),
+        bootstrap_token_escrowed: row.get("bootstrap_token_escrowed"),
+        bootstrap_token_requested_at: row.get("bootstrap_token_requested_at"),
+        server_seq: row.get("server_seq"),
+    })
+}
+
+fn enforcement_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Enforcement, StoreError> {
+    let record: String = row.get("record");
+    serde_json::from_str(&record).map_err(|e| StoreError::Corrupt {
+        what: "an enforcement record".into(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,548 @@
+//! The console's backend, the loop behind every screen: it learns about devices only through the
+//! [`MdmBackend`] (the status-changes feed), decides with the engine, writes state and the effects
+//! it implies to the store in one transaction, and then carries the effects out.
+//!
+//! Every step can be interrupted and rerun: the server cursor moves in the same transaction as the
+//! state it produced, and an effect is marked done in the same transaction as its consequences, so
+//! a restart repeats at most an assignment the server already has (which it ignores, unpushed).
+#![deny(missing_docs)]
+
+use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use updraft_clock::SharedClock;
+use updraft_ddm::{
+    DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
+};
+use updraft_engine::machine::{Effect, Enforcement, Event, Observation, Phase, Rules, step};
+use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
+use updraft_mdm::{Assignment, MdmBackend, MdmError, StatusChange};
+use updraft_store::{Changes, DeviceRow, Rollout, Store, StoreError};
+
+/// A console failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The DDM server.
+    #[error(transparent)]
+    Mdm(#[from] MdmError),
+    /// The local cache.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A declaration could not be built.
+    #[error("cannot build the rollout's declarations: {0}")]
+    Declaration(#[from] updraft_ddm::DeclarationError),
+}
+
+const CURSOR: &str = "server.status_cursor";
+const PAGE: u32 = 2000;
+
+/// What an inventory knows that DDM does not: the device's name and time zone.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryEntry {
+    /// Display name.
+    pub name: Option<String>,
+    /// IANA time zone.
+    pub time_zone: Option<String>,
+}
+
+/// The console backend.
+pub struct Console {
+    store: Store,
+    backend: Arc<dyn MdmBackend>,
+    clock: SharedClock,
+    rules: Rules,
+    inventory: HashMap<String, InventoryEntry>,
+    /// Devices that enrolled without reporting status get planned from enrollment facts alone
+    /// after this long, so that a silent device shows up as unresponsive instead of vanishing.
+    facts_grace: Duration,
+}
+
+impl Console {
+    /// A console over a store and a backend.
+    pub fn new(store: Store, backend: Arc<dyn MdmBackend>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            backend,
+            clock,
+            rules: Rules::default(),
+            inventory: HashMap::new(),
+            facts_grace: Duration::hours(24),
+        }
+    }
+
+    /// Adds inventory data (names, time zones) by enrollment id.
+    pub fn set_inventory(&mut self, inventory: HashMap<String, InventoryEntry>) {
+        self.inventory = inventory;
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Puts the status-subscription declarations every device gets on the server.
+    pub async fn prepare_server(&self) -> Result<(), ConsoleError> {
+        for declaration in plan::base_declarations()? {
+            self.backend.put_declaration(&declaration).await?;
+            self.backend
+                .add_to_set(names::BASE_SET, &declaration.identifier)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a rollout: puts its declarations on the server, records it, and plans every
+    /// device already known. Nothing is assigned until [`Self::drain_outbox`].
+    pub async fn start_rollout(
+        &self,
+        release: Release,
+        deadline: NaiveDateTime,
+        details_url: Option<&str>,
+    ) -> Result<i64, ConsoleError> {
+        let now = self.clock.now();
+        let id = self
+            .store
+            .create_rollout(
+                &release,
+                1,
+                &deadline.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                details_url,
+                now,
+            )
+            .await?;
+        let declarations = plan::enforcement_declarations(id, 1, &release, deadline, details_url)?;
+        for declaration in &declarations {
+            self.backend.put_declaration(declaration).await?;
+            self.backend
+                .add_to_set(&names::enforcement_set(id, 1), &declaration.identifier)
+                .await?;
+        }
+        self.store
+            .audit(
+                now,
+                "admin",
+                "rollout_started",
+                &format!(
+                    "rollout {id}: {} {} by {deadline} local",
+                    release.platform,
+                    release.label()
+                ),
+            )
+            .await?;
+        let devices = self.store.devices().await?;
+        let rollout = self
+            .store
+            .rollouts()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .expect("just created");
+        let mut changes = Changes::default();
+        for device in devices {
+            self.plan_device(&rollout, &device, now, &mut changes);
+        }
+        self.store.commit(&changes, now).await?;
+        Ok(id)
+    }
+
+    /// Cancels a rollout: unassigns everything it assigned.
+    pub async fn cancel_rollout(&self, id: i64) -> Result<(), ConsoleError> {
+        let now = self.clock.now();
+        let mut changes = Changes::default();
+        for record in self.store.enforcements(id).await? {
+            let (next, effects) = step(&record, &Event::Cancel, now, &self.rules);
+            changes.effects(&next, effects, now);
+            changes.enforcements.push(next);
+        }
+        self.store.commit(&changes, now).await?;
+        self.store.set_rollout_state(id, "cancelled").await?;
+        self.store
+            .audit(now, "admin", "rollout_cancelled", &format!("rollout {id}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the server's status feed until it is exhausted. Returns how many changes it read.
+    pub async fn sync(&self) -> Result<usize, ConsoleError> {
+        let mut total = 0;
+        loop {
+            let cursor: i64 = self
+                .store
+                .setting(CURSOR)
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let page = self.backend.status_changes(cursor, PAGE).await?;
+            if page.changes.is_empty() {
+                return Ok(total);
+            }
+            total += page.changes.len();
+            self.apply_changes(&page.changes, page.next).await?;
+        }
+    }
+
+    async fn apply_changes(&self, page: &[StatusChange], next: i64) -> Result<(), ConsoleError> {
+        let now = self.clock.now();
+        let ids: Vec<String> = page.iter().map(|c| c.enrollment.id.clone()).collect();
+        let known: HashMap<String, DeviceRow> = self
+            .store
+            .devices_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.facts.enrollment_id.clone(), d))
+            .collect();
+        let rollouts: Vec<Rollout> = self
+            .store
+            .rollouts()
+            .await?
+            .into_iter()
+            .filter(|r| r.state == "active")
+            .collect();
+        let mut records: HashMap<(i64, String), Enforcement> = HashMap::new();
+        for rollout in &rollouts {
+            for record in self.store.enforcements_for(rollout.id, &ids).await? {
+                records.insert((record.rollout_id, record.enrollment_id.clone()), record);
+            }
+        }
+        let mut changes = Changes::default();
+        for change in page {
+            let enrollment = &change.enrollment;
+            let mut status = DeviceStatus::default();
+            if let Some(report) = &change.status
+                && let Ok(report) = StatusReport::parse(report.to_string().as_bytes())
+            {
+                status.apply(&report);
+            }
+            let base = DeviceFacts {
+                enrollment_id: enrollment.id.clone(),
+                model: enrollment.product_name.clone().or(enrollment.model.clone()),
+                serial_number: enrollment.serial_number.clone(),
+                enrolled_at: enrollment.enrolled_at.clone(),
+                os_version: enrollment.os_version.clone(),
+                build: enrollment.build_version.clone(),
+                bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
+                ..Default::default()
+            };
+            let facts = DeviceFacts::from_status(base, &status);
+            let inventory = self
+                .inventory
+                .get(&enrollment.id)
+                .cloned()
+                .unwrap_or_default();
+            let previous = known.get(&enrollment.id);
+            let device = DeviceRow {
+                facts,
+                name: inventory.name.or(enrollment.device_name.clone()),
+                time_zone: inventory.time_zone,
+                utc_offset_minutes: None,
+                last_report_at: change.status.as_ref().and(enrollment.last_seen_at.clone()),
+                bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
+                bootstrap_token_requested_at: enrollment.bootstrap_token_requested_at.clone(),
+                server_seq: enrollment.seq,
+            };
+            if previous.is_none() {
+                changes.outbox.push((
+                    None,
+                    enrollment.id.clone(),
+                    Effect::Assign {
+                        set: names::BASE_SET.into(),
+                    },
+                ));
+                changes.events.push((
+                    enrollment.id.clone(),
+                    None,
+                    now,
+                    "enrolled".into(),
+                    format!(
+                        "{} {} {}",
+                        device.facts.model.as_deref().unwrap_or("unknown model"),
+                        device.facts.os_version.as_deref().unwrap_or(""),
+                        device
+                            .facts
+                            .build
+                            .as_deref()
+                            .map(|b| format!("({b})"))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+            let reported_at = device
+                .last_report_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            for rollout in &rollouts {
+                match records.remove(&(rollout.id, enrollment.id.clone())) {
+                    Some(record) => {
+                        let mut observation =
+                            Observation::from_status(&status, &record.declaration_id);
+                        observation.reported_at = reported_at;
+                        observation.bootstrap_requested_at =
+                            enrollment.bootstrap_token_requested_at.clone();
+                        let (next, effects) = step(
+                            &record,
+                            &Event::Observed(Box::new(observation)),
+                            now,
+                            &self.rules,
+                        );
+                        if next != record || !effects.is_empty() {
+                            changes.effects(&next, effects, now);
+                            changes.enforcements.push(next);
+                        }
+                    }
+                    None => self.plan_device(rollout, &device, now, &mut changes),
+                }
+            }
+            changes.devices.push(device);
+        }
+        changes.settings.push((CURSOR.into(), next.to_string()));
+        self.store.commit(&changes, now).await?;
+        Ok(())
+    }
+
+    /// Decides a device's part in a rollout and records it.
+    fn plan_device(
+        &self,
+        rollout: &Rollout,
+        device: &DeviceRow,
+        now: DateTime<Utc>,
+        changes: &mut Changes,
+    ) {
+        let mut facts = device.facts.clone();
+        // A rollout is for one platform; devices of the others are not part of it at all.
+        if facts
+            .platform()
+            .is_some_and(|platform| platform != rollout.release.platform)
+        {
+            return;
+        }
+        let mut decision = plan::decide(&facts, &rollout.release);
+        if let Decision::Wait(_) = decision {
+            // A device that enrolled but never reported: after the grace period, plan it from its
+            // enrollment facts, so it shows up as unresponsive instead of staying invisible.
+            let enrolled_at = facts
+                .enrolled_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            let silent = device.last_report_at.is_none();
+            if silent
+                && enrolled_at.is_some_and(|at| now - at.with_timezone(&Utc) > self.facts_grace)
+            {
+                facts.supported_configurations =
+                    Some(vec![SoftwareUpdateEnforcementSpecific::TYPE.into()]);
+                decision = plan::decide(&facts, &rollout.release);
+            }
+        }
+        let deadline = NaiveDateTime::parse_from_str(&rollout.deadline_local, "%Y-%m-%dT%H:%M:%S")
+            .unwrap_or_default();
+        let mut record = Enforcement {
+            rollout_id: rollout.id,
+            enrollment_id: facts.enrollment_id.clone(),
+            phase: Phase::Planned,
+            target_version: rollout.release.product_version.clone(),
+            target_extra: rollout.release.product_version_extra.clone(),
+            target_build: rollout.release.build.clone(),
+            declaration_id: names::enforcement(rollout.id, rollout.wave),
+            set_name: names::enforcement_set(rollout.id, rollout.wave),
+            deadline,
+            utc_offset_minutes: device
+                .time_zone
+                .as_deref()
+                .and_then(|zone| utc_offset_at(zone, deadline)),
+            exclusion_reason: None,
+            failure_reason: None,
+            failure_count: 0,
+            invalid_reason: None,
+            install_state: None,
+            last_report_at: None,
+            started_at: now,
+            bootstrap_requested_at: device.bootstrap_token_requested_at.clone(),
+            reported_os: None,
+            past_deadline: false,
+            stale: false,
+        };
+        match decision {
+            Decision::Wait(_) => return,
+            Decision::Exclude(reason) => {
+                record.phase = Phase::Excluded;
+                changes.events.push((
+                    record.enrollment_id.clone(),
+                    Some(rollout.id),
+                    now,
+                    "excluded".into(),
+                    reason.clone(),
+                ));
+                record.exclusion_reason = Some(reason);
+            }
+            Decision::Enforce {
+                device_id,
+                device_id_source,
+            } => {
+                let source = match device_id_source {
+                    plan::DeviceIdSource::Reported => "reported by the device",
+                    plan::DeviceIdSource::Derived => "derived from the model",
+                };
+                changes.events.push((
+                    record.enrollment_id.clone(),
+                    Some(rollout.id),
+                    now,
+                    "planned".into(),
+                    format!(
+                        "{} by {} local; device id {device_id} ({source})",
+                        rollout.release.label(),
+                        rollout.deadline_local
+                    ),
+                ));
+                if rollout.release.platform == updraft_feed::Platform::MacOs
+                    && !device.bootstrap_token_escrowed
+                    && is_apple_silicon(&facts)
+                {
+                    changes.alerts.push((record.enrollment_id.clone(), Some(rollout.id), now, "bootstrap_token_missing".into(),
+                        "a Mac with Apple silicon without an escrowed bootstrap token: its user will have to authorize the update".into()));
+                }
+                changes.outbox.push((
+                    Some(rollout.id),
+                    record.enrollment_id.clone(),
+                    Effect::Assign {
+                        set: record.set_name.clone(),
+                    },
+                ));
+            }
+        }
+        changes.enforcements.push(record);
+    }
+
+    /// Moves time-based flags (past deadline, stale, unresponsive) for every open enforcement.
+    pub async fn tick(&self) -> Result<(), ConsoleError> {
+        let now = self.clock.now();
+        let mut changes = Changes::default();
+        for rollout in self
+            .store
+            .rollouts()
+            .await?
+            .into_iter()
+            .filter(|r| r.state == "active")
+        {
+            for device in self.store.devices_without_enforcement(rollout.id).await? {
+                self.plan_device(&rollout, &device, now, &mut changes);
+            }
+            for record in self.store.enforcements(rollout.id).await? {
+                if record.phase.is_final() {
+                    continue;
+                }
+                let (next, effects) = step(&record, &Event::Tick, now, &self.rules);
+                if next != record || !effects.is_empty() {
+                    changes.effects(&next, effects, now);
+                    changes.enforcements.push(next);
+                }
+            }
+        }
+        self.store.commit(&changes, now).await?;
+        Ok(())
+    }
+
+    /// Carries out pending effects through the backend, and records their consequences with
+    /// them marked done, in one transaction. Returns how many were carried out.
+    pub async fn drain_outbox(&self) -> Result<usize, ConsoleError> {
+        let mut total = 0;
+        loop {
+            let items = self.store.pending_outbox(20_000).await?;
+            if items.is_empty() {
+                return Ok(total);
+            }
+            total += items.len();
+            let now = self.clock.now();
+            let mut assign = Vec::new();
+            let mut unassign = Vec::new();
+            let mut touch: BTreeMap<String, ()> = BTreeMap::new();
+            for item in &items {
+                match &item.effect {
+                    Effect::Assign { set } => assign.push(Assignment {
+                        enrollment_id: item.enrollment_id.clone(),
+                        set: set.clone(),
+                    }),
+                    Effect::Unassign { set } => unassign.push(Assignment {
+                        enrollment_id: item.enrollment_id.clone(),
+                        set: set.clone(),
+                    }),
+                    Effect::Touch { declaration } => {
+                        touch.insert(declaration.clone(), ());
+                    }
+                    _ => {}
+                }
+            }
+            if !assign.is_empty() {
+                self.backend.assign(&assign).await?;
+            }
+            if !unassign.is_empty() {
+                self.backend.unassign(&unassign).await?;
+            }
+            for declaration in touch.keys() {
+                self.backend.touch(declaration).await?;
+            }
+            // The consequences, committed with the items marked done.
+            let mut changes = Changes {
+                done: items.iter().map(|i| i.id).collect(),
+                ..Changes::default()
+            };
+            let mut by_rollout: BTreeMap<i64, Vec<&updraft_store::OutboxItem>> = BTreeMap::new();
+            for item in &items {
+                if let Some(rollout) = item.rollout_id {
+                    by_rollout.entry(rollout).or_default().push(item);
+                }
+            }
+            for (rollout, items) in by_rollout {
+                let ids: Vec<String> = items.iter().map(|i| i.enrollment_id.clone()).collect();
+                let records: HashMap<String, Enforcement> = self
+                    .store
+                    .enforcements_for(rollout, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.enrollment_id.clone(), r))
+                    .collect();
+                let mut updated: HashMap<String, Enforcement> = HashMap::new();
+                for item in items {
+                    let Some(record) = updated
+                        .get(&item.enrollment_id)
+                        .or(records.get(&item.enrollment_id))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    let event = match &item.effect {
+                        Effect::Assign { .. } => Event::Assigned { pushed: true },
+                        Effect::Unassign { .. } => Event::Unassigned { pushed: true },
+                        _ => continue,
+                    };
+                    let (next, effects) = step(&record, &event, now, &self.rules);
+                    changes.effects(&next, effects, now);
+                    updated.insert(next.enrollment_id.clone(), next);
+                }
+                changes.enforcements.extend(updated.into_values());
+            }
+            self.store.commit(&changes, now).await?;
+        }
+    }
+}
+
+fn is_apple_silicon(facts: &DeviceFacts) -> bool {
+    facts.device_ids().is_some_and(|(ids, _)| {
+        ids.iter()
+            .all(|id| !id.starts_with("Mac-") && !id.starts_with("VMM"))
+    }) && facts.model.as_deref().is_some_and(|m| {
+        m.starts_with("Mac1")
+            || m.starts_with("MacBookPro17")
+            || m.starts_with("MacBookPro18")
+            || m.starts_with("MacBookAir10")
+            || m.starts_with("Macmini9")
+            || m.starts_with("iMac21")
+    })
+}
+
+/// The offset from UTC of an IANA zone at a local time, in minutes.
+pub fn utc_offset_at(zone: &str, local: NaiveDateTime) -> Option<i32> {
+    let zone: chrono_tz::Tz = zone.parse().ok()?;
+    let at = zone.from_local_datetime(&local).earliest()?;
+    Some(((at.naive_local() - at.naive_utc()).num_minutes()) as i32)
+}
