@@ -166,6 +166,8 @@ pub struct LabStats {
     pub pushes: u64,
     /// Errors devices met (a correct server gives none).
     pub device_errors: Vec<String>,
+    /// Pushes the server could not deliver.
+    pub push_failures: u64,
 }
 
 /// The newest non-BSI release per platform available on `day`, with every device its entries
@@ -253,6 +255,7 @@ pub struct Lab {
     pub rollouts: Vec<(i64, Release)>,
     /// Start.
     pub started_at: DateTime<Utc>,
+    pusher: Arc<ApnsPusher>,
     server_url: String,
     api_key: String,
     console_db: PathBuf,
@@ -289,11 +292,12 @@ impl Lab {
         tokio::spawn(async move { axum::serve(gateway_listener, gateway).await });
 
         let api_key = format!("lab-{}", config.seed);
+        let pusher = Arc::new(ApnsPusher::gateway(&gateway_url)?);
         let db = Db::open(&config.dir.join("server.db")).await?;
         let state = AppState::new(ServerConfig {
             db,
             clock: shared.clone(),
-            pusher: Arc::new(ApnsPusher::gateway(&gateway_url)?),
+            pusher: pusher.clone(),
             sealing_key: SealingKey::load_or_create(&config.dir.join("server.key"))?,
             api_key: Some(api_key.clone()),
             hmac_key: None,
@@ -313,6 +317,7 @@ impl Lab {
             specs,
             rollouts: Vec::new(),
             started_at,
+            pusher,
             server_url,
             api_key,
             console_db,
@@ -444,6 +449,7 @@ impl Lab {
             device_requests: self.fleet.requests().await,
             pushes: self.fleet.pushes(),
             device_errors: self.fleet.errors(),
+            push_failures: self.pusher.failures(),
         })
     }
 

@@ -156,7 +156,7 @@ pub(crate) async fn put_declaration(
             .enrollments_of_declaration(&declaration.identifier)
             .await
             .map_err(internal)?;
-        state.notify(ids).await;
+        state.notify(ids).await.map_err(internal)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,7 +222,7 @@ pub(crate) async fn touch_declaration(
             .enrollments_of_declaration(&id)
             .await
             .map_err(internal)?;
-        state.notify(ids).await;
+        state.notify(ids).await.map_err(internal)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -288,7 +288,7 @@ pub(crate) async fn put_set_declaration(
             .enrollments_of_sets(std::slice::from_ref(&set))
             .await
             .map_err(internal)?;
-        state.notify(ids).await;
+        state.notify(ids).await.map_err(internal)?;
     }
     Ok(changed(was_changed))
 }
@@ -313,7 +313,7 @@ pub(crate) async fn delete_set_declaration(
             .enrollments_of_sets(std::slice::from_ref(&set))
             .await
             .map_err(internal)?;
-        state.notify(ids).await;
+        state.notify(ids).await.map_err(internal)?;
     }
     Ok(changed(was_changed))
 }
@@ -386,7 +386,7 @@ pub(crate) async fn delete_all_enrollment_sets(
         .map_err(internal)?;
     let was_changed = result.rows_affected() > 0;
     if was_changed && flag.notify() {
-        state.notify(vec![id]).await;
+        state.notify(vec![id]).await.map_err(internal)?;
     }
     Ok(changed(was_changed))
 }
@@ -495,7 +495,7 @@ pub(crate) async fn notify(
     }
     ids.sort();
     ids.dedup();
-    state.notify(ids).await;
+    state.notify(ids).await.map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -733,7 +733,7 @@ impl AppState {
     ) -> Result<u64, sqlx::Error> {
         let mut changed_ids = Vec::new();
         for chunk in assignments.chunks(1000) {
-            let mut tx = self.db.pool.begin().await?;
+            let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
             for assignment in chunk {
                 let result = sqlx::query(statement)
                     .bind(&assignment.enrollment_id)
@@ -750,7 +750,9 @@ impl AppState {
         if notify {
             changed_ids.sort();
             changed_ids.dedup();
-            self.notify(changed_ids).await;
+            self.notify(changed_ids)
+                .await
+                .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
         }
         Ok(changed)
     }

@@ -131,7 +131,11 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         let seq = Self::next_seqs(&mut tx, 1).await?;
         let now = timestamp(now);
         sqlx::query(
@@ -180,7 +184,11 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         let seq = Self::next_seqs(&mut tx, 1).await?;
         let now = timestamp(now);
         let previous: Option<Option<String>> =
@@ -214,7 +222,11 @@ impl Db {
 
     /// Records a CheckOut.
     pub async fn check_out(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         let seq = Self::next_seqs(&mut tx, 1).await?;
         sqlx::query(
             "UPDATE enrollments SET checked_out_at = ?, push_token = NULL, seq = ? WHERE id = ?",
@@ -246,7 +258,11 @@ impl Db {
         sealed: Option<Vec<u8>>,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         let seq = Self::next_seqs(&mut tx, 1).await?;
         let escrowed_at = sealed.as_ref().map(|_| timestamp(now));
         sqlx::query(
@@ -268,7 +284,11 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, DbError> {
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         let seq = Self::next_seqs(&mut tx, 1).await?;
         let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
             "UPDATE enrollments SET bootstrap_token_requested_at = ?, seq = ? WHERE id = ? RETURNING bootstrap_token",
@@ -351,7 +371,11 @@ impl Db {
     ) -> Result<(), DbError> {
         let now = timestamp(now);
         for chunk in ids.chunks(400) {
-            let mut tx = self.pool.begin().await.context("begin")?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .context("begin")?;
             for id in chunk {
                 let waiting: Option<String> = sqlx::query_scalar(
                     "SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL LIMIT 1",

@@ -59,7 +59,7 @@ pub(crate) async fn checkin(
                 .map_err(internal)?;
             if first {
                 // Turn on declarative management: the device syncs as soon as it connects.
-                state.notify(vec![id.clone()]).await;
+                state.notify(vec![id.clone()]).await.map_err(internal)?;
             }
         }
         CheckinMessage::CheckOut(_) => state.db.check_out(&id, now).await.map_err(internal)?,

@@ -79,7 +79,11 @@ async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
 
 async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbError> {
     let now = timestamp(now);
-    let mut tx = db.pool.begin().await.context("begin")?;
+    let mut tx = db
+        .pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("begin")?;
     let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
 
     // Current merged status of every enrollment in the batch, in one query.

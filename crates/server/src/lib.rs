@@ -91,29 +91,23 @@ impl AppState {
         }
     }
 
-    /// Queues a DeclarativeManagement command for each enrollment and pushes it.
-    pub(crate) async fn notify(&self, ids: Vec<String>) {
+    /// Queues a DeclarativeManagement command for each enrollment and pushes it. A failed push
+    /// is logged (APNs is best effort; the command waits for the device's next connection); a
+    /// failure to queue is returned, so the caller answers with an error and nothing is lost.
+    pub(crate) async fn notify(&self, ids: Vec<String>) -> Result<(), DbError> {
         if ids.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(error) = self
-            .db
+        self.db
             .queue_declarative_management(&ids, self.clock.now())
-            .await
-        {
-            tracing::error!(%error, "cannot queue DeclarativeManagement");
-            return;
-        }
-        match self.db.push_info(&ids).await {
-            Ok(targets) => {
-                for outcome in self.pusher.push(targets).await {
-                    if let Some(error) = outcome.error {
-                        tracing::warn!(enrollment = %outcome.enrollment_id, %error, "push failed");
-                    }
-                }
+            .await?;
+        let targets = self.db.push_info(&ids).await?;
+        for outcome in self.pusher.push(targets).await {
+            if let Some(error) = outcome.error {
+                tracing::warn!(enrollment = %outcome.enrollment_id, %error, "push failed");
             }
-            Err(error) => tracing::error!(%error, "cannot read push tokens"),
         }
+        Ok(())
     }
 }
 

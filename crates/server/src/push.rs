@@ -35,6 +35,7 @@ pub struct ApnsPusher {
     http: reqwest::Client,
     base_url: String,
     concurrency: usize,
+    failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a pusher could not be built.
@@ -58,6 +59,7 @@ impl ApnsPusher {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             concurrency: 64,
+            failures: Arc::default(),
         })
     }
 
@@ -71,10 +73,39 @@ impl ApnsPusher {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             concurrency: 64,
+            failures: Arc::default(),
         })
     }
 
+    /// Pushes that failed after their retries.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn push_one(&self, target: &PushInfo) -> Option<String> {
+        // A pooled connection the peer has just closed fails at once; a new one usually works.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_push(target).await {
+                Err(error) if attempt < 3 => tracing::debug!(%error, attempt, "push retried"),
+                Err(error) => {
+                    self.failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Some(error);
+                }
+                Ok(None) => return None,
+                Ok(Some(refused)) => {
+                    self.failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Some(refused);
+                }
+            }
+        }
+    }
+
+    /// Err: the request did not complete (worth a retry). Ok(Some): APNs refused it.
+    async fn try_push(&self, target: &PushInfo) -> Result<Option<String>, String> {
         let token: String = target.token.iter().map(|b| format!("{b:02x}")).collect();
         let body = serde_json::json!({ "mdm": target.push_magic }).to_string();
         let result = self
@@ -88,7 +119,7 @@ impl ApnsPusher {
             .send()
             .await;
         match result {
-            Ok(response) if response.status().is_success() => None,
+            Ok(response) if response.status().is_success() => Ok(None),
             Ok(response) => {
                 let status = response.status();
                 let reason = response
@@ -97,9 +128,9 @@ impl ApnsPusher {
                     .ok()
                     .and_then(|body| body["reason"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                Some(format!("APNs answered {status} {reason}"))
+                Ok(Some(format!("APNs answered {status} {reason}")))
             }
-            Err(error) => Some(error.to_string()),
+            Err(error) => Err(error.to_string()),
         }
     }
 }

@@ -162,15 +162,14 @@ impl Fleet {
                 }
                 let transport = fleet.transport.clone();
                 let mut result = Ok(());
+                let mut connect = fleet.woken[index].swap(false, Ordering::Relaxed);
                 if !device.is_enrolled() {
                     result = device.enroll(&transport).await;
+                    // A newly enrolled device connects for its first commands right away.
+                    connect = true;
                 }
                 // APNs keeps the last push for a device that was away.
-                if result.is_ok() && fleet.woken[index].swap(false, Ordering::Relaxed) {
-                    result = device.on_push(&transport, now).await;
-                }
-                // Enrolling may itself have brought a push.
-                if result.is_ok() && fleet.woken[index].swap(false, Ordering::Relaxed) {
+                if result.is_ok() && (connect | fleet.woken[index].swap(false, Ordering::Relaxed)) {
                     result = device.on_push(&transport, now).await;
                 }
                 if result.is_ok() && device.is_due(now) {

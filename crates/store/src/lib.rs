@@ -504,7 +504,11 @@ impl Store {
             return Ok(());
         }
         let now = ts(now);
-        let mut tx = self.pool.begin().await.context("begin")?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
         for chunk in changes.devices.chunks(CHUNK / 10) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
