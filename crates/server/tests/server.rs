@@ -1,0 +1,451 @@
+//! The DDM server without a socket (`app().oneshot`), on NanoMDM's real check-in captures.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+use updraft_clock::ManualClock;
+use updraft_ddm::checkin::{
+    CheckinMessage, DeclarativeManagementCheckin, EnrollmentKeys, GetBootstrapTokenResponse,
+};
+use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig, app};
+
+const KEY: &str = "secret-key";
+const UDID: &str = "66ADE930-5FDF-5EC4-8429-15640684C489";
+
+struct Server {
+    state: AppState,
+    _dir: tempfile::TempDir,
+    db_path: std::path::PathBuf,
+}
+
+async fn server(hmac: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("server.db");
+    let db = Db::open(&db_path).await.unwrap();
+    let start: DateTime<Utc> = "2026-04-10T09:00:00Z".parse().unwrap();
+    let state = AppState::new(ServerConfig {
+        db,
+        clock: Arc::new(ManualClock::new(start)),
+        pusher: Arc::new(NoPusher),
+        sealing_key: SealingKey::from_bytes(&[9; 32]),
+        api_key: Some(KEY.into()),
+        hmac_key: hmac.map(|k| k.as_bytes().to_vec()),
+        limits: Limits {
+            max_checkin_bytes: 64 * 1024,
+            max_status_bytes: 32 * 1024,
+        },
+    });
+    Server {
+        state,
+        _dir: dir,
+        db_path,
+    }
+}
+
+impl Server {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Vec<u8>) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+    }
+
+    async fn checkin(&self, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        self.send(Request::put("/mdm/checkin").body(Body::from(body)).unwrap())
+            .await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Vec<u8>) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("kmfddm:{KEY}"));
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Basic {auth}"))
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn ddm(&self, endpoint: &str, data: Option<Vec<u8>>) -> (StatusCode, Vec<u8>) {
+        let message = CheckinMessage::DeclarativeManagement(DeclarativeManagementCheckin {
+            enrollment: EnrollmentKeys {
+                udid: Some(UDID.into()),
+                ..Default::default()
+            },
+            endpoint: endpoint.into(),
+            data,
+        });
+        self.checkin(message.to_xml()).await
+    }
+
+    async fn enroll(&self) {
+        for file in ["Authenticate.2.plist", "TokenUpdate.2.plist"] {
+            let (status, body) = self.checkin(fixture(file)).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{file}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/nanomdm")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn json_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+#[tokio::test]
+async fn nanomdm_captures_enroll_a_device() {
+    let server = server(None).await;
+    // Authenticate.1 is an iPad on iOS 9; Authenticate.2 and TokenUpdate.2 a Mac (same UDID).
+    let (status, _) = server.checkin(fixture("Authenticate.1.plist")).await;
+    assert_eq!(status, StatusCode::OK);
+    server.enroll().await;
+    let (status, body) = server.admin("GET", "/v1/x-updraft/enrollments", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let enrollments = json_body(&body);
+    let mac = enrollments
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == UDID)
+        .unwrap();
+    assert_eq!(mac["model"], "iMac14,2");
+    assert_eq!(mac["serial_number"], "C02MT66KFLHH");
+    assert_eq!(mac["push_ready"], true);
+    // The first TokenUpdate turned declarative management on: a command waits for the device.
+    let idle = format!(
+        "<plist version=\"1.0\"><dict><key>Status</key><string>Idle</string><key>UDID</key><string>{UDID}</string></dict></plist>"
+    );
+    let (status, command) = server
+        .send(Request::put("/mdm/connect").body(Body::from(idle)).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&command).contains("<string>DeclarativeManagement</string>"));
+}
+
+#[tokio::test]
+async fn declarations_reach_the_device_through_sets_and_404_when_not_assigned() {
+    let server = server(None).await;
+    server.enroll().await;
+    let declaration = json!({"Type": "com.apple.configuration.softwareupdate.enforcement.specific", "Identifier": "su",
+        "Payload": {"TargetOSVersion": "26.4.1", "TargetBuildVersion": "25E253", "TargetLocalDateTime": "2026-04-15T17:00:00"}});
+    assert_eq!(
+        server
+            .admin("PUT", "/v1/declarations", Some(declaration.clone()))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    // The same declaration again is unchanged: 304 (KMFDDM's code; its openapi.yaml says otherwise).
+    assert_eq!(
+        server
+            .admin("PUT", "/v1/declarations", Some(declaration))
+            .await
+            .0,
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        server
+            .admin("PUT", "/v1/set-declarations/wave1?declaration=su", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+
+    let (_, before) = server.ddm("tokens", None).await;
+    assert_eq!(
+        server.ddm("declaration/configuration/su", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .admin(
+                "PUT",
+                &format!("/v1/enrollment-sets/{UDID}?set=wave1"),
+                None
+            )
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server
+            .admin(
+                "PUT",
+                &format!("/v1/enrollment-sets/{UDID}?set=wave1"),
+                None
+            )
+            .await
+            .0,
+        StatusCode::NOT_MODIFIED
+    );
+
+    let (status, tokens) = server.ddm("tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let tokens = json_body(&tokens);
+    assert_ne!(
+        tokens["SyncTokens"]["DeclarationsToken"],
+        json_body(&before)["SyncTokens"]["DeclarationsToken"]
+    );
+    assert_eq!(tokens["SyncTokens"]["Timestamp"], "2026-04-10T09:00:00Z");
+    let items = json_body(&server.ddm("declaration-items", None).await.1);
+    assert_eq!(
+        items["Declarations"]["Configurations"][0]["Identifier"],
+        "su"
+    );
+    assert_eq!(items["Declarations"]["Activations"], json!([]));
+    assert_eq!(
+        items["DeclarationsToken"],
+        tokens["SyncTokens"]["DeclarationsToken"]
+    );
+    let (status, fetched) = server.ddm("declaration/configuration/su", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_body(&fetched)["Payload"]["TargetOSVersion"], "26.4.1");
+    // Asked under the wrong category, it is not there.
+    assert_eq!(
+        server.ddm("declaration/activation/su", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn status_is_an_empty_200_after_commit_and_merges() {
+    let server = server(None).await;
+    server.enroll().await;
+    let report = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/ddm-status/status.1st.json"),
+    )
+    .unwrap();
+    let (status, body) = server.ddm("status", Some(report)).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    let incremental =
+        json!({"StatusItems": {"softwareupdate": {"install-state": "downloading"}}, "Errors": []});
+    assert_eq!(
+        server
+            .ddm("status", Some(incremental.to_string().into_bytes()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, changes) = server
+        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
+        .await;
+    let changes = json_body(&changes);
+    let change = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["enrollment"]["id"] == UDID)
+        .unwrap();
+    let items = &change["status"]["StatusItems"];
+    assert_eq!(items["softwareupdate"]["install-state"], "downloading");
+    assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
+    // The raw reports are kept, newest first.
+    let (status, raw) = server
+        .admin("GET", &format!("/v1/status-report/{UDID}?index=0"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_body(&raw), incremental);
+    // Nothing after the cursor: an empty page.
+    let next = changes["next"].as_i64().unwrap();
+    let (_, empty) = server
+        .admin(
+            "GET",
+            &format!("/v1/x-updraft/status-changes?after={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(json_body(&empty)["changes"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_with_the_reason_and_stores_nothing() {
+    let server = server(None).await;
+    server.enroll().await;
+    let (status, body) = server
+        .checkin(b"<plist><dict><key>MessageType".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&body).contains("property list"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, body) = server
+        .ddm(
+            "status",
+            Some(
+                br#"{"StatusItems": {"softwareupdate": {"failure-reason": {"reason": "x"}}}}"#
+                    .to_vec(),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("softwareupdate.failure-reason"));
+    let (status, _) = server.ddm("bogus-endpoint", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server.ddm("status", Some(vec![b' '; 40 * 1024])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = server.checkin(vec![b'x'; 100 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, reports) = server
+        .admin("GET", &format!("/v1/status-report/{UDID}"), None)
+        .await;
+    assert!(String::from_utf8_lossy(&reports).contains("no status report"));
+    let (status, _) = server.admin("PUT", "/v1/declarations", Some(json!({"Identifier": "x".repeat(65), "Type": "com.apple.configuration.x", "Payload": {}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bootstrap_tokens_are_sealed_at_rest_and_served_back() {
+    let server = server(None).await;
+    server.enroll().await;
+    let token = b"bootstrap-token-plaintext-0123456789";
+    let set = format!(
+        "<plist version=\"1.0\"><dict><key>MessageType</key><string>SetBootstrapToken</string><key>UDID</key><string>{UDID}</string><key>BootstrapToken</key><data>{}</data></dict></plist>",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    );
+    assert_eq!(server.checkin(set.into_bytes()).await.0, StatusCode::OK);
+    let get = format!(
+        "<plist version=\"1.0\"><dict><key>MessageType</key><string>GetBootstrapToken</string><key>UDID</key><string>{UDID}</string></dict></plist>"
+    );
+    let (status, body) = server.checkin(get.into_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        GetBootstrapTokenResponse::parse(&body)
+            .unwrap()
+            .bootstrap_token
+            .as_deref(),
+        Some(&token[..])
+    );
+    // The database file never holds the token in clear.
+    let db = std::fs::read(&server.db_path).unwrap();
+    let wal = std::fs::read(server.db_path.with_extension("db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token),
+            "plaintext token found at rest"
+        );
+    }
+    // The console sees only that one is escrowed, and when it was asked for.
+    let (_, listing) = server.admin("GET", "/v1/x-updraft/enrollments", None).await;
+    let mac = json_body(&listing)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == UDID)
+        .cloned()
+        .unwrap();
+    assert_eq!(mac["bootstrap_token_escrowed"], true);
+    assert!(mac["bootstrap_token_requested_at"].is_string());
+    assert!(!String::from_utf8_lossy(&listing).contains("bootstrap-token-plaintext"));
+}
+
+#[tokio::test]
+async fn forwarded_ddm_requires_the_enrollment_and_a_valid_signature_when_keyed() {
+    let server = server(Some("hmac-key")).await;
+    server.enroll().await;
+    let body = br#"{"StatusItems": {"softwareupdate": {"install-state": "none"}}, "Errors": []}"#;
+    let request = |signature: Option<String>, enrollment: Option<&str>| {
+        let mut builder = Request::put("/ddm/status");
+        if let Some(signature) = signature {
+            builder = builder.header("x-hmac-signature", signature);
+        }
+        if let Some(enrollment) = enrollment {
+            builder = builder.header("x-enrollment-id", enrollment);
+        }
+        builder.body(Body::from(body.to_vec())).unwrap()
+    };
+    let good = updraft_server::secrets::sign_hmac(b"hmac-key", body);
+    assert_eq!(
+        server.send(request(Some(good.clone()), Some(UDID))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.send(request(None, Some(UDID))).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        server
+            .send(request(
+                Some(updraft_server::secrets::sign_hmac(b"wrong", body)),
+                Some(UDID)
+            ))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        server.send(request(Some(good), None)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let tokens = Request::get("/ddm/tokens")
+        .header("x-enrollment-id", UDID)
+        .header(
+            "x-hmac-signature",
+            updraft_server::secrets::sign_hmac(b"hmac-key", b""),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = server.send(tokens).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(json_body(&body)["SyncTokens"]["DeclarationsToken"].is_string());
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_key_and_devices_never_see_401() {
+    let server = server(None).await;
+    let (status, _) = server
+        .send(
+            Request::get("/v1/declarations")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let wrong = base64::engine::general_purpose::STANDARD.encode("kmfddm:nope");
+    let (status, _) = server
+        .send(
+            Request::get("/v1/declarations")
+                .header("authorization", format!("Basic {wrong}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.admin("GET", "/v1/declarations", None).await.0,
+        StatusCode::OK
+    );
+    // An unknown device's check-in is answered, not refused with 401.
+    let (status, _) = server.checkin(fixture("Authenticate.1.plist")).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
