@@ -427,10 +427,7 @@ impl Console {
             for device in self.store.devices_without_enforcement(rollout.id).await? {
                 self.plan_device(&rollout, &device, now, &mut changes);
             }
-            for record in self.store.enforcements(rollout.id).await? {
-                if record.phase.is_final() {
-                    continue;
-                }
+            for record in self.store.open_enforcements(rollout.id).await? {
                 let (next, effects) = step(&record, &Event::Tick, now, &self.rules);
                 if next != record || !effects.is_empty() {
                     changes.effects(&next, effects, now);

@@ -10,11 +10,13 @@
 #![deny(missing_docs)]
 
 pub mod applicability;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod models;
 pub mod response;
 
 pub use applicability::{DeviceFacts, FeedIndex, Platform, Target};
+#[cfg(feature = "client")]
 pub use client::{ClientOptions, FeedClient, FetchOutcome, RefreshOutcome};
 pub use response::{Entry, LookupResponse, SetKind};
 

@@ -413,13 +413,13 @@ impl Lab {
             return Ok(false);
         }
         for (id, release) in &self.rollouts {
-            let records = self.console.store().enforcements(*id).await?;
+            let (total, open) = self.console.store().rollout_counts(*id).await?;
             let expected = self
                 .specs
                 .iter()
                 .filter(|s| (s.family == "Mac") == (release.platform == Platform::MacOs))
                 .count();
-            if records.len() < expected || records.iter().any(|r| !r.phase.is_final()) {
+            if total < expected as i64 || open > 0 {
                 return Ok(false);
             }
         }
@@ -433,12 +433,9 @@ impl Lab {
         let mut steps = 0;
         while steps < max_steps && config.stop_after_steps.is_none_or(|stop| steps < stop) {
             steps += 1;
-            // Time-based flags every simulated hour are plenty.
-            self.step(
-                config.step_minutes,
-                steps % (60 / config.step_minutes.clamp(1, 60) as usize).max(1) == 0,
-            )
-            .await?;
+            // Time-based flags (stale, past deadline) every two simulated hours are plenty.
+            let flags_due = steps % (120 / config.step_minutes.clamp(1, 120) as usize).max(1) == 0;
+            self.step(config.step_minutes, flags_due).await?;
             if steps % 4 == 0 && self.settled().await? {
                 break;
             }

@@ -240,17 +240,6 @@ impl Db {
         tx.commit().await.context("commit")
     }
 
-    /// Notes contact from a device.
-    pub async fn touch_enrollment(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        sqlx::query("UPDATE enrollments SET last_seen_at = ? WHERE id = ?")
-            .bind(timestamp(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .context("noting contact")
-            .map(|_| ())
-    }
-
     /// Stores (Some) or removes (None) the encrypted bootstrap token.
     pub async fn set_bootstrap_token(
         &self,
@@ -404,35 +393,47 @@ impl Db {
         Ok(())
     }
 
-    /// The next command for an enrollment, marked as sent.
-    pub async fn next_command(
+    /// One command-connection round in one transaction: records the result the device
+    /// reports (if any), notes the contact, and hands out the next command, marked as sent.
+    pub async fn connect(
         &self,
         id: &str,
+        result: Option<(&str, &str)>,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, DbError> {
+        let now = timestamp(now);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")?;
+        if let Some((uuid, status)) = result {
+            sqlx::query("UPDATE commands SET result = ? WHERE uuid = ? AND enrollment_id = ?")
+                .bind(status)
+                .bind(uuid)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .context("recording a command result")?;
+        }
+        sqlx::query("UPDATE enrollments SET last_seen_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context("noting contact")?;
         let row = sqlx::query(
             "UPDATE commands SET sent_at = ? WHERE uuid = (
                  SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL ORDER BY queued_at LIMIT 1)
              RETURNING body",
         )
-        .bind(timestamp(now))
+        .bind(&now)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .context("dequeuing a command")?;
+        tx.commit().await.context("commit")?;
         Ok(row.map(|row| row.get("body")))
-    }
-
-    /// Records a command result.
-    pub async fn command_result(&self, id: &str, uuid: &str, status: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE commands SET result = ? WHERE uuid = ? AND enrollment_id = ?")
-            .bind(status)
-            .bind(uuid)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .context("recording a command result")
-            .map(|_| ())
     }
 
     /// Enrollments changed after `after`, oldest change first.

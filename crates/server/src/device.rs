@@ -87,11 +87,7 @@ pub(crate) async fn checkin(
             return Ok(([("content-type", "application/xml")], response.to_xml()).into_response());
         }
         CheckinMessage::DeclarativeManagement(request) => {
-            state
-                .db
-                .touch_enrollment(&id, now)
-                .await
-                .map_err(internal)?;
+            // Contact is recorded with the status report; reads stay reads.
             let endpoint = request.parsed_endpoint().map_err(bad_request)?;
             return ddm(&state, &id, endpoint, request.data.unwrap_or_default()).await;
         }
@@ -120,20 +116,15 @@ pub(crate) async fn connect(
         }
     };
     let status = text("Status").ok_or_else(|| bad_request("command report has no Status"))?;
-    if let (Some(uuid), true) = (text("CommandUUID"), status != "Idle") {
-        state
-            .db
-            .command_result(&id, uuid, status)
-            .await
-            .map_err(internal)?;
-    }
-    let now = state.clock.now();
-    state
+    let result = text("CommandUUID")
+        .filter(|_| status != "Idle")
+        .map(|uuid| (uuid, status));
+    let next = state
         .db
-        .touch_enrollment(&id, now)
+        .connect(&id, result, state.clock.now())
         .await
         .map_err(internal)?;
-    match state.db.next_command(&id, now).await.map_err(internal)? {
+    match next {
         Some(command) => Ok(([("content-type", PLIST)], command).into_response()),
         None => Ok(StatusCode::OK.into_response()),
     }

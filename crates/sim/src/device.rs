@@ -212,6 +212,26 @@ impl SimDevice {
         self.declarations.keys().map(String::as_str)
     }
 
+    /// The next time the device has something to do on its own (an install step, the daily
+    /// report, coming back online); `None` before it enrolls, which means now.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        if !self.enrolled {
+            return None;
+        }
+        let candidates = [
+            self.install.as_ref().map(|install| install.next_at),
+            self.last_report.map(|last| last + Duration::hours(24)),
+            self.offline.map(|(_, until)| until),
+        ];
+        Some(
+            candidates
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+
     /// Whether it has something to do at `now` without a push: an install step, or the daily
     /// full status report Apple's devices send.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {

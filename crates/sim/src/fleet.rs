@@ -73,6 +73,9 @@ pub struct Fleet {
     devices: Vec<Mutex<SimDevice>>,
     woken: Vec<AtomicBool>,
     was_offline: Vec<AtomicBool>,
+    /// When each device next has something to do on its own, in epoch milliseconds, so a tick
+    /// skips idle devices without touching them.
+    next_due: Vec<std::sync::atomic::AtomicI64>,
     by_token: HashMap<String, usize>,
     transport: HttpTransport,
     clock: SharedClock,
@@ -113,6 +116,10 @@ impl Fleet {
             .collect();
         Arc::new(Self {
             woken: devices.iter().map(|_| AtomicBool::new(false)).collect(),
+            next_due: devices
+                .iter()
+                .map(|_| std::sync::atomic::AtomicI64::new(i64::MIN))
+                .collect(),
             was_offline: devices.iter().map(|_| AtomicBool::new(false)).collect(),
             devices: devices.into_iter().map(Mutex::new).collect(),
             by_token,
@@ -146,7 +153,13 @@ impl Fleet {
         let now = self.clock.now();
         let gate = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
+        let now_millis = now.timestamp_millis();
         for index in 0..self.devices.len() {
+            if !self.woken[index].load(Ordering::Relaxed)
+                && self.next_due[index].load(Ordering::Relaxed) > now_millis
+            {
+                continue;
+            }
             let fleet = self.clone();
             let permit = gate.clone().acquire_owned().await;
             tasks.spawn(async move {
@@ -175,6 +188,10 @@ impl Fleet {
                 if result.is_ok() && device.is_due(now) {
                     result = device.progress(&transport, now).await;
                 }
+                let next = device
+                    .next_due()
+                    .map_or(i64::MIN, |at| at.timestamp_millis());
+                fleet.next_due[index].store(next, Ordering::Relaxed);
                 if let Err(error) = result
                     && let Ok(mut errors) = fleet.errors.lock()
                 {

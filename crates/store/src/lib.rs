@@ -355,6 +355,34 @@ impl Store {
         rows.iter().map(device_from_row).collect()
     }
 
+    /// The enforcement records of a rollout that are not final (excluded, failed, cleaned up,
+    /// cancelled), for the time-based checks.
+    pub async fn open_enforcements(&self, rollout_id: i64) -> Result<Vec<Enforcement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record FROM enforcements WHERE rollout_id = ?
+             AND phase NOT IN ('excluded', 'failed', 'cleaned_up', 'cancelled') ORDER BY enrollment_id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing open enforcements")?;
+        rows.iter().map(enforcement_from_row).collect()
+    }
+
+    /// How many devices a rollout has records for, and how many of them are not final yet.
+    pub async fn rollout_counts(&self, rollout_id: i64) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total,
+                    COALESCE(SUM(phase NOT IN ('excluded', 'failed', 'cleaned_up', 'cancelled')), 0) AS open
+             FROM enforcements WHERE rollout_id = ?",
+        )
+        .bind(rollout_id)
+        .fetch_one(&self.pool)
+        .await
+        .context("counting a rollout")?;
+        Ok((row.get("total"), row.get("open")))
+    }
+
     /// Devices with no enforcement record in a rollout yet.
     pub async fn devices_without_enforcement(
         &self,

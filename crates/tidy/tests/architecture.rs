@@ -12,7 +12,7 @@ fn workspace_root() -> PathBuf {
 /// Normal (non-dev, non-build) dependencies of every package, by name, transitively.
 fn transitive_dependencies(package: &str) -> BTreeSet<String> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
@@ -146,6 +146,79 @@ fn ddm_sources_read_no_clock_and_do_no_io() {
     let files = rust_files(&workspace_root().join("crates/ddm/src"));
     assert!(files.len() >= 5);
     assert_pure(&files);
+}
+
+/// Normal dependencies of a package built on its own (its own feature selection, not the
+/// workspace's union), by name.
+fn own_build_dependencies(package: &str) -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree", "-p", package, "-e", "normal", "--prefix", "none", "--locked", "--format",
+            "{p}",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn engine_is_pure_and_reaches_no_io_crate() {
+    let deps = own_build_dependencies("updraft-engine");
+    for forbidden in IO_CRATES {
+        assert!(
+            !deps.contains(*forbidden),
+            "updraft-engine must not depend on {forbidden}"
+        );
+    }
+    let ours: Vec<_> = deps.iter().filter(|d| d.starts_with("updraft-")).collect();
+    assert_eq!(ours, ["updraft-ddm", "updraft-engine", "updraft-feed"]);
+    assert_pure(&rust_files(&workspace_root().join("crates/engine/src")));
+}
+
+#[test]
+fn devices_and_console_meet_only_over_http() {
+    // The simulator knows nothing of the server or the console, and the server nothing of the
+    // console: they meet only on the wire.
+    for (package, forbidden) in [
+        (
+            "updraft-sim",
+            &[
+                "updraft-server",
+                "updraft-console",
+                "updraft-engine",
+                "updraft-store",
+                "updraft-mdm",
+            ][..],
+        ),
+        (
+            "updraft-server",
+            &[
+                "updraft-console",
+                "updraft-engine",
+                "updraft-store",
+                "updraft-mdm",
+                "updraft-sim",
+            ][..],
+        ),
+        ("updraft-console", &["updraft-server", "updraft-sim"][..]),
+    ] {
+        let deps = transitive_dependencies(package);
+        for crate_name in forbidden {
+            assert!(
+                !deps.contains(*crate_name),
+                "{package} must not depend on {crate_name}"
+            );
+        }
+    }
 }
 
 #[test]

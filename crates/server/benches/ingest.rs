@@ -1,0 +1,161 @@
+//! Status reports ingested per second over HTTP: 64 keep-alive connections PUT ~2 KB reports to
+//! `/ddm/status` (NanoMDM's forwarding form); each 200 is sent only after the report is committed.
+//! Target on the 2-core machines: 16,000 reports per second, half of what a bare axum handler that
+//! only inserts the body into SQLite reaches (`../shared/tools/limits http-sqlite --ack commit`;
+//! pass its figure as LIMITS_INGEST_RPS to print the ratio). Memory is sampled every 10 s.
+//!
+//! `cargo bench -p updraft-server --bench ingest -- [--secs 20] [--conns 64] [--enrollments 10000]`
+
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A report shaped like a Mac's during an enforced update (about 2 KB).
+fn report(n: u64) -> Vec<u8> {
+    let declarations: Vec<_> = (0..6)
+        .map(|i| json!({"identifier": format!("com.updraft.decl.{i}"), "server-token": format!("{:040x}", i * 7919 + n), "active": true, "valid": "valid"}))
+        .collect();
+    let state = ["waiting", "downloading", "prepared", "installing"][(n % 4) as usize];
+    serde_json::to_vec(&json!({
+        "StatusItems": {
+            "softwareupdate": {
+                "install-state": state,
+                "pending-version": {"os-version": "26.4.1", "build-version": "25E253", "target-local-date-time": "2026-04-15T17:00:00"},
+                "failure-reason": {"count": 0},
+                "install-reason": {"reason": ["declaration"], "declaration-id": "com.updraft.su.r1.w1"},
+                "device-id": "J314sAP", "beta-enrollment": ""
+            },
+            "device": {
+                "identifier": {"serial-number": format!("C02BENCH{n:06}"), "udid": format!("BENCH-{n:08}")},
+                "model": {"family": "Mac", "identifier": "MacBookPro18,3", "marketing-name": "MacBook Pro (14-inch, 2021)"},
+                "operating-system": {"family": "macOS", "version": "26.3", "build-version": "25D125", "marketing-name": "macOS Tahoe"}
+            },
+            "management": {"declarations": {"activations": declarations[..2], "configurations": declarations[2..], "assets": [], "management": []}}
+        },
+        "Errors": []
+    }))
+    .unwrap()
+}
+
+fn main() {
+    let secs = arg("--secs", 20);
+    let conns = arg("--conns", 64);
+    let enrollments = arg("--enrollments", 10_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("server.db")).await.unwrap();
+        let state = AppState::new(ServerConfig {
+            db,
+            clock: Arc::new(updraft_clock::SystemClock),
+            pusher: Arc::new(NoPusher),
+            sealing_key: SealingKey::from_bytes(&[3; 32]),
+            api_key: None,
+            hmac_key: None,
+            limits: Limits::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ddm/status", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, updraft_server::app(state)).await });
+
+        let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..64).map(report).collect());
+        let average = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let measuring = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let latencies = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+        let mut tasks = Vec::new();
+        for worker in 0..conns {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let (url, bodies, done, failed, measuring, stop, latencies) =
+                (url.clone(), bodies.clone(), done.clone(), failed.clone(), measuring.clone(), stop.clone(), latencies.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = worker;
+                let mut own = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    n += conns;
+                    let started = Instant::now();
+                    let response = client
+                        .put(&url)
+                        .header("x-enrollment-id", format!("BENCH-{:08}", n % enrollments))
+                        .header("content-type", "application/json")
+                        .body(bodies[(n % 64) as usize].clone())
+                        .send()
+                        .await;
+                    let ok = matches!(&response, Ok(r) if r.status() == 200);
+                    if measuring.load(Ordering::Relaxed) {
+                        if ok {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            own.push(started.elapsed().as_micros() as u32);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies.lock().unwrap().extend(own);
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        measuring.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        while start.elapsed() < Duration::from_secs(secs) {
+            tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+            samples.push((start.elapsed().as_secs(), done.load(Ordering::Relaxed), rss_mib()));
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        measuring.store(false, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let total = done.load(Ordering::Relaxed);
+        let mut latencies = latencies.lock().unwrap().clone();
+        latencies.sort_unstable();
+        let percentile = |p: f64| latencies.get(((latencies.len() as f64) * p) as usize).copied().unwrap_or(0);
+        let rate = total as f64 / elapsed;
+        println!("== updraft status ingest benchmark ==");
+        println!("{conns} connections, {average}-byte reports, {enrollments} enrollments, {secs} s (after 2 s warm-up)");
+        println!("reports committed: {total} ({} failed)", failed.load(Ordering::Relaxed));
+        println!("throughput: {rate:.0} reports/s (target >= 16,000)");
+        println!("latency: p50 {} us, p99 {} us", percentile(0.5), percentile(0.99));
+        for (at, count, rss) in &samples {
+            println!("  t={at:>4} s: {count:>9} reports, RSS {rss:.0} MiB");
+        }
+        if let Some(limit) = std::env::var("LIMITS_INGEST_RPS").ok().and_then(|v| v.parse::<f64>().ok()) {
+            println!("ratio to limits http-sqlite (ack after commit) measured this sitting ({limit:.0} req/s): {:.2}", rate / limit);
+        }
+    });
+}
