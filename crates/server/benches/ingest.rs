@@ -40,7 +40,7 @@ fn rss_mib() -> f64 {
 
 /// A report shaped like a Mac's during an enforced update (about 2 KB).
 fn report(n: u64) -> Vec<u8> {
-    let declarations: Vec<_> = (0..6)
+    let declarations: Vec<_> = (0..12)
         .map(|i| json!({"identifier": format!("com.updraft.decl.{i}"), "server-token": format!("{:040x}", i * 7919 + n), "active": true, "valid": "valid"}))
         .collect();
     let state = ["waiting", "downloading", "prepared", "installing"][(n % 4) as usize];

@@ -50,6 +50,8 @@ pub(crate) async fn checkin(
                 .authenticate(&authenticate, &id, now)
                 .await
                 .map_err(internal)?;
+            // A re-enrollment starts with no status; the writer must not merge into the old one.
+            state.ingest.forget(id.clone()).await;
         }
         CheckinMessage::TokenUpdate(update) => {
             let first = state

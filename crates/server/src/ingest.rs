@@ -17,9 +17,15 @@ const MAX_BATCH: usize = 512;
 struct Job {
     enrollment_id: String,
     body: Vec<u8>,
-    report: StatusReport,
+    /// None: forget the cached status of this enrollment (it re-enrolled).
+    report: Option<StatusReport>,
     done: oneshot::Sender<Result<(), String>>,
 }
+
+/// Merged statuses the writer holds in memory, so a report costs no read and no re-parse of the
+/// stored status. The writer is the only writer of `status`, so the cache cannot go stale, except
+/// on re-enrollment, which sends a `forget`. Bounded: past the limit it starts over.
+const CACHE_LIMIT: usize = 200_000;
 
 /// The handle handlers use to submit reports.
 #[derive(Clone, Debug)]
@@ -55,7 +61,7 @@ impl Ingest {
             .send(Job {
                 enrollment_id,
                 body,
-                report,
+                report: Some(report),
                 done,
             })
             .await
@@ -65,19 +71,58 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Drops what the writer holds of an enrollment (call when it re-enrolls); returns once done.
+    pub async fn forget(&self, enrollment_id: String) {
+        let (done, wait) = oneshot::channel();
+        let job = Job {
+            enrollment_id,
+            body: Vec::new(),
+            report: None,
+            done,
+        };
+        if self.jobs.send(job).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
 async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut cache: HashMap<String, DeviceStatus> = HashMap::new();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = commit(&db, clock.now(), &batch)
+        let (forgets, reports): (Vec<Job>, Vec<Job>) =
+            batch.drain(..).partition(|job| job.report.is_none());
+        for job in forgets {
+            cache.remove(&job.enrollment_id);
+            let _ = job.done.send(Ok(()));
+        }
+        if reports.is_empty() {
+            continue;
+        }
+        if cache.len() > CACHE_LIMIT {
+            cache.clear();
+        }
+        let result = commit(&db, clock.now(), &reports, &mut cache)
             .await
             .map_err(|error| error.to_string());
-        for job in batch.drain(..) {
+        if result.is_err() {
+            for job in &reports {
+                cache.remove(&job.enrollment_id);
+            }
+        }
+        for job in reports {
             let _ = job.done.send(result.clone());
         }
     }
 }
 
-async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbError> {
+async fn commit(
+    db: &Db,
+    now: DateTime<Utc>,
+    batch: &[Job],
+    cache: &mut HashMap<String, DeviceStatus>,
+) -> Result<(), DbError> {
     let now = timestamp(now);
     let mut tx = db
         .pool
@@ -86,38 +131,54 @@ async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbErro
         .context("begin")?;
     let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
 
-    // Current merged status of every enrollment in the batch, in one query.
+    // Current merged status of every enrollment in the batch: from the cache, else in one query.
     let mut merged: HashMap<&str, (DeviceStatus, i64)> = HashMap::new();
-    let mut ids: Vec<&str> = batch.iter().map(|job| job.enrollment_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "SELECT enrollment_id, report FROM status WHERE enrollment_id IN (",
-    );
-    let mut separated = query.separated(", ");
-    for id in &ids {
-        separated.push_bind(*id);
-    }
-    query.push(")");
-    for row in query
-        .build()
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading status")?
-    {
-        let id: String = row.get("enrollment_id");
-        let report: String = row.get("report");
-        let mut status = DeviceStatus::default();
-        if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
-            status.apply(&parsed);
+    let mut missing: Vec<&str> = Vec::new();
+    for job in batch {
+        let id = job.enrollment_id.as_str();
+        if merged.contains_key(id) {
+            continue;
         }
-        if let Some(key) = ids.iter().find(|candidate| **candidate == id) {
-            merged.insert(key, (status, 0));
+        match cache.get(id) {
+            Some(status) => {
+                merged.insert(id, (status.clone(), 0));
+            }
+            None => missing.push(id),
+        }
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT enrollment_id, report FROM status WHERE enrollment_id IN (",
+        );
+        let mut separated = query.separated(", ");
+        for id in &missing {
+            separated.push_bind(*id);
+        }
+        query.push(")");
+        for row in query
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .context("reading status")?
+        {
+            let id: String = row.get("enrollment_id");
+            let report: String = row.get("report");
+            let mut status = DeviceStatus::default();
+            if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
+                status.apply(&parsed);
+            }
+            if let Ok(index) = missing.binary_search(&id.as_str()) {
+                merged.insert(missing[index], (status, 0));
+            }
         }
     }
     for (offset, job) in batch.iter().enumerate() {
         let entry = merged.entry(job.enrollment_id.as_str()).or_default();
-        entry.0.apply(&job.report);
+        if let Some(report) = &job.report {
+            entry.0.apply(report);
+        }
         entry.1 = first_seq + offset as i64;
     }
 
@@ -134,6 +195,10 @@ async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbErro
         .await
         .context("storing reports")?;
 
+    let statuses: Vec<(String, DeviceStatus)> = merged
+        .iter()
+        .map(|(id, (status, _))| ((*id).to_owned(), status.clone()))
+        .collect();
     let merged: Vec<(&str, String, i64)> = merged
         .into_iter()
         .map(|(id, (status, seq))| (id, status.to_full_report().to_json().to_string(), seq))
@@ -162,5 +227,7 @@ async fn commit(db: &Db, now: DateTime<Utc>, batch: &[Job]) -> Result<(), DbErro
         .await
         .context("advancing change numbers")?;
 
-    tx.commit().await.context("commit")
+    tx.commit().await.context("commit")?;
+    cache.extend(statuses);
+    Ok(())
 }
