@@ -94,7 +94,10 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(30));
+            .busy_timeout(std::time::Duration::from_secs(30))
+            // Checkpoints run beside the writers (below), not inside whichever commit happens
+            // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -107,6 +110,22 @@ impl Db {
                 context: "applying migrations",
                 source: error.into(),
             })?;
+        let checkpointer = pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                if checkpointer.is_closed() {
+                    return;
+                }
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpointer)
+                    .await
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed");
+                }
+            }
+        });
         Ok(Self { pool })
     }
 
