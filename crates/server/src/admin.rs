@@ -282,15 +282,13 @@ pub(crate) async fn put_set_declaration(
             .execute(&state.db.pool)
             .await
             .map_err(internal)?;
-    let was_changed = result.rows_affected() > 0;
-    if was_changed && query.nonotify.is_none() {
-        let ids = state
-            .enrollments_of_sets(std::slice::from_ref(&set))
-            .await
-            .map_err(internal)?;
-        state.notify(ids).await.map_err(internal)?;
-    }
-    Ok(changed(was_changed))
+    set_changed(
+        &state,
+        &set,
+        result.rows_affected() > 0,
+        query.nonotify.is_none(),
+    )
+    .await
 }
 
 pub(crate) async fn delete_set_declaration(
@@ -307,10 +305,25 @@ pub(crate) async fn delete_set_declaration(
         .execute(&state.db.pool)
         .await
         .map_err(internal)?;
-    let was_changed = result.rows_affected() > 0;
-    if was_changed && query.nonotify.is_none() {
+    set_changed(
+        &state,
+        &set,
+        result.rows_affected() > 0,
+        query.nonotify.is_none(),
+    )
+    .await
+}
+
+/// After a set's declarations changed: notify the set's enrollments, and answer 204 or 304.
+async fn set_changed(
+    state: &AppState,
+    set: &str,
+    was_changed: bool,
+    notify: bool,
+) -> Result<StatusCode, AdminError> {
+    if was_changed && notify {
         let ids = state
-            .enrollments_of_sets(std::slice::from_ref(&set))
+            .enrollments_of_sets(&[set.to_owned()])
             .await
             .map_err(internal)?;
         state.notify(ids).await.map_err(internal)?;

@@ -49,23 +49,21 @@ impl ApnsPusher {
     pub fn apple(base_url: &str, identity_pem: &[u8]) -> Result<Self, PushSetupError> {
         let identity = reqwest::Identity::from_pem(identity_pem)
             .map_err(|e| PushSetupError(format!("push certificate: {e}")))?;
-        let http = reqwest::Client::builder()
-            .identity(identity)
-            .http2_prior_knowledge()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| PushSetupError(e.to_string()))?;
-        Ok(Self {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            concurrency: 64,
-            failures: Arc::default(),
-        })
+        Self::build(
+            reqwest::Client::builder()
+                .identity(identity)
+                .http2_prior_knowledge(),
+            base_url,
+        )
     }
 
     /// A pusher for a plain-HTTP gateway that speaks APNs' request shape (the lab's devices).
     pub fn gateway(base_url: &str) -> Result<Self, PushSetupError> {
-        let http = reqwest::Client::builder()
+        Self::build(reqwest::Client::builder(), base_url)
+    }
+
+    fn build(builder: reqwest::ClientBuilder, base_url: &str) -> Result<Self, PushSetupError> {
+        let http = builder
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| PushSetupError(e.to_string()))?;

@@ -198,6 +198,11 @@ pub struct Store {
 
 const CHUNK: usize = 400;
 
+/// The columns [`device_from_row`] reads. A constant, so the dynamic SQL built from it is safe.
+const DEVICE_SELECT: &str =
+    "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
+    bootstrap_token_requested_at, server_seq FROM devices";
+
 impl Store {
     /// Opens (creating if needed) the database and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -322,10 +327,8 @@ impl Store {
     pub async fn devices_by_ids(&self, ids: &[String]) -> Result<Vec<DeviceRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
-                        bootstrap_token_requested_at, server_seq FROM devices WHERE enrollment_id IN (",
-            );
+            let mut query =
+                QueryBuilder::<Sqlite>::new(format!("{DEVICE_SELECT} WHERE enrollment_id IN ("));
             let mut list = query.separated(", ");
             for id in chunk {
                 list.push_bind(id);
@@ -345,10 +348,9 @@ impl Store {
 
     /// Every device, ordered by enrollment id.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
-                    bootstrap_token_requested_at, server_seq FROM devices ORDER BY enrollment_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} ORDER BY enrollment_id"
+        )))
         .fetch_all(&self.pool)
         .await
         .context("listing devices")?;
@@ -388,12 +390,11 @@ impl Store {
         &self,
         rollout_id: i64,
     ) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
-                    bootstrap_token_requested_at, server_seq FROM devices d
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEVICE_SELECT} d
              WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ? AND e.enrollment_id = d.enrollment_id)
-             ORDER BY enrollment_id",
-        )
+             ORDER BY enrollment_id"
+        )))
         .bind(rollout_id)
         .fetch_all(&self.pool)
         .await

@@ -1,0 +1,209 @@
+//! The console's store on a real SQLite file per test.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use updraft_engine::plan::{DeviceFacts, Release, names};
+use updraft_engine::{Effect, Enforcement, Phase};
+use updraft_feed::Platform;
+use updraft_store::{Changes, DeviceRow, Store, StoreError};
+
+fn now() -> DateTime<Utc> {
+    "2026-04-10T09:00:00Z".parse().unwrap()
+}
+
+fn release() -> Release {
+    Release {
+        platform: Platform::MacOs,
+        product_version: "26.4.1".into(),
+        product_version_extra: None,
+        build: Some("25E253".into()),
+        prerequisite_build: None,
+        supported_devices: ["j314sap".to_owned()].into_iter().collect(),
+    }
+}
+
+fn record(rollout: i64, id: &str, phase: Phase) -> Enforcement {
+    Enforcement {
+        rollout_id: rollout,
+        enrollment_id: id.into(),
+        phase,
+        target_version: "26.4.1".into(),
+        target_extra: None,
+        target_build: Some("25E253".into()),
+        declaration_id: names::enforcement(rollout, 1),
+        set_name: names::enforcement_set(rollout, 1),
+        deadline: NaiveDateTime::parse_from_str("2026-04-15T17:00:00", "%Y-%m-%dT%H:%M:%S")
+            .unwrap(),
+        utc_offset_minutes: Some(120),
+        exclusion_reason: None,
+        failure_reason: None,
+        failure_count: 0,
+        invalid_reason: None,
+        install_state: None,
+        last_report_at: None,
+        started_at: now(),
+        bootstrap_requested_at: None,
+        reported_os: None,
+        past_deadline: false,
+        stale: false,
+    }
+}
+
+fn device(id: &str) -> DeviceRow {
+    DeviceRow {
+        facts: DeviceFacts {
+            enrollment_id: id.into(),
+            model: Some("MacBookPro18,3".into()),
+            ..Default::default()
+        },
+        name: Some(format!("Mac {id}")),
+        time_zone: Some("Europe/Berlin".into()),
+        utc_offset_minutes: None,
+        last_report_at: None,
+        bootstrap_token_escrowed: true,
+        bootstrap_token_requested_at: None,
+        server_seq: 3,
+    }
+}
+
+#[tokio::test]
+async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let store = Store::open(&path).await.unwrap();
+    let rollout = store
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .await
+        .unwrap();
+    let mut changes = Changes::default();
+    changes.devices.push(device("E1"));
+    let planned = record(rollout, "E1", Phase::Planned);
+    changes.effects(
+        &planned,
+        vec![
+            Effect::Assign {
+                set: planned.set_name.clone(),
+            },
+            Effect::Timeline {
+                kind: "planned".into(),
+                detail: "26.4.1".into(),
+            },
+        ],
+        now(),
+    );
+    changes.enforcements.push(planned.clone());
+    changes
+        .settings
+        .push(("server.status_cursor".into(), "42".into()));
+    store.commit(&changes, now()).await.unwrap();
+
+    let pending = store.pending_outbox(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].effect,
+        Effect::Assign {
+            set: names::enforcement_set(rollout, 1)
+        }
+    );
+    assert_eq!(store.rollout_counts(rollout).await.unwrap(), (1, 1));
+
+    // The effect carried out: its consequence and "done" in one commit.
+    let pushed = Enforcement {
+        phase: Phase::Pushed,
+        ..planned
+    };
+    let done = Changes {
+        done: vec![pending[0].id],
+        enforcements: vec![pushed.clone()],
+        ..Changes::default()
+    };
+    store.commit(&done, now()).await.unwrap();
+    drop(store);
+
+    let reopened = Store::open(&path).await.unwrap();
+    assert!(reopened.pending_outbox(10).await.unwrap().is_empty());
+    assert_eq!(reopened.enforcements(rollout).await.unwrap(), [pushed]);
+    assert_eq!(
+        reopened
+            .setting("server.status_cursor")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("42")
+    );
+    assert_eq!(reopened.device("E1").await.unwrap().unwrap(), device("E1"));
+    let timeline = reopened.timeline("E1").await.unwrap();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0].kind, "planned");
+    assert_eq!(reopened.rollouts().await.unwrap()[0].release, release());
+}
+
+#[tokio::test]
+async fn open_enforcements_and_unplanned_devices_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
+    let rollout = store
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .await
+        .unwrap();
+    let changes = Changes {
+        devices: vec![device("E1"), device("E2"), device("E3")],
+        enforcements: vec![
+            record(rollout, "E1", Phase::Downloading),
+            record(rollout, "E2", Phase::CleanedUp),
+        ],
+        ..Changes::default()
+    };
+    store.commit(&changes, now()).await.unwrap();
+    let open: Vec<_> = store
+        .open_enforcements(rollout)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.enrollment_id)
+        .collect();
+    assert_eq!(open, ["E1"]);
+    let unplanned: Vec<_> = store
+        .devices_without_enforcement(rollout)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.facts.enrollment_id)
+        .collect();
+    assert_eq!(unplanned, ["E3"]);
+    assert_eq!(store.rollout_counts(rollout).await.unwrap(), (2, 1));
+}
+
+#[tokio::test]
+async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let store = Store::open(&path).await.unwrap();
+    let rollout = store
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .await
+        .unwrap();
+    store
+        .commit(
+            &Changes {
+                enforcements: vec![record(rollout, "E1", Phase::Pushed)],
+                ..Changes::default()
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    // Damage the stored record through a second connection, as a disk or a bad tool might.
+    {
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE enforcements SET record = '{not json'")
+            .execute(&mut other)
+            .await
+            .unwrap();
+    }
+    let error = store.enforcements(rollout).await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains("enforcement record"));
+}
