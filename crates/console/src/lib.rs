@@ -137,7 +137,10 @@ impl Console {
             .await?
             .into_iter()
             .find(|r| r.id == id)
-            .expect("just created");
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("rollout {id}"),
+                reason: "it is missing right after it was created".into(),
+            })?;
         let mut changes = Changes::default();
         for device in devices {
             self.plan_device(&rollout, &device, now, &mut changes);
