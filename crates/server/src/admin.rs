@@ -746,7 +746,11 @@ impl AppState {
     ) -> Result<u64, sqlx::Error> {
         let mut changed_ids = Vec::new();
         for chunk in assignments.chunks(1000) {
-            let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self
+                .db
+                .write()
+                .await
+                .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
             for assignment in chunk {
                 let result = sqlx::query(statement)
                     .bind(&assignment.enrollment_id)

@@ -129,6 +129,24 @@ impl Db {
         Ok(Self { pool })
     }
 
+    /// A write transaction. Every write starts here: `BEGIN IMMEDIATE` takes the write lock at
+    /// once, because SQLite refuses to upgrade a read lock while another writer is pending, which
+    /// lost writes under load before.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")
+    }
+
+    /// A write transaction with one change number already allocated as its first write, so
+    /// change numbers commit in order.
+    async fn write_with_seq(&self) -> Result<(Transaction<'static, Sqlite>, i64), DbError> {
+        let mut tx = self.write().await?;
+        let seq = Self::next_seqs(&mut tx, 1).await?;
+        Ok((tx, seq))
+    }
+
     pub(crate) async fn next_seqs(
         tx: &mut Transaction<'_, Sqlite>,
         count: i64,
@@ -150,12 +168,7 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let (mut tx, seq) = self.write_with_seq().await?;
         let now = timestamp(now);
         sqlx::query(
             "INSERT INTO enrollments (id, udid, topic, serial_number, product_name, model, model_name, device_name,
@@ -203,12 +216,7 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, DbError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let (mut tx, seq) = self.write_with_seq().await?;
         let now = timestamp(now);
         let previous: Option<Option<String>> =
             sqlx::query_scalar("SELECT token_updated_at FROM enrollments WHERE id = ?")
@@ -241,12 +249,7 @@ impl Db {
 
     /// Records a CheckOut.
     pub async fn check_out(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let (mut tx, seq) = self.write_with_seq().await?;
         sqlx::query(
             "UPDATE enrollments SET checked_out_at = ?, push_token = NULL, seq = ? WHERE id = ?",
         )
@@ -266,12 +269,7 @@ impl Db {
         sealed: Option<Vec<u8>>,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let (mut tx, seq) = self.write_with_seq().await?;
         let escrowed_at = sealed.as_ref().map(|_| timestamp(now));
         sqlx::query(
             "UPDATE enrollments SET bootstrap_token = ?, bootstrap_token_escrowed_at = ?, seq = ? WHERE id = ?",
@@ -292,12 +290,7 @@ impl Db {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, DbError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
+        let (mut tx, seq) = self.write_with_seq().await?;
         let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
             "UPDATE enrollments SET bootstrap_token_requested_at = ?, seq = ? WHERE id = ? RETURNING bootstrap_token",
         )
@@ -379,11 +372,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let now = timestamp(now);
         for chunk in ids.chunks(400) {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .context("begin")?;
+            let mut tx = self.write().await?;
             for id in chunk {
                 let waiting: Option<String> = sqlx::query_scalar(
                     "SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL LIMIT 1",
@@ -421,11 +410,7 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, DbError> {
         let now = timestamp(now);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
+        let mut tx = self.write().await?;
         if let Some((uuid, status)) = result {
             sqlx::query("UPDATE commands SET result = ? WHERE uuid = ? AND enrollment_id = ?")
                 .bind(status)

@@ -124,11 +124,7 @@ async fn commit(
     cache: &mut HashMap<String, DeviceStatus>,
 ) -> Result<(), DbError> {
     let now = timestamp(now);
-    let mut tx = db
-        .pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .context("begin")?;
+    let mut tx = db.write().await?;
     let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
 
     // Current merged status of every enrollment in the batch: from the cache, else in one query.
