@@ -325,22 +325,29 @@ impl Store {
 
     /// The devices with these ids that are known.
     pub async fn devices_by_ids(&self, ids: &[String]) -> Result<Vec<DeviceRow>, StoreError> {
+        let prefix = format!("{DEVICE_SELECT} WHERE enrollment_id IN (");
+        self.fetch_for_ids(&prefix, ids, "reading devices", device_from_row)
+            .await
+    }
+
+    /// Rows of `prefix ... enrollment_id IN (<ids>)`, a chunk of ids per statement.
+    async fn fetch_for_ids<T>(
+        &self,
+        prefix: &str,
+        ids: &[String],
+        context: &'static str,
+        read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new(format!("{DEVICE_SELECT} WHERE enrollment_id IN ("));
+            let mut query = QueryBuilder::<Sqlite>::new(prefix);
             let mut list = query.separated(", ");
             for id in chunk {
                 list.push_bind(id);
             }
             query.push(")");
-            for row in query
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .context("reading devices")?
-            {
-                out.push(device_from_row(&row)?);
+            for row in query.build().fetch_all(&self.pool).await.context(context)? {
+                out.push(read(&row)?);
             }
         }
         Ok(out)
@@ -408,26 +415,12 @@ impl Store {
         rollout_id: i64,
         ids: &[String],
     ) -> Result<Vec<Enforcement>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new("SELECT record FROM enforcements WHERE rollout_id = ");
-            query.push_bind(rollout_id).push(" AND enrollment_id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
-            }
-            query.push(")");
-            for row in query
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .context("reading enforcements")?
-            {
-                out.push(enforcement_from_row(&row)?);
-            }
-        }
-        Ok(out)
+        // An integer, so formatting it into the statement is safe.
+        let prefix = format!(
+            "SELECT record FROM enforcements WHERE rollout_id = {rollout_id} AND enrollment_id IN ("
+        );
+        self.fetch_for_ids(&prefix, ids, "reading enforcements", enforcement_from_row)
+            .await
     }
 
     /// Every enforcement record of a rollout.
