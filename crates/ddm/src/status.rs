@@ -540,21 +540,30 @@ impl StatusReport {
 
     /// The report as Apple's JSON: items nested back into the `StatusItems` tree.
     pub fn to_json(&self) -> Value {
-        let mut tree = Map::new();
-        for item in &self.items {
-            insert_path(&mut tree, item.name(), item.to_value());
-        }
-        let mut report = Map::new();
-        report.insert("StatusItems".into(), Value::Object(tree));
-        report.insert(
-            "Errors".into(),
-            serde_json::to_value(&self.errors).unwrap_or_default(),
-        );
-        if self.full_report {
-            report.insert("FullReport".into(), Value::Bool(true));
-        }
-        Value::Object(report)
+        report_json(&self.items, &self.errors, self.full_report)
     }
+}
+
+fn report_json<'a>(
+    items: impl IntoIterator<Item = &'a StatusItem>,
+    errors: impl IntoIterator<Item = &'a StatusItemError>,
+    full_report: bool,
+) -> Value {
+    let mut tree = Map::new();
+    for item in items {
+        insert_path(&mut tree, item.name(), item.to_value());
+    }
+    let errors: Vec<&StatusItemError> = errors.into_iter().collect();
+    let mut report = Map::new();
+    report.insert("StatusItems".into(), Value::Object(tree));
+    report.insert(
+        "Errors".into(),
+        serde_json::to_value(errors).unwrap_or_default(),
+    );
+    if full_report {
+        report.insert("FullReport".into(), Value::Bool(true));
+    }
+    Value::Object(report)
 }
 
 /// Walks the tree: a known dotted name is one item; an object under an unknown name is a
@@ -622,11 +631,16 @@ pub struct DeviceStatus {
 impl DeviceStatus {
     /// Applies one report.
     pub fn apply(&mut self, report: &StatusReport) {
+        self.absorb(report.clone());
+    }
+
+    /// Applies one report, taking its items rather than copying them.
+    pub fn absorb(&mut self, report: StatusReport) {
         if report.full_report {
             self.items.clear();
             self.errors.clear();
         }
-        for item in &report.items {
+        for item in report.items {
             self.errors.remove(item.name());
             let merged = match (self.items.get(item.name()), item, report.full_report) {
                 (
@@ -639,16 +653,16 @@ impl DeviceStatus {
                         value: Value::Array(new),
                     },
                     false,
-                ) if is_identified_list(new) => StatusItem::Other {
-                    name: name.clone(),
-                    value: Value::Array(merge_identified(old, new)),
+                ) if is_identified_list(&new) => StatusItem::Other {
+                    value: Value::Array(merge_identified(old, &new)),
+                    name,
                 },
-                _ => item.clone(),
+                (_, item, _) => item,
             };
-            self.items.insert(item.name().to_owned(), merged);
+            self.items.insert(merged.name().to_owned(), merged);
         }
-        for error in &report.errors {
-            self.errors.insert(error.status_item.clone(), error.clone());
+        for error in report.errors {
+            self.errors.insert(error.status_item.clone(), error);
         }
     }
 
@@ -675,6 +689,11 @@ impl DeviceStatus {
             errors: self.errors.values().cloned().collect(),
             full_report: true,
         }
+    }
+
+    /// [`Self::to_full_report`] as Apple's JSON, without copying the items first.
+    pub fn to_full_report_json(&self) -> Value {
+        report_json(self.items.values(), self.errors.values(), true)
     }
 
     fn text(&self, name: &str) -> Option<&str> {

@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p updraft-server --bench ingest -- [--secs 20] [--conns 64] [--enrollments 10000]`
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -91,7 +91,7 @@ async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut cache: HashMap<String, DeviceStatus> = HashMap::new();
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (forgets, reports): (Vec<Job>, Vec<Job>) =
+        let (forgets, mut reports): (Vec<Job>, Vec<Job>) =
             batch.drain(..).partition(|job| job.report.is_none());
         for job in forgets {
             cache.remove(&job.enrollment_id);
@@ -103,7 +103,7 @@ async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
         if cache.len() > CACHE_LIMIT {
             cache.clear();
         }
-        let result = commit(&db, clock.now(), &reports, &mut cache)
+        let result = commit(&db, clock.now(), &mut reports, &mut cache)
             .await
             .map_err(|error| error.to_string());
         if result.is_err() {
@@ -120,10 +120,13 @@ async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
 async fn commit(
     db: &Db,
     now: DateTime<Utc>,
-    batch: &[Job],
+    batch: &mut [Job],
     cache: &mut HashMap<String, DeviceStatus>,
 ) -> Result<(), DbError> {
     let now = timestamp(now);
+    let reports: Vec<Option<StatusReport>> =
+        batch.iter_mut().map(|job| job.report.take()).collect();
+    let batch = &*batch;
     let mut tx = db.write().await?;
     let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
 
@@ -135,9 +138,10 @@ async fn commit(
         if merged.contains_key(id) {
             continue;
         }
-        match cache.get(id) {
+        // Taken out, not cloned: a failed commit leaves these enrollments to be re-read.
+        match cache.remove(id) {
             Some(status) => {
-                merged.insert(id, (status.clone(), 0));
+                merged.insert(id, (status, 0));
             }
             None => missing.push(id),
         }
@@ -170,10 +174,10 @@ async fn commit(
             }
         }
     }
-    for (offset, job) in batch.iter().enumerate() {
+    for (offset, (job, report)) in batch.iter().zip(reports).enumerate() {
         let entry = merged.entry(job.enrollment_id.as_str()).or_default();
-        if let Some(report) = &job.report {
-            entry.0.apply(report);
+        if let Some(report) = report {
+            entry.0.absorb(report);
         }
         entry.1 = first_seq + offset as i64;
     }
@@ -191,13 +195,14 @@ async fn commit(
         .await
         .context("storing reports")?;
 
-    let statuses: Vec<(String, DeviceStatus)> = merged
-        .iter()
-        .map(|(id, (status, _))| ((*id).to_owned(), status.clone()))
-        .collect();
+    let mut statuses: Vec<(&str, DeviceStatus)> = Vec::with_capacity(merged.len());
     let merged: Vec<(&str, String, i64)> = merged
         .into_iter()
-        .map(|(id, (status, seq))| (id, status.to_full_report().to_json().to_string(), seq))
+        .map(|(id, (status, seq))| {
+            let json = status.to_full_report_json().to_string();
+            statuses.push((id, status));
+            (id, json, seq)
+        })
         .collect();
     let mut upsert =
         QueryBuilder::<Sqlite>::new("INSERT INTO status (enrollment_id, report, updated_at) ");
@@ -224,6 +229,6 @@ async fn commit(
         .context("advancing change numbers")?;
 
     tx.commit().await.context("commit")?;
-    cache.extend(statuses);
+    cache.extend(statuses.into_iter().map(|(id, status)| (id.to_owned(), status)));
     Ok(())
 }
