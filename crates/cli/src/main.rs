@@ -8,6 +8,10 @@ mod lab;
 mod output;
 
 use clap::{Parser, Subcommand};
+
+// glibc's allocator spent a fifth of the status-ingest CPU consolidating free chunks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p updraft-server --bench ingest -- [--secs 20] [--conns 64] [--enrollments 10000]`
 
+// The allocator the `updraft` binary runs on.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

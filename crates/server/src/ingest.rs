@@ -229,6 +229,10 @@ async fn commit(
         .context("advancing change numbers")?;
 
     tx.commit().await.context("commit")?;
-    cache.extend(statuses.into_iter().map(|(id, status)| (id.to_owned(), status)));
+    cache.extend(
+        statuses
+            .into_iter()
+            .map(|(id, status)| (id.to_owned(), status)),
+    );
     Ok(())
 }
