@@ -357,12 +357,18 @@ impl Lab {
         Ok(())
     }
 
-    /// Enrolls the fleet and starts the rollouts (the newest release per platform, or the given).
-    pub async fn begin(&mut self, config: &LabConfig) -> anyhow::Result<()> {
+    /// Puts the base declarations on the server, enrolls the fleet and lets the console learn it.
+    pub async fn enroll(&self) -> anyhow::Result<()> {
         self.console.prepare_server().await?;
         self.fleet.tick().await;
         self.console.sync().await?;
         self.console.drain_outbox().await?;
+        Ok(())
+    }
+
+    /// Enrolls the fleet and starts the rollouts (the newest release per platform, or the given).
+    pub async fn begin(&mut self, config: &LabConfig) -> anyhow::Result<()> {
+        self.enroll().await?;
         let releases = match &config.releases {
             Some(releases) => releases.clone(),
             None => newest_releases(&config.feed, self.started_at.date_naive()),

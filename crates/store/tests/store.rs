@@ -71,7 +71,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     let path = dir.path().join("console.db");
     let store = Store::open(&path).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
         .await
         .unwrap();
     let mut changes = Changes::default();
@@ -142,7 +142,7 @@ async fn open_enforcements_and_unplanned_devices_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("console.db")).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
         .await
         .unwrap();
     let changes = Changes {
@@ -179,7 +179,7 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
     let path = dir.path().join("console.db");
     let store = Store::open(&path).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, now())
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
         .await
         .unwrap();
     store
