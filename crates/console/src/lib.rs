@@ -46,6 +46,21 @@ pub struct InventoryEntry {
     pub time_zone: Option<String>,
 }
 
+/// One wave of a rollout, as the admin confirmed it.
+#[derive(Debug, Clone)]
+pub struct RolloutRequest {
+    /// What to enforce.
+    pub release: Release,
+    /// Wave number, from 1.
+    pub wave: u32,
+    /// The deadline on each device's own clock.
+    pub deadline: NaiveDateTime,
+    /// The page the device shows for "more information" (https).
+    pub details_url: Option<String>,
+    /// The devices covered; `None` for every device of the release's platform.
+    pub scope: Option<Vec<String>>,
+}
+
 /// The console backend.
 pub struct Console {
     store: Store,
@@ -92,46 +107,82 @@ impl Console {
         Ok(())
     }
 
-    /// Starts a rollout: puts its declarations on the server, records it, and plans every
-    /// device already known. Nothing is assigned until [`Self::drain_outbox`].
+    /// Starts a rollout of every device of the release's platform. See [`Self::start_wave`].
     pub async fn start_rollout(
         &self,
         release: Release,
         deadline: NaiveDateTime,
         details_url: Option<&str>,
     ) -> Result<i64, ConsoleError> {
+        self.start_wave(RolloutRequest {
+            release,
+            wave: 1,
+            deadline,
+            details_url: details_url.map(str::to_owned),
+            scope: None,
+        })
+        .await
+    }
+
+    /// Starts a rollout (one wave): puts its declarations on the server, records it with the
+    /// devices it covers, and plans every device already known. Nothing is assigned until
+    /// [`Self::drain_outbox`].
+    pub async fn start_wave(&self, request: RolloutRequest) -> Result<i64, ConsoleError> {
+        let RolloutRequest {
+            release,
+            wave,
+            deadline,
+            details_url,
+            scope,
+        } = request;
+        let details_url = details_url.as_deref();
         let now = self.clock.now();
         let id = self
             .store
             .create_rollout(
                 &release,
-                1,
+                wave,
                 &deadline.format("%Y-%m-%dT%H:%M:%S").to_string(),
                 details_url,
+                scope.as_deref(),
                 now,
             )
             .await?;
-        let declarations = plan::enforcement_declarations(id, 1, &release, deadline, details_url)?;
+        let declarations =
+            plan::enforcement_declarations(id, wave, &release, deadline, details_url)?;
         for declaration in &declarations {
             self.backend.put_declaration(declaration).await?;
             self.backend
-                .add_to_set(&names::enforcement_set(id, 1), &declaration.identifier)
+                .add_to_set(&names::enforcement_set(id, wave), &declaration.identifier)
                 .await?;
         }
+        let devices = match &scope {
+            Some(_) => " (chosen devices)",
+            None => "",
+        };
         self.store
             .audit(
                 now,
                 "admin",
                 "rollout_started",
                 &format!(
-                    "rollout {id}: {} {} by {deadline} local",
+                    "rollout {id}, wave {wave}: {} {} by {deadline} local{devices}",
                     release.platform,
                     release.label()
                 ),
             )
             .await?;
-        let devices = self.store.devices().await?;
-        let rollout = self
+        let rollout = self.rollout(id).await?;
+        let mut changes = Changes::default();
+        for device in self.store.devices_without_enforcement(id).await? {
+            self.plan_device(&rollout, &device, now, &mut changes);
+        }
+        self.store.commit(&changes, now).await?;
+        Ok(id)
+    }
+
+    async fn rollout(&self, id: i64) -> Result<Rollout, ConsoleError> {
+        Ok(self
             .store
             .rollouts()
             .await?
@@ -139,14 +190,54 @@ impl Console {
             .find(|r| r.id == id)
             .ok_or_else(|| StoreError::Corrupt {
                 what: format!("rollout {id}"),
-                reason: "it is missing right after it was created".into(),
-            })?;
+                reason: "no such rollout".into(),
+            })?)
+    }
+
+    /// Pauses a rollout: devices not yet assigned wait; devices already assigned keep their
+    /// declaration (a device holding one installs at its deadline whatever the console does).
+    pub async fn pause_rollout(&self, id: i64) -> Result<(), ConsoleError> {
+        self.set_state(id, "paused", "rollout_paused").await
+    }
+
+    /// Resumes a paused rollout.
+    pub async fn resume_rollout(&self, id: i64) -> Result<(), ConsoleError> {
+        self.set_state(id, "active", "rollout_resumed").await
+    }
+
+    async fn set_state(&self, id: i64, state: &str, action: &str) -> Result<(), ConsoleError> {
+        self.rollout(id).await?;
+        self.store.set_rollout_state(id, state).await?;
+        self.store
+            .audit(self.clock.now(), "admin", action, &format!("rollout {id}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Retries every failed device of a rollout: its declaration's token changes and the device
+    /// is pushed, so it fetches the declaration again. Returns how many devices were retried.
+    pub async fn retry_failed(&self, id: i64) -> Result<usize, ConsoleError> {
+        let now = self.clock.now();
         let mut changes = Changes::default();
-        for device in devices {
-            self.plan_device(&rollout, &device, now, &mut changes);
+        for record in self.store.enforcements(id).await? {
+            if !matches!(record.phase, Phase::Failed | Phase::Invalid) {
+                continue;
+            }
+            let (next, effects) = step(&record, &Event::Retry, now, &self.rules);
+            changes.effects(&next, effects, now);
+            changes.enforcements.push(next);
         }
+        let retried = changes.enforcements.len();
         self.store.commit(&changes, now).await?;
-        Ok(id)
+        self.store
+            .audit(
+                now,
+                "admin",
+                "rollout_retried",
+                &format!("rollout {id}: {retried} failed devices"),
+            )
+            .await?;
+        Ok(retried)
     }
 
     /// Cancels a rollout: unassigns everything it assigned.
@@ -195,19 +286,29 @@ impl Console {
             .into_iter()
             .map(|d| (d.facts.enrollment_id.clone(), d))
             .collect();
+        // Devices already in a paused rollout go on being followed; only active rollouts take
+        // in new devices, and only the devices they cover.
         let rollouts: Vec<Rollout> = self
             .store
             .rollouts()
             .await?
             .into_iter()
-            .filter(|r| r.state == "active")
+            .filter(|r| r.state == "active" || r.state == "paused")
             .collect();
         let mut records: HashMap<(i64, String), Enforcement> = HashMap::new();
+        let mut scopes = HashMap::new();
         for rollout in &rollouts {
             for record in self.store.enforcements_for(rollout.id, &ids).await? {
                 records.insert((record.rollout_id, record.enrollment_id.clone()), record);
             }
+            scopes.insert(rollout.id, self.store.in_scope(rollout.id, &ids).await?);
         }
+        let takes_in = |rollout: &Rollout, id: &str| {
+            rollout.state == "active"
+                && scopes
+                    .get(&rollout.id)
+                    .is_none_or(|scope| scope.as_ref().is_none_or(|s| s.contains(id)))
+        };
         let mut changes = Changes::default();
         for change in page {
             let enrollment = &change.enrollment;
@@ -294,7 +395,10 @@ impl Console {
                             changes.enforcements.push(next);
                         }
                     }
-                    None => self.plan_device(rollout, &device, now, &mut changes),
+                    None if takes_in(rollout, &enrollment.id) => {
+                        self.plan_device(rollout, &device, now, &mut changes)
+                    }
+                    None => {}
                 }
             }
             changes.devices.push(device);
@@ -399,7 +503,7 @@ impl Console {
                 ));
                 if rollout.release.platform == updraft_feed::Platform::MacOs
                     && !device.bootstrap_token_escrowed
-                    && is_apple_silicon(&facts)
+                    && facts.is_apple_silicon()
                 {
                     changes.alerts.push((record.enrollment_id.clone(), Some(rollout.id), now, "bootstrap_token_missing".into(),
                         "a Mac with Apple silicon without an escrowed bootstrap token: its user will have to authorize the update".into()));
@@ -425,10 +529,12 @@ impl Console {
             .rollouts()
             .await?
             .into_iter()
-            .filter(|r| r.state == "active")
+            .filter(|r| r.state == "active" || r.state == "paused")
         {
-            for device in self.store.devices_without_enforcement(rollout.id).await? {
-                self.plan_device(&rollout, &device, now, &mut changes);
+            if rollout.state == "active" {
+                for device in self.store.devices_without_enforcement(rollout.id).await? {
+                    self.plan_device(&rollout, &device, now, &mut changes);
+                }
             }
             for record in self.store.open_enforcements(rollout.id).await? {
                 let (next, effects) = step(&record, &Event::Tick, now, &self.rules);
@@ -524,20 +630,6 @@ impl Console {
             self.store.commit(&changes, now).await?;
         }
     }
-}
-
-fn is_apple_silicon(facts: &DeviceFacts) -> bool {
-    facts.device_ids().is_some_and(|(ids, _)| {
-        ids.iter()
-            .all(|id| !id.starts_with("Mac-") && !id.starts_with("VMM"))
-    }) && facts.model.as_deref().is_some_and(|m| {
-        m.starts_with("Mac1")
-            || m.starts_with("MacBookPro17")
-            || m.starts_with("MacBookPro18")
-            || m.starts_with("MacBookAir10")
-            || m.starts_with("Macmini9")
-            || m.starts_with("iMac21")
-    })
 }
 
 /// The offset from UTC of an IANA zone at a local time, in minutes.

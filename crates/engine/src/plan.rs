@@ -93,6 +93,22 @@ impl DeviceFacts {
         facts
     }
 
+    /// A Mac with Apple silicon: it needs the bootstrap token (or its user) to install an
+    /// update. Intel Macs report `Mac-` board ids or a VMM id; the model names the rest.
+    pub fn is_apple_silicon(&self) -> bool {
+        self.device_ids().is_some_and(|(ids, _)| {
+            ids.iter()
+                .all(|id| !id.starts_with("Mac-") && !id.starts_with("VMM"))
+        }) && self.model.as_deref().is_some_and(|m| {
+            m.starts_with("Mac1")
+                || m.starts_with("MacBookPro17")
+                || m.starts_with("MacBookPro18")
+                || m.starts_with("MacBookAir10")
+                || m.starts_with("Macmini9")
+                || m.starts_with("iMac21")
+        })
+    }
+
     /// The platform, from the model family or identifier.
     pub fn platform(&self) -> Option<Platform> {
         let hint = self.model_family.as_deref().or(self.model.as_deref())?;

@@ -106,6 +106,10 @@ pub struct TimelineEvent {
 /// An alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Row id: alerts are numbered in the order they were raised.
+    pub id: i64,
+    /// The rollout, if any.
+    pub rollout_id: Option<i64>,
     /// When.
     pub at: String,
     /// Kind.
@@ -113,6 +117,19 @@ pub struct Alert {
     /// The device.
     pub enrollment_id: Option<String>,
     /// Detail.
+    pub detail: String,
+}
+
+/// An entry of the audit log: an admin's action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What, as a verb phrase key (`rollout_started`).
+    pub action: String,
+    /// On what.
     pub detail: String,
 }
 
@@ -256,16 +273,19 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Creates a rollout; returns its id.
+    /// Creates a rollout, limited to `scope` when given (else every device of its platform), in
+    /// one transaction: a rollout never exists, even for a moment, without its scope. Returns its id.
     pub async fn create_rollout(
         &self,
         release: &Release,
         wave: u32,
         deadline_local: &str,
         details_url: Option<&str>,
+        scope: Option<&[String]>,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO rollouts (release, wave, deadline_local, details_url, state, created_at)
              VALUES (?, ?, ?, ?, 'active', ?) RETURNING id",
         )
@@ -274,9 +294,62 @@ impl Store {
         .bind(deadline_local)
         .bind(details_url)
         .bind(ts(at))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .context("creating a rollout")
+        .context("creating a rollout")?;
+        for chunk in scope.unwrap_or_default().chunks(CHUNK) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO rollout_scope (rollout_id, enrollment_id) ",
+            );
+            insert.push_values(chunk, |mut row, device| {
+                row.push_bind(id).push_bind(device);
+            });
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("recording a rollout's devices")?;
+        }
+        tx.commit().await.context("committing a rollout")?;
+        Ok(id)
+    }
+
+    /// Which of `ids` a rollout covers: `None` when it covers every device of its platform.
+    pub async fn in_scope(
+        &self,
+        rollout_id: i64,
+        ids: &[String],
+    ) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
+        let scoped: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollout_scope WHERE rollout_id = ?)")
+                .bind(rollout_id)
+                .fetch_one(&self.pool)
+                .await
+                .context("reading a rollout's devices")?;
+        if !scoped {
+            return Ok(None);
+        }
+        // An integer, so formatting it into the statement is safe.
+        let prefix = format!(
+            "SELECT enrollment_id FROM rollout_scope WHERE rollout_id = {rollout_id} AND enrollment_id IN ("
+        );
+        let found = self
+            .fetch_for_ids(&prefix, ids, "reading a rollout's devices", |row| {
+                Ok(row.get::<String, _>(0))
+            })
+            .await?;
+        Ok(Some(found.into_iter().collect()))
+    }
+
+    /// The devices a rollout is limited to; empty when it covers every device of its platform.
+    pub async fn rollout_scope(&self, rollout_id: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT enrollment_id FROM rollout_scope WHERE rollout_id = ? ORDER BY enrollment_id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading a rollout's devices")
     }
 
     /// Changes a rollout's state.
@@ -399,7 +472,9 @@ impl Store {
     ) -> Result<Vec<DeviceRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{DEVICE_SELECT} d
-             WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ? AND e.enrollment_id = d.enrollment_id)
+             WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ?1 AND e.enrollment_id = d.enrollment_id)
+               AND (NOT EXISTS (SELECT 1 FROM rollout_scope s WHERE s.rollout_id = ?1)
+                    OR d.enrollment_id IN (SELECT s.enrollment_id FROM rollout_scope s WHERE s.rollout_id = ?1))
              ORDER BY enrollment_id"
         )))
         .bind(rollout_id)
@@ -505,13 +580,24 @@ impl Store {
 
     /// Alerts, oldest first.
     pub async fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        let rows = sqlx::query("SELECT at, kind, enrollment_id, detail FROM alerts ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .context("reading alerts")?;
+        self.alerts_after(0, i64::MAX).await
+    }
+
+    /// Alerts raised after the alert numbered `after`, oldest first, at most `limit`.
+    pub async fn alerts_after(&self, after: i64, limit: i64) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, rollout_id, at, kind, enrollment_id, detail FROM alerts WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading alerts")?;
         Ok(rows
             .into_iter()
             .map(|row| Alert {
+                id: row.get("id"),
+                rollout_id: row.get("rollout_id"),
                 at: row.get("at"),
                 kind: row.get("kind"),
                 enrollment_id: row.get("enrollment_id"),
@@ -520,17 +606,69 @@ impl Store {
             .collect())
     }
 
+    /// The newest alerts, newest first.
+    pub async fn newest_alerts(&self, limit: i64) -> Result<Vec<Alert>, StoreError> {
+        let mut alerts = self
+            .alerts_after(
+                sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) FROM alerts")
+                    .fetch_one(&self.pool)
+                    .await
+                    .context("counting alerts")?
+                    .saturating_sub(limit),
+                limit,
+            )
+            .await?;
+        alerts.reverse();
+        Ok(alerts)
+    }
+
+    /// The audit log, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows =
+            sqlx::query("SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading the audit log")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AuditEntry {
+                at: row.get("at"),
+                actor: row.get("actor"),
+                action: row.get("action"),
+                detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    /// Every device's phase in every rollout: (rollout, enrollment, phase).
+    pub async fn phases(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT rollout_id, enrollment_id, phase FROM enforcements")
+            .fetch_all(&self.pool)
+            .await
+            .context("reading phases")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
+    /// A write transaction. IMMEDIATE takes the write lock up front: a deferred transaction that
+    /// read first can be refused the upgrade under concurrency, and its writes lost.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin")
+    }
+
     /// Writes everything in `changes` in one transaction.
     pub async fn commit(&self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
         let now = ts(now);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")?;
+        let mut tx = self.write().await?;
         for chunk in changes.devices.chunks(CHUNK / 10) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,

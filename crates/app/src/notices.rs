@@ -1,0 +1,178 @@
+//! Desktop notices from alerts, grouped: one notice per kind of alert in a batch, so that 300
+//! failures arriving at once are one notice that counts them, not 300.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use updraft_store::Alert;
+
+/// One desktop notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    /// The alert kind it groups.
+    pub kind: String,
+    /// How many alerts it stands for.
+    pub count: usize,
+    /// First line.
+    pub summary: String,
+    /// The rest.
+    pub body: String,
+}
+
+/// At most this many distinct reasons are named in a grouped notice.
+const REASONS_SHOWN: usize = 3;
+
+/// Groups a batch of alerts into notices, most urgent kind first. `name_of` gives a device's
+/// display name from its enrollment id.
+pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<Notice> {
+    let mut by_kind: BTreeMap<(u8, &str), Vec<&Alert>> = BTreeMap::new();
+    for alert in alerts {
+        by_kind
+            .entry((urgency(&alert.kind), alert.kind.as_str()))
+            .or_default()
+            .push(alert);
+    }
+    by_kind
+        .into_iter()
+        .map(|((_, kind), alerts)| {
+            let device = |alert: &Alert| {
+                alert
+                    .enrollment_id
+                    .as_deref()
+                    .map(|id| name_of(id).unwrap_or_else(|| id.to_owned()))
+                    .unwrap_or_else(|| "a device".to_owned())
+            };
+            if let [alert] = alerts.as_slice() {
+                return Notice {
+                    kind: kind.to_owned(),
+                    count: 1,
+                    summary: format!("{} on {}", title(kind, 1), device(alert)),
+                    body: alert.detail.clone(),
+                };
+            }
+            let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+            for alert in &alerts {
+                *reasons.entry(alert.detail.as_str()).or_default() += 1;
+            }
+            let mut reasons: Vec<(&str, usize)> = reasons.into_iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let mut body: Vec<String> = reasons
+                .iter()
+                .take(REASONS_SHOWN)
+                .map(|(reason, count)| format!("{count} × {reason}"))
+                .collect();
+            if reasons.len() > REASONS_SHOWN {
+                body.push(format!(
+                    "and {} other reasons",
+                    reasons.len() - REASONS_SHOWN
+                ));
+            }
+            Notice {
+                kind: kind.to_owned(),
+                count: alerts.len(),
+                summary: format!("{} on {} devices", title(kind, alerts.len()), alerts.len()),
+                body: body.join("\n"),
+            }
+        })
+        .collect()
+}
+
+fn urgency(kind: &str) -> u8 {
+    match kind {
+        "install_failed" => 0,
+        "declaration_invalid" => 1,
+        "past_deadline" => 2,
+        "device_stuck" => 3,
+        "device_stale" => 4,
+        "new_release" => 5,
+        _ => 6,
+    }
+}
+
+fn title(kind: &str, count: usize) -> String {
+    let plural = count > 1;
+    match kind {
+        "install_failed" if plural => "Installs failed".into(),
+        "install_failed" => "Install failed".into(),
+        "declaration_invalid" => "Declaration rejected".into(),
+        "past_deadline" => "Deadline passed, not updated".into(),
+        "device_stuck" => "Update stuck".into(),
+        "device_stale" => "No status report".into(),
+        "bootstrap_token_missing" => "No bootstrap token escrowed".into(),
+        "new_release" => "New release".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: i64, kind: &str, device: &str, detail: &str) -> Alert {
+        Alert {
+            id,
+            rollout_id: Some(1),
+            at: "2026-04-12T09:00:00Z".into(),
+            kind: kind.into(),
+            enrollment_id: Some(device.into()),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn three_hundred_failures_are_one_notice_that_counts_them_by_reason() {
+        let alerts: Vec<Alert> = (0..300)
+            .map(|i| {
+                let reason = if i % 3 == 0 {
+                    "download failed"
+                } else {
+                    "not enough disk space"
+                };
+                alert(i, "install_failed", &format!("D{i}"), reason)
+            })
+            .collect();
+        let notices = group(&alerts, |_| None);
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].count, 300);
+        assert_eq!(notices[0].summary, "Installs failed on 300 devices");
+        assert_eq!(
+            notices[0].body,
+            "200 × not enough disk space\n100 × download failed"
+        );
+    }
+
+    #[test]
+    fn a_single_failure_names_the_device_and_apples_reason() {
+        let notices = group(
+            &[alert(
+                1,
+                "install_failed",
+                "UDID-1",
+                "SoftwareUpdateFailureReasonDownload",
+            )],
+            |id| (id == "UDID-1").then(|| "Ada's MacBook Pro".to_owned()),
+        );
+        assert_eq!(notices[0].summary, "Install failed on Ada's MacBook Pro");
+        assert_eq!(notices[0].body, "SoftwareUpdateFailureReasonDownload");
+    }
+
+    #[test]
+    fn kinds_stay_apart_and_failures_come_first() {
+        let notices = group(
+            &[
+                alert(
+                    1,
+                    "device_stale",
+                    "A",
+                    "no status report since 2026-04-10T09:00:00Z",
+                ),
+                alert(2, "install_failed", "B", "download failed"),
+                alert(3, "install_failed", "C", "download failed"),
+            ],
+            |_| None,
+        );
+        let kinds: Vec<&str> = notices.iter().map(|n| n.kind.as_str()).collect();
+        assert_eq!(kinds, ["install_failed", "device_stale"]);
+    }
+}

@@ -1,0 +1,348 @@
+//! What the screens show: the UI's contract, serialized in camelCase. Every string that came from a
+//! device or the feed travels as data and is rendered as text by the UI.
+
+use serde::{Deserialize, Serialize};
+
+/// Devices on one OS version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OsCount {
+    /// `macOS`, `iOS`.
+    pub platform: String,
+    /// `26.3`.
+    pub version: String,
+    /// Devices.
+    pub count: usize,
+}
+
+/// How much of a platform runs its newest release.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compliance {
+    /// Platform.
+    pub platform: String,
+    /// Newest release offered today (not a BSI), with its build.
+    pub newest: String,
+    /// Devices at or above it.
+    pub current: usize,
+    /// Devices of the platform.
+    pub devices: usize,
+}
+
+/// "macOS 26.4, released 2 days ago, applies to 1,204 devices".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseBanner {
+    /// Catalog key, for the wizard.
+    pub release: String,
+    /// Platform.
+    pub platform: String,
+    /// Version and build.
+    pub label: String,
+    /// Days since posting.
+    pub days_ago: i64,
+    /// Devices it applies to.
+    pub applies_to: usize,
+}
+
+/// A rollout in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSummary {
+    /// Id.
+    pub id: i64,
+    /// Wave.
+    pub wave: u32,
+    /// Platform.
+    pub platform: String,
+    /// Release.
+    pub label: String,
+    /// Local deadline.
+    pub deadline: String,
+    /// `active`, `paused`, `cancelled`, `done`.
+    pub state: String,
+    /// Devices with a record (including excluded).
+    pub total: usize,
+    /// Updated (and cleaned up, or being cleaned up).
+    pub updated: usize,
+    /// Failed or declaration invalid.
+    pub failed: usize,
+    /// Excluded.
+    pub excluded: usize,
+    /// Still in progress.
+    pub in_progress: usize,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertView {
+    /// Id.
+    pub id: i64,
+    /// When (simulated in the lab).
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// Device enrollment id.
+    pub device: Option<String>,
+    /// Device name.
+    pub device_name: Option<String>,
+    /// Rollout.
+    pub rollout: Option<i64>,
+    /// Detail.
+    pub detail: String,
+}
+
+/// The dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dashboard {
+    /// The console's clock.
+    pub now: String,
+    /// Whether this is the lab.
+    pub lab: bool,
+    /// Devices known.
+    pub devices: usize,
+    /// Fleet by OS version.
+    pub by_os: Vec<OsCount>,
+    /// Share on the newest release, per platform.
+    pub compliance: Vec<Compliance>,
+    /// New releases that apply to devices not yet in a rollout of them.
+    pub banners: Vec<ReleaseBanner>,
+    /// Rollouts not cancelled, newest first.
+    pub rollouts: Vec<RolloutSummary>,
+    /// Newest alerts.
+    pub alerts: Vec<AlertView>,
+}
+
+/// A release on the Releases screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseView {
+    /// Catalog key.
+    pub key: String,
+    /// Platform.
+    pub platform: String,
+    /// `26.3.1`.
+    pub version: String,
+    /// `(a)` for a BSI.
+    pub extra: Option<String>,
+    /// Build.
+    pub build: Option<String>,
+    /// For a BSI: the base build it installs on.
+    pub prerequisite_build: Option<String>,
+    /// `PostingDate`.
+    pub posted: String,
+    /// `ExpirationDate`.
+    pub expires: Option<String>,
+    /// Offered on the console's date.
+    pub available: bool,
+    /// Only in `AssetSets`.
+    pub management_only: bool,
+    /// Devices ids it lists.
+    pub supported_device_ids: usize,
+    /// Devices it applies to (not yet on it, eligible).
+    pub applies_to: usize,
+    /// Devices of the platform already at or above it.
+    pub current: usize,
+}
+
+/// A row of the devices table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRowView {
+    /// Enrollment id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Serial number.
+    pub serial: String,
+    /// Model identifier.
+    pub model: String,
+    /// Platform.
+    pub platform: String,
+    /// OS version, with the supplemental letter when there is one.
+    pub os: String,
+    /// Build.
+    pub build: String,
+    /// Phase in its newest rollout, or `none`.
+    pub state: String,
+    /// Its newest rollout.
+    pub rollout: Option<i64>,
+    /// Last status report.
+    pub last_report: Option<String>,
+}
+
+/// A query of the devices table: filters, sort and the window of rows wanted.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DeviceQuery {
+    /// Part of the name, serial number or enrollment id, any case.
+    pub search: String,
+    /// Model identifier.
+    pub model: Option<String>,
+    /// OS version.
+    pub os: Option<String>,
+    /// Phase.
+    pub state: Option<String>,
+    /// Rollout.
+    pub rollout: Option<i64>,
+    /// `name`, `serial`, `model`, `os`, `state`, `lastReport`.
+    pub sort: Option<String>,
+    /// Sort descending.
+    pub descending: bool,
+    /// First row.
+    pub offset: usize,
+    /// Rows wanted (at most 1,000).
+    pub limit: usize,
+}
+
+/// A window of the devices table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePage {
+    /// Rows matching the filters.
+    pub total: usize,
+    /// The window's first row.
+    pub offset: usize,
+    /// The rows.
+    pub rows: Vec<DeviceRowView>,
+}
+
+/// Values the filters offer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceFacets {
+    /// Model identifiers.
+    pub models: Vec<String>,
+    /// OS versions.
+    pub os: Vec<String>,
+    /// Phases.
+    pub states: Vec<String>,
+    /// Rollouts.
+    pub rollouts: Vec<i64>,
+}
+
+/// A timeline entry, with the time since the one before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// When.
+    pub at: String,
+    /// Kind.
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+    /// Rollout.
+    pub rollout: Option<i64>,
+    /// "2 h 15 min" since the previous entry.
+    pub since_previous: Option<String>,
+}
+
+/// A device's part in one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceEnforcement {
+    /// Rollout.
+    pub rollout: i64,
+    /// Target.
+    pub target: String,
+    /// Phase.
+    pub phase: String,
+    /// Local deadline.
+    pub deadline: String,
+    /// The declaration.
+    pub declaration: String,
+    /// Apple's failure reason.
+    pub failure_reason: Option<String>,
+    /// Failures so far.
+    pub failure_count: u64,
+    /// Why excluded.
+    pub exclusion_reason: Option<String>,
+    /// Why the device rejected the declaration.
+    pub invalid_reason: Option<String>,
+    /// Deadline passed, not updated.
+    pub past_deadline: bool,
+    /// No report for too long.
+    pub stale: bool,
+}
+
+/// The device screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceDetail {
+    /// The row.
+    pub row: DeviceRowView,
+    /// Model family.
+    pub family: Option<String>,
+    /// SoftwareUpdateDeviceID, and whether it was reported or derived from the model.
+    pub device_id: Option<String>,
+    /// `reported` or `derived from model`.
+    pub device_id_source: Option<String>,
+    /// Supplemental (BSI) build.
+    pub supplemental_build: Option<String>,
+    /// IANA time zone.
+    pub time_zone: Option<String>,
+    /// Bootstrap token escrowed.
+    pub bootstrap_token_escrowed: bool,
+    /// Last bootstrap token fetch.
+    pub bootstrap_token_requested_at: Option<String>,
+    /// Enforcement declarations assigned now.
+    pub declarations_assigned: Vec<String>,
+    /// Its rollouts.
+    pub enforcements: Vec<DeviceEnforcement>,
+    /// Every event, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One phase's count in a rollout's funnel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunnelStep {
+    /// Phase.
+    pub phase: String,
+    /// Devices in it now.
+    pub count: usize,
+}
+
+/// Failed devices sharing a reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureGroup {
+    /// Apple's reason (or the console's, for a silent device).
+    pub reason: String,
+    /// Devices.
+    pub devices: Vec<String>,
+}
+
+/// The rollout screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutDetail {
+    /// The summary.
+    pub summary: RolloutSummary,
+    /// DetailsURL.
+    pub details_url: Option<String>,
+    /// Whether it covers chosen devices only.
+    pub scoped: bool,
+    /// Devices per phase, in the order devices move.
+    pub funnel: Vec<FunnelStep>,
+    /// Failures by reason.
+    pub failures: Vec<FailureGroup>,
+    /// Exclusions by reason.
+    pub exclusions: Vec<FailureGroup>,
+}
+
+/// An audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub detail: String,
+}

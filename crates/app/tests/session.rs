@@ -1,0 +1,217 @@
+//! The console application over a real lab (server, simulated fleet, SQLite) on loopback: what
+//! the screens show before, during and after a rollout started through the wizard's rules.
+
+use chrono::{Datelike, Duration, Weekday};
+use updraft_app::view::DeviceQuery;
+use updraft_app::wizard::{RolloutPlan, Selection, WavePlan};
+use updraft_app::{AppError, Session};
+
+async fn session(devices: usize) -> (Session, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let session = Session::lab(&dir.path().join("lab"), devices, 3)
+        .await
+        .expect("lab starts");
+    (session, dir)
+}
+
+fn weekday_deadline(session: &Session, days: i64) -> String {
+    let mut day = session.now().date_naive() + Duration::days(days);
+    while matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+        day += Duration::days(1);
+    }
+    format!("{day}T17:00")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
+    let (session, _dir) = session(80).await;
+
+    let dashboard = session.dashboard().await.expect("dashboard");
+    assert!(dashboard.lab);
+    assert_eq!(dashboard.devices, 80);
+    assert_eq!(
+        dashboard.by_os.iter().map(|o| o.count).sum::<usize>(),
+        80,
+        "every device counted once by OS"
+    );
+    let banner = dashboard
+        .banners
+        .iter()
+        .find(|b| b.platform == "macOS")
+        .expect("a new macOS release is announced");
+    assert!(banner.applies_to > 0);
+
+    let plan = RolloutPlan {
+        release: banner.release.clone(),
+        selection: Selection::All,
+        waves: vec![
+            WavePlan {
+                percent: 25,
+                deadline: weekday_deadline(&session, 2),
+            },
+            WavePlan {
+                percent: 75,
+                deadline: weekday_deadline(&session, 4),
+            },
+        ],
+        details_url: Some("https://it.example.com/updates".into()),
+    };
+    let preview = session.preview(&plan).await.expect("preview");
+    assert!(preview.errors.is_empty(), "{:?}", preview.errors);
+    assert_eq!(preview.included, banner.applies_to);
+    assert_eq!(
+        preview.waves.iter().map(|w| w.devices).sum::<usize>(),
+        preview.included
+    );
+    assert!(preview.waves[0].devices < preview.waves[1].devices);
+    assert!(
+        preview
+            .devices
+            .iter()
+            .filter(|d| d.wave.is_none())
+            .all(|d| d.exclusion.as_deref().is_some_and(|r| !r.is_empty())),
+        "every excluded device says why"
+    );
+    assert!(
+        session.rollouts().await.expect("rollouts").is_empty(),
+        "a preview sends nothing"
+    );
+
+    let ids = session.start_rollout(&plan).await.expect("rollout starts");
+    assert_eq!(ids.len(), 2, "one rollout per wave");
+    let mut days = 0;
+    loop {
+        session.advance(6 * 60).await.expect("time moves");
+        days += 1;
+        let rollouts = session.rollouts().await.expect("rollouts");
+        if rollouts.iter().all(|r| r.in_progress == 0) || days > 4 * 14 {
+            break;
+        }
+    }
+    let rollouts = session.rollouts().await.expect("rollouts");
+    assert!(rollouts.iter().all(|r| r.in_progress == 0), "{rollouts:?}");
+    let updated: usize = rollouts.iter().map(|r| r.updated).sum();
+    assert!(updated > 0);
+
+    let detail = session.rollout(ids[1]).await.expect("rollout");
+    assert!(detail.scoped, "a wave covers its own devices only");
+    let funnel_total: usize = detail.funnel.iter().map(|s| s.count).sum();
+    assert_eq!(funnel_total, detail.summary.total);
+
+    // A device that updated: its timeline runs from assignment to removal, with durations.
+    let page = session
+        .devices(&DeviceQuery {
+            state: Some("cleaned_up".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("devices");
+    assert!(page.total > 0);
+    let device = session.device(&page.rows[0].id).await.expect("device");
+    let kinds: Vec<&str> = device.timeline.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["declaration_assigned", "os_updated", "declaration_removed"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(
+        device
+            .timeline
+            .iter()
+            .skip(1)
+            .all(|e| e.since_previous.is_some())
+    );
+    assert!(
+        device.declarations_assigned.is_empty(),
+        "cleaned up means no declaration left"
+    );
+
+    let csv = session.rollout_csv(ids[1]).await.expect("csv");
+    assert_eq!(csv.lines().count(), detail.summary.total + 1);
+    assert!(csv.starts_with("enrollment_id,name,serial_number"));
+
+    let audit = session.audit(10).await.expect("audit");
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "rollout_started")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_refuses_a_bad_plan_and_starts_nothing() {
+    let (session, _dir) = session(20).await;
+    let release = session
+        .dashboard()
+        .await
+        .expect("dashboard")
+        .banners
+        .first()
+        .expect("a banner")
+        .release
+        .clone();
+    let plan = RolloutPlan {
+        release,
+        selection: Selection::All,
+        waves: vec![WavePlan {
+            percent: 90,
+            deadline: "next friday".into(),
+        }],
+        details_url: Some("http://it.example.com/updates".into()),
+    };
+    let preview = session.preview(&plan).await.expect("preview");
+    assert_eq!(preview.errors.len(), 3, "{:?}", preview.errors);
+    assert!(preview.errors.iter().any(|e| e.contains("100%")));
+    assert!(preview.errors.iter().any(|e| e.contains("next friday")));
+    assert!(preview.errors.iter().any(|e| e.contains("https")));
+    match session.start_rollout(&plan).await {
+        Err(AppError::Invalid(message)) => assert!(message.contains("100%")),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(session.rollouts().await.expect("rollouts").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chosen_devices_only_are_assigned() {
+    let (session, _dir) = session(40).await;
+    let banner = session.dashboard().await.expect("dashboard").banners[0].clone();
+    let preview = session
+        .preview(&RolloutPlan {
+            release: banner.release.clone(),
+            selection: Selection::All,
+            waves: vec![WavePlan {
+                percent: 100,
+                deadline: weekday_deadline(&session, 3),
+            }],
+            details_url: None,
+        })
+        .await
+        .expect("preview");
+    let chosen: Vec<String> = preview
+        .devices
+        .iter()
+        .filter(|d| d.wave.is_some())
+        .take(2)
+        .map(|d| d.id.clone())
+        .collect();
+    let ids = session
+        .start_rollout(&RolloutPlan {
+            release: banner.release,
+            selection: Selection::Devices(chosen.clone()),
+            waves: vec![WavePlan {
+                percent: 100,
+                deadline: weekday_deadline(&session, 3),
+            }],
+            details_url: None,
+        })
+        .await
+        .expect("starts");
+    session.advance(60).await.expect("time moves");
+    let detail = session.rollout(ids[0]).await.expect("rollout");
+    assert_eq!(detail.summary.total, 2, "{detail:?}");
+    for id in &chosen {
+        let device = session.device(id).await.expect("device");
+        assert_eq!(device.enforcements.len(), 1);
+    }
+}
