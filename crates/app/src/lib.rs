@@ -408,7 +408,7 @@ impl Session {
                     wave: index as u32 + 1,
                     deadline,
                     details_url: checked.details_url.clone(),
-                    scope: Some(scope),
+                    scope: (!checked.open).then_some(scope),
                 })
                 .await?;
             ids.push(id);

@@ -54,6 +54,9 @@ pub struct RolloutPlan {
 pub struct CheckedPlan {
     /// Waves in order: deadline and the devices in it.
     pub waves: Vec<(NaiveDateTime, Vec<String>)>,
+    /// Every applicable device in one wave: the rollout also takes in devices that enroll, or
+    /// become eligible, after it starts. Any narrower choice is fixed when the admin confirms.
+    pub open: bool,
     /// The DetailsURL, checked.
     pub details_url: Option<String>,
 }
@@ -339,6 +342,7 @@ pub fn preview(
         errors,
     };
     let checked = preview.errors.is_empty().then(|| CheckedPlan {
+        open: plan.selection == Selection::All && plan.waves.len() == 1,
         waves: waves
             .into_iter()
             .filter(|(_, ids)| !ids.is_empty())

@@ -95,6 +95,11 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
 
     let detail = session.rollout(ids[1]).await.expect("rollout");
     assert!(detail.scoped, "a wave covers its own devices only");
+    let first = session.rollout(ids[0]).await.expect("rollout");
+    assert!(
+        first.scoped,
+        "with two waves, each wave is fixed at confirm"
+    );
     let funnel_total: usize = detail.funnel.iter().map(|s| s.count).sum();
     assert_eq!(funnel_total, detail.summary.total);
 
@@ -214,4 +219,28 @@ async fn chosen_devices_only_are_assigned() {
         let device = session.device(id).await.expect("device");
         assert_eq!(device.enforcements.len(), 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_applicable_device_in_one_wave_stays_open_to_devices_that_come_later() {
+    let (session, _dir) = session(20).await;
+    let banner = session.dashboard().await.expect("dashboard").banners[0].clone();
+    let ids = session
+        .start_rollout(&RolloutPlan {
+            release: banner.release,
+            selection: Selection::All,
+            waves: vec![WavePlan {
+                percent: 100,
+                deadline: weekday_deadline(&session, 3),
+            }],
+            details_url: None,
+        })
+        .await
+        .expect("starts");
+    let detail = session.rollout(ids[0]).await.expect("rollout");
+    assert!(!detail.scoped, "{detail:?}");
+    assert_eq!(
+        detail.summary.total,
+        banner.applies_to + detail.summary.excluded
+    );
 }

@@ -1,0 +1,254 @@
+//! The desktop console end to end: the real app binary in its real window, driven like an admin
+//! would through tauri-driver and WebKitWebDriver, on the lab it opens by default.
+//!
+//! Needs a display, `tauri-driver` and `WebKitWebDriver`, and a built app
+//! (`target/debug/updraft-console`, or `UPDRAFT_APP`); `scripts/e2e` provides all of it under
+//! Xvfb with a private D-Bus session and dunst, whose log it passes as `UPDRAFT_E2E_DUNST_LOG`.
+//! `UPDRAFT_SHOTS=<dir>` saves a screenshot of every screen on the way.
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn app_binary() -> PathBuf {
+    std::env::var_os("UPDRAFT_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/updraft-console"))
+}
+
+struct Driver {
+    process: tokio::process::Child,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.start_kill();
+    }
+}
+
+async fn start(data: &Path) -> Result<(Driver, Client), Box<dyn std::error::Error>> {
+    let app = app_binary().canonicalize()?;
+    let process = tokio::process::Command::new("tauri-driver")
+        .args(["--port", "4444", "--native-port", "4445"])
+        // The app inherits tauri-driver's environment: a small lab whose clock the test moves.
+        .env("UPDRAFT_DATA_DIR", data)
+        .env("UPDRAFT_LAB_DEVICES", "120")
+        .env("UPDRAFT_LAB_SPEED", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let driver = Driver { process };
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), "wry".into());
+    capabilities.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": app }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect("http://127.0.0.1:4444")
+            .await
+        {
+            Ok(client) => return Ok((driver, client)),
+            Err(error) if Instant::now() > deadline => return Err(error.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn wait_for(
+    client: &Client,
+    css: &str,
+    secs: u64,
+) -> Result<Element, Box<dyn std::error::Error>> {
+    Ok(client
+        .wait()
+        .at_most(Duration::from_secs(secs))
+        .for_element(Locator::Css(css))
+        .await
+        .map_err(|e| format!("waiting for {css}: {e}"))?)
+}
+
+async fn text_of(client: &Client, css: &str) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(wait_for(client, css, 30).await?.text().await?)
+}
+
+async fn shot(client: &Client, name: &str) -> TestResult {
+    if let Some(dir) = std::env::var_os("UPDRAFT_SHOTS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{name}.png")), client.screenshot().await?)?;
+    }
+    Ok(())
+}
+
+async fn open(client: &Client, hash: &str) -> TestResult {
+    client
+        .execute(&format!("window.location.hash = {hash:?}"), vec![])
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a display, tauri-driver and WebKitWebDriver: run scripts/e2e"]
+async fn an_admin_rolls_out_an_update_in_the_lab_and_follows_a_failure_to_its_reason() -> TestResult
+{
+    let data = tempfile::tempdir()?;
+    let (_driver, client) = start(data.path()).await?;
+    let result = scenario(&client).await;
+    if result.is_err() {
+        let _ = shot(&client, "failure").await;
+    }
+    client.close().await?;
+    result
+}
+
+async fn scenario(client: &Client) -> TestResult {
+    // First start: the lab, said plainly, and a new release announced on the dashboard.
+    let banner = text_of(client, "[data-testid=lab-banner]").await?;
+    assert!(banner.contains("simulated fleet"), "{banner}");
+    let release = wait_for(client, "[data-testid=release-banner]", 60).await?;
+    let announced = release.text().await?;
+    assert!(announced.contains("applies to"), "{announced}");
+    shot(client, "dashboard").await?;
+
+    // The wizard, step by step, from the banner.
+    release.find(Locator::Css("a")).await?.click().await?;
+    wait_for(client, "input[name=release]:checked", 30).await?;
+    shot(client, "wizard-1-release").await?;
+    wait_for(client, "[data-testid=wizard-next]", 10)
+        .await?
+        .click()
+        .await?;
+    shot(client, "wizard-2-devices").await?;
+    wait_for(client, "[data-testid=wizard-next]", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "[data-testid=deadline-1]", 10).await?;
+    let details = wait_for(client, "[data-testid=details-url]", 10).await?;
+    details.send_keys("https://it.example.com/updates").await?;
+    shot(client, "wizard-3-deadline").await?;
+    wait_for(client, "[data-testid=wizard-next]", 10)
+        .await?
+        .click()
+        .await?;
+    let summary = text_of(client, "[data-testid=preview-summary]").await?;
+    assert!(summary.contains("devices in 1 wave"), "{summary}");
+    shot(client, "wizard-4-preview").await?;
+    wait_for(client, "[data-testid=wizard-next]", 10)
+        .await?
+        .click()
+        .await?;
+    shot(client, "wizard-5-confirm").await?;
+    wait_for(client, "[data-testid=confirm-rollout]", 10)
+        .await?
+        .click()
+        .await?;
+
+    // The rollout page; time moves a day at a time until nothing is in progress.
+    let state = text_of(client, "[data-testid=rollout-state]").await?;
+    assert_eq!(state, "active");
+    let mut days = 0;
+    loop {
+        wait_for(client, "[data-testid=skip-day]", 10)
+            .await?
+            .click()
+            .await?;
+        days += 1;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let funnel = text_of(client, "[data-testid=funnel]").await?;
+        let settled = ![
+            "planned",
+            "assigned",
+            "pushed",
+            "active",
+            "waiting",
+            "downloading",
+            "prepared",
+            "installing",
+            "updated",
+            "unassigned",
+        ]
+        .iter()
+        .any(|phase| funnel.lines().any(|line| line.starts_with(phase)));
+        if (settled && funnel.contains("cleaned up")) || days > 14 {
+            assert!(funnel.contains("cleaned up"), "after {days} days: {funnel}");
+            assert!(
+                funnel.contains("failed"),
+                "the lab's faults fail some installs: {funnel}"
+            );
+            break;
+        }
+    }
+    shot(client, "rollout").await?;
+
+    // A failed device: its timeline says what Apple said.
+    wait_for(client, "details summary", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "ul.devices a", 10).await?.click().await?;
+    let reason = text_of(client, "[data-testid=device-reason]").await?;
+    assert!(!reason.is_empty(), "a failed device shows its reason");
+    let timeline = text_of(client, "[data-testid=timeline]").await?;
+    for event in ["Declaration assigned", "Push sent", "Install failed"] {
+        assert!(
+            timeline.contains(event),
+            "{event} missing from the timeline:\n{timeline}"
+        );
+    }
+    shot(client, "device").await?;
+
+    // The other screens open and show their data.
+    open(client, "#/devices").await?;
+    let total = text_of(client, "[data-testid=device-total]").await?;
+    assert_eq!(total, "120");
+    wait_for(client, "[data-device]", 10).await?;
+    shot(client, "devices").await?;
+    open(client, "#/releases").await?;
+    wait_for(client, "[data-testid=releases-macOS]", 10).await?;
+    shot(client, "releases").await?;
+    open(client, "#/rollouts").await?;
+    shot(client, "rollouts").await?;
+    open(client, "#/alerts").await?;
+    let alerts = text_of(client, "table.alerts").await?;
+    assert!(alerts.contains("install failed"), "{alerts}");
+    shot(client, "alerts").await?;
+    open(client, "#/audit").await?;
+    let audit = text_of(client, "main table").await?;
+    assert!(audit.contains("rollout started"), "{audit}");
+    shot(client, "audit").await?;
+    open(client, "#/dashboard").await?;
+    wait_for(client, "meter", 10).await?;
+    shot(client, "dashboard-after").await?;
+
+    // The desktop notice reached the notification daemon.
+    if let Some(log) = std::env::var_os("UPDRAFT_E2E_DUNST_LOG") {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = std::fs::read_to_string(&log).unwrap_or_default();
+            if seen.contains("appname: 'Updraft'") && seen.contains("failed on") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dunst never showed Updraft's failure notice:\n{seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}

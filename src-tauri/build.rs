@@ -1,0 +1,31 @@
+// Every command the UI may call is declared here, so Tauri generates an allow-<command>
+// permission for it and the capability file can grant exactly these.
+fn main() {
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .app_manifest(tauri_build::AppManifest::new().commands(&COMMANDS)),
+    )
+    .expect("failed to run the Tauri build script");
+}
+
+const COMMANDS: [&str; 19] = [
+    "dashboard",
+    "releases",
+    "devices",
+    "device_facets",
+    "device",
+    "preview_rollout",
+    "start_rollout",
+    "rollouts",
+    "rollout",
+    "retry_failed",
+    "pause_rollout",
+    "resume_rollout",
+    "cancel_rollout",
+    "export_rollout_csv",
+    "alerts",
+    "audit",
+    "clock",
+    "set_speed",
+    "advance_clock",
+];

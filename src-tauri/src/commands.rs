@@ -1,0 +1,237 @@
+//! The commands the UI calls, one per question or action, each a thin adapter to the session.
+//! Errors reach the UI as `{code, message}` so it can tell a refusal from a failure without
+//! matching strings.
+
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tauri::{Emitter, Manager, State};
+
+use updraft_app::AppError;
+use updraft_app::view::*;
+use updraft_app::wizard::{Preview, RolloutPlan};
+
+use crate::Shell;
+
+/// An error as the UI receives it.
+#[derive(Debug, Serialize)]
+pub struct CommandError {
+    /// `not_found`, `invalid`, `backend` or `starting`.
+    code: &'static str,
+    /// What went wrong, for a person.
+    message: String,
+}
+
+impl From<AppError> for CommandError {
+    fn from(error: AppError) -> Self {
+        let code = match &error {
+            AppError::NotFound(_) => "not_found",
+            AppError::Invalid(_) => "invalid",
+            AppError::Backend(_) => "backend",
+        };
+        Self {
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
+type Reply<T> = Result<T, CommandError>;
+
+async fn session(shell: &State<'_, Arc<Shell>>) -> Reply<Arc<updraft_app::Session>> {
+    shell.session().await.map_err(|message| CommandError {
+        code: "starting",
+        message,
+    })
+}
+
+fn changed(app: &tauri::AppHandle, session: &updraft_app::Session) {
+    let _ = app.emit("fleet-changed", session.now().to_rfc3339());
+}
+
+#[tauri::command]
+pub async fn dashboard(shell: State<'_, Arc<Shell>>) -> Reply<Dashboard> {
+    Ok(session(&shell).await?.dashboard().await?)
+}
+
+#[tauri::command]
+pub async fn releases(shell: State<'_, Arc<Shell>>) -> Reply<Vec<ReleaseView>> {
+    Ok(session(&shell).await?.releases().await?)
+}
+
+#[tauri::command]
+pub async fn devices(shell: State<'_, Arc<Shell>>, query: DeviceQuery) -> Reply<DevicePage> {
+    Ok(session(&shell).await?.devices(&query).await?)
+}
+
+#[tauri::command]
+pub async fn device_facets(shell: State<'_, Arc<Shell>>) -> Reply<DeviceFacets> {
+    Ok(session(&shell).await?.device_facets().await?)
+}
+
+#[tauri::command]
+pub async fn device(shell: State<'_, Arc<Shell>>, id: String) -> Reply<DeviceDetail> {
+    Ok(session(&shell).await?.device(&id).await?)
+}
+
+#[tauri::command]
+pub async fn preview_rollout(shell: State<'_, Arc<Shell>>, plan: RolloutPlan) -> Reply<Preview> {
+    Ok(session(&shell).await?.preview(&plan).await?)
+}
+
+#[tauri::command]
+pub async fn start_rollout(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    plan: RolloutPlan,
+) -> Reply<Vec<i64>> {
+    let session = session(&shell).await?;
+    let ids = session.start_rollout(&plan).await?;
+    changed(&app, &session);
+    Ok(ids)
+}
+
+#[tauri::command]
+pub async fn rollouts(shell: State<'_, Arc<Shell>>) -> Reply<Vec<RolloutSummary>> {
+    Ok(session(&shell).await?.rollouts().await?)
+}
+
+#[tauri::command]
+pub async fn rollout(shell: State<'_, Arc<Shell>>, id: i64) -> Reply<RolloutDetail> {
+    Ok(session(&shell).await?.rollout(id).await?)
+}
+
+#[tauri::command]
+pub async fn retry_failed(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<usize> {
+    let session = session(&shell).await?;
+    let retried = session.retry_failed(id).await?;
+    changed(&app, &session);
+    Ok(retried)
+}
+
+#[tauri::command]
+pub async fn pause_rollout(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.pause_rollout(id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn resume_rollout(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.resume_rollout(id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn cancel_rollout(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.cancel_rollout(id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
+/// Writes the rollout's CSV into the Downloads folder; returns the file's path.
+#[tauri::command]
+pub async fn export_rollout_csv(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<String> {
+    let csv = session(&shell).await?.rollout_csv(id).await?;
+    let folder = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().app_data_dir())
+        .map_err(|e| CommandError {
+            code: "backend",
+            message: format!("no folder to save the CSV in: {e}"),
+        })?;
+    let path = folder.join(format!("updraft-rollout-{id}.csv"));
+    std::fs::create_dir_all(&folder)
+        .and_then(|()| std::fs::write(&path, csv))
+        .map_err(|e| CommandError {
+            code: "backend",
+            message: format!("writing {}: {e}", path.display()),
+        })?;
+    Ok(path.display().to_string())
+}
+
+#[tauri::command]
+pub async fn alerts(shell: State<'_, Arc<Shell>>, limit: i64) -> Reply<Vec<AlertView>> {
+    Ok(session(&shell)
+        .await?
+        .alerts(limit.clamp(1, 10_000))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn audit(shell: State<'_, Arc<Shell>>, limit: i64) -> Reply<Vec<AuditView>> {
+    Ok(session(&shell).await?.audit(limit.clamp(1, 10_000)).await?)
+}
+
+/// The lab's clock as the UI shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockView {
+    now: String,
+    /// Simulated minutes per real second; 0 when stopped.
+    speed: i64,
+    lab: bool,
+}
+
+#[tauri::command]
+pub async fn clock(shell: State<'_, Arc<Shell>>) -> Reply<ClockView> {
+    let session = session(&shell).await?;
+    Ok(ClockView {
+        now: session.now().to_rfc3339(),
+        speed: shell.speed.load(Ordering::Relaxed),
+        lab: session.is_lab(),
+    })
+}
+
+/// The speeds the UI offers, in simulated minutes per second.
+const SPEEDS: [i64; 5] = [0, 15, 60, 360, 1440];
+
+#[tauri::command]
+pub async fn set_speed(shell: State<'_, Arc<Shell>>, speed: i64) -> Reply<i64> {
+    if !SPEEDS.contains(&speed) {
+        return Err(CommandError {
+            code: "invalid",
+            message: format!("speed {speed} is not one of {SPEEDS:?} simulated minutes per second"),
+        });
+    }
+    shell.speed.store(speed, Ordering::Relaxed);
+    Ok(speed)
+}
+
+/// Moves the lab's clock forward at once, by up to a week.
+#[tauri::command]
+pub async fn advance_clock(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    minutes: i64,
+) -> Reply<String> {
+    let session = session(&shell).await?;
+    let now = session.advance(minutes.clamp(0, 7 * 24 * 60)).await?;
+    changed(&app, &session);
+    Ok(now.to_rfc3339())
+}

@@ -1,0 +1,19 @@
+// Numbers and times as the screens print them.
+
+export const count = (n: number): string => n.toLocaleString("en-US");
+
+export function percent(part: number, whole: number): string {
+  if (whole === 0) return "–";
+  return `${Math.round((100 * part) / whole)}%`;
+}
+
+/** `2026-04-12 09:15 UTC` from RFC 3339. */
+export function when(rfc3339: string | null | undefined): string {
+  if (!rfc3339) return "–";
+  const t = new Date(rfc3339);
+  if (Number.isNaN(t.getTime())) return rfc3339;
+  return `${t.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+/** A phase key as words: `cleaned_up` → `cleaned up`. */
+export const phase = (key: string): string => (key === "none" ? "no rollout" : key.replace(/_/g, " "));

@@ -1,0 +1,18 @@
+import { describe, expect, it } from "vitest";
+import { PAGE, ROW_HEIGHT, pagesFor, visibleRows } from "./window";
+
+describe("the devices table's window", () => {
+  it("renders only what is on screen, plus a margin", () => {
+    const span = visibleRows(50_000 * ROW_HEIGHT, 20 * ROW_HEIGHT, 100_000);
+    expect(span.first).toBe(49_990);
+    expect(span.last).toBe(50_030);
+  });
+  it("stops at the ends", () => {
+    expect(visibleRows(0, 600, 5)).toEqual({ first: 0, last: 5 });
+    expect(visibleRows(99_999 * ROW_HEIGHT, 600, 100_000).last).toBe(100_000);
+  });
+  it("asks for the pages under the window only", () => {
+    expect(pagesFor({ first: PAGE - 5, last: PAGE + 5 })).toEqual([0, 1]);
+    expect(pagesFor({ first: 0, last: 0 })).toEqual([0]);
+  });
+});
