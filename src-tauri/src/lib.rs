@@ -136,8 +136,8 @@ async fn show(notice: Notice) {
     let shown = tauri::async_runtime::spawn_blocking(move || {
         notify_rust::Notification::new()
             .appname("Updraft")
-            .summary(&notice.summary)
-            .body(&notice.body)
+            .summary(&as_text(&notice.summary))
+            .body(&as_text(&notice.body))
             .show()
             .map(|_| ())
     })
@@ -147,4 +147,15 @@ async fn show(notice: Notice) {
         Ok(Err(error)) => tracing::warn!("desktop notice not shown: {error}"),
         Err(error) => tracing::warn!("desktop notice not shown: {error}"),
     }
+}
+
+/// Freedesktop notification servers read the body as markup; device names and Apple's reasons are
+/// text. macOS and Windows show the text as it is.
+fn as_text(text: &str) -> String {
+    if cfg!(any(target_os = "macos", target_os = "windows")) {
+        return text.to_owned();
+    }
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -668,29 +668,37 @@ fn holds_declaration(phase: Phase) -> bool {
 
 fn summary(rollout: &updraft_store::Rollout, records: &[Enforcement]) -> RolloutSummary {
     let count = |f: &dyn Fn(Phase) -> bool| records.iter().filter(|r| f(r.phase)).count();
+    let in_progress = count(&|p| {
+        !matches!(
+            p,
+            Phase::Updated
+                | Phase::Unassigned
+                | Phase::CleanedUp
+                | Phase::Failed
+                | Phase::Invalid
+                | Phase::Excluded
+                | Phase::Cancelled
+        )
+    });
+    // An active rollout with every device final reads as complete; it still takes in devices
+    // that enroll later, and its failed devices can still be retried.
+    let state = if rollout.state == "active" && in_progress == 0 && !records.is_empty() {
+        "complete".to_owned()
+    } else {
+        rollout.state.clone()
+    };
     RolloutSummary {
         id: rollout.id,
         wave: rollout.wave,
         platform: rollout.release.platform.to_string(),
         label: rollout.release.label(),
         deadline: rollout.deadline_local.clone(),
-        state: rollout.state.clone(),
+        state,
         total: records.len(),
         updated: count(&|p| matches!(p, Phase::Updated | Phase::Unassigned | Phase::CleanedUp)),
         failed: count(&|p| matches!(p, Phase::Failed | Phase::Invalid)),
         excluded: count(&|p| p == Phase::Excluded),
-        in_progress: count(&|p| {
-            !matches!(
-                p,
-                Phase::Updated
-                    | Phase::Unassigned
-                    | Phase::CleanedUp
-                    | Phase::Failed
-                    | Phase::Invalid
-                    | Phase::Excluded
-                    | Phase::Cancelled
-            )
-        }),
+        in_progress,
     }
 }
 

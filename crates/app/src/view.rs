@@ -59,7 +59,7 @@ pub struct RolloutSummary {
     pub label: String,
     /// Local deadline.
     pub deadline: String,
-    /// `active`, `paused`, `cancelled`, `done`.
+    /// `active`, `complete` (active, every device final), `paused`, `cancelled`.
     pub state: String,
     /// Devices with a record (including excluded).
     pub total: usize,

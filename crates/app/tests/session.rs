@@ -90,6 +90,10 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
     }
     let rollouts = session.rollouts().await.expect("rollouts");
     assert!(rollouts.iter().all(|r| r.in_progress == 0), "{rollouts:?}");
+    assert!(
+        rollouts.iter().all(|r| r.state == "complete"),
+        "{rollouts:?}"
+    );
     let updated: usize = rollouts.iter().map(|r| r.updated).sum();
     assert!(updated > 0);
 

@@ -85,6 +85,25 @@ async fn text_of(client: &Client, css: &str) -> Result<String, Box<dyn std::erro
     Ok(wait_for(client, css, 30).await?.text().await?)
 }
 
+/// Waits until the element's text satisfies `wanted` (screens fill in after their data arrives).
+async fn wait_text(
+    client: &Client,
+    css: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = text_of(client, css).await?;
+        if wanted(&text) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{css} still reads {text:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn shot(client: &Client, name: &str) -> TestResult {
     if let Some(dir) = std::env::var_os("UPDRAFT_SHOTS") {
         let dir = PathBuf::from(dir);
@@ -214,8 +233,7 @@ async fn scenario(client: &Client) -> TestResult {
 
     // The other screens open and show their data.
     open(client, "#/devices").await?;
-    let total = text_of(client, "[data-testid=device-total]").await?;
-    assert_eq!(total, "120");
+    wait_text(client, "[data-testid=device-total]", |total| total == "120").await?;
     wait_for(client, "[data-device]", 10).await?;
     shot(client, "devices").await?;
     open(client, "#/releases").await?;
