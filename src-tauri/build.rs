@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 19] = [
+const COMMANDS: [&str; 22] = [
     "dashboard",
     "releases",
     "devices",
@@ -28,4 +28,7 @@ const COMMANDS: [&str; 19] = [
     "clock",
     "set_speed",
     "advance_clock",
+    "settings",
+    "use_server",
+    "use_lab",
 ];

@@ -11,7 +11,8 @@ use updraft_app::AppError;
 use updraft_app::view::*;
 use updraft_app::wizard::{Preview, RolloutPlan};
 
-use crate::Shell;
+use crate::{Keychain, Shell};
+use updraft_app::settings::{Settings, SettingsView};
 
 /// An error as the UI receives it.
 #[derive(Debug, Serialize)]
@@ -234,4 +235,34 @@ pub async fn advance_clock(
     let now = session.advance(minutes.clamp(0, 7 * 24 * 60)).await?;
     changed(&app, &session);
     Ok(now.to_rfc3339())
+}
+
+/// The settings, with whether an API key is stored (never the key).
+#[tauri::command]
+pub async fn settings(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
+    let settings = Settings::load(&shell.settings_file)?;
+    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
+    Ok(settings.view(&Keychain, running_lab))
+}
+
+/// Tries a server with its API key; on success keeps the key in the keychain and the address in
+/// the settings. Takes effect at the next start.
+#[tauri::command]
+pub async fn use_server(
+    shell: State<'_, Arc<Shell>>,
+    url: String,
+    api_key: String,
+) -> Reply<SettingsView> {
+    let settings =
+        updraft_app::settings::use_server(&shell.settings_file, &Keychain, &url, &api_key).await?;
+    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
+    Ok(settings.view(&Keychain, running_lab))
+}
+
+/// Goes back to the lab at the next start.
+#[tauri::command]
+pub async fn use_lab(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
+    Settings::Lab.save(&shell.settings_file)?;
+    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
+    Ok(Settings::Lab.view(&Keychain, running_lab))
 }

@@ -13,17 +13,20 @@ use tokio::sync::OnceCell;
 
 use updraft_app::Session;
 use updraft_app::notices::Notice;
+use updraft_app::settings::{SecretStore, Settings};
 
 /// Simulated minutes per real second the lab's clock runs at on a first start.
 const DEFAULT_SPEED: i64 = 15;
 /// How often the clock loop runs.
 const TICK: Duration = Duration::from_millis(500);
+/// How often the console reads a real server's changes.
+const SERVER_REFRESH: Duration = Duration::from_secs(30);
 
 /// What the commands share.
 pub struct Shell {
     session: OnceCell<Arc<Session>>,
-    lab_dir: PathBuf,
-    lab_devices: usize,
+    start: Start,
+    settings_file: PathBuf,
     /// Simulated minutes per real second; 0 stops the clock.
     speed: AtomicI64,
 }
@@ -33,14 +36,67 @@ impl Shell {
     pub async fn session(&self) -> Result<Arc<Session>, String> {
         self.session
             .get_or_try_init(|| async {
-                Session::lab(&self.lab_dir, self.lab_devices, updraft_app::LAB_SEED)
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| format!("the lab could not start: {e}"))
+                match &self.start {
+                    Start::Lab { dir, devices } => {
+                        Session::lab(dir, *devices, updraft_app::LAB_SEED)
+                            .await
+                            .map_err(|e| format!("the lab could not start: {e}"))
+                    }
+                    Start::Server { db, url, api_key } => open_server(db, url, api_key)
+                        .await
+                        .map_err(|e| format!("the console could not open {}: {e:#}", db.display())),
+                    Start::Failed(reason) => Err(reason.clone()),
+                }
+                .map(Arc::new)
             })
             .await
             .cloned()
     }
+}
+
+/// What the console opens on.
+enum Start {
+    /// The lab, started over in `dir`.
+    Lab { dir: PathBuf, devices: usize },
+    /// The cache at `db`, following the KMFDDM-compatible server at `url`.
+    Server {
+        db: PathBuf,
+        url: String,
+        api_key: String,
+    },
+    /// The settings name a server the console cannot open (the UI says why; Settings can go
+    /// back to the lab).
+    Failed(String),
+}
+
+/// API keys in the OS keychain: Keychain on macOS, Credential Manager on Windows, the Secret
+/// Service on Linux. One entry per server address.
+pub struct Keychain;
+
+const KEYCHAIN_SERVICE: &str = "com.updraft.console";
+
+impl SecretStore for Keychain {
+    fn api_key(&self, url: &str) -> Result<Option<String>, String> {
+        let entry = keyring::Entry::new(KEYCHAIN_SERVICE, url).map_err(|e| e.to_string())?;
+        match entry.get_password() {
+            Ok(key) => Ok(Some(key)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String> {
+        keyring::Entry::new(KEYCHAIN_SERVICE, url)
+            .and_then(|entry| entry.set_password(api_key))
+            .map_err(|e| e.to_string())
+    }
+}
+
+async fn open_server(db: &std::path::Path, url: &str, api_key: &str) -> anyhow::Result<Session> {
+    let feed = updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?;
+    let client = updraft_mdm::KmfddmClient::new(url, api_key)?;
+    let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
+    Ok(Session::server(db, Arc::new(client), clock, &feed).await?)
 }
 
 fn env_number(name: &str) -> Option<i64> {
@@ -56,14 +112,51 @@ pub fn run() {
                 Some(dir) => PathBuf::from(dir),
                 None => app.path().app_data_dir()?,
             };
+            std::fs::create_dir_all(&data)?;
+            let settings_file = data.join("settings.json");
+            let lab = Start::Lab {
+                dir: data.join("lab"),
+                devices: env_number("UPDRAFT_LAB_DEVICES")
+                    .map_or(updraft_app::LAB_DEVICES, |n| n.clamp(1, 200_000) as usize),
+            };
+            // UPDRAFT_CONSOLE_DB opens an existing cache (the benchmark's 100,000 devices),
+            // following the server at UPDRAFT_MDM_URL; otherwise the settings decide.
+            let start = if let Some(db) = std::env::var_os("UPDRAFT_CONSOLE_DB") {
+                Start::Server {
+                    db: PathBuf::from(db),
+                    url: std::env::var("UPDRAFT_MDM_URL")
+                        .unwrap_or_else(|_| "http://127.0.0.1:9".into()),
+                    api_key: String::new(),
+                }
+            } else {
+                match Settings::load(&settings_file) {
+                    Ok(Settings::Server { url }) => match Keychain.api_key(&url) {
+                        Ok(Some(api_key)) => Start::Server {
+                            db: data.join("console.db"),
+                            url,
+                            api_key,
+                        },
+                        Ok(None) => Start::Failed(format!(
+                            "no API key for {url} in the keychain: enter it again in Settings"
+                        )),
+                        Err(error) => Start::Failed(format!("the keychain: {error}")),
+                    },
+                    Ok(Settings::Lab) => lab,
+                    Err(error) => Start::Failed(error.to_string()),
+                }
+            };
             let shell = Arc::new(Shell {
                 session: OnceCell::new(),
-                lab_dir: data.join("lab"),
-                lab_devices: env_number("UPDRAFT_LAB_DEVICES")
-                    .map_or(updraft_app::LAB_DEVICES, |n| n.clamp(1, 200_000) as usize),
+                start,
+                settings_file,
                 speed: AtomicI64::new(env_number("UPDRAFT_LAB_SPEED").unwrap_or(DEFAULT_SPEED)),
             });
             app.manage(shell.clone());
+            // A desktop without a tray host (or without libayatana-appindicator) still gets the
+            // window and the notices.
+            if let Err(error) = tray(app) {
+                tracing::warn!("no tray icon: {error}");
+            }
             tauri::async_runtime::spawn(clock_loop(app.handle().clone(), shell));
             Ok(())
         })
@@ -87,10 +180,42 @@ pub fn run() {
             commands::clock,
             commands::set_speed,
             commands::advance_clock,
+            commands::settings,
+            commands::use_server,
+            commands::use_lab,
         ])
         .run(tauri::generate_context!())
         .expect("the Updraft window could not start");
 }
+
+/// The tray icon: open the window, quit; its tooltip counts alerts since the app started.
+fn tray(app: &tauri::App) -> tauri::Result<()> {
+    use tauri::menu::{Menu, MenuItem};
+    use tauri::tray::TrayIconBuilder;
+    let open = MenuItem::with_id(app, "open", "Open Updraft", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit Updraft", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&open, &quit])?;
+    let mut builder = TrayIconBuilder::with_id(TRAY)
+        .tooltip("Updraft")
+        .menu(&menu)
+        .on_menu_event(|app, event| match event.id.as_ref() {
+            "open" => {
+                if let Some(window) = app.get_webview_window("main") {
+                    let _ = window.show();
+                    let _ = window.set_focus();
+                }
+            }
+            "quit" => app.exit(0),
+            _ => {}
+        });
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    builder.build(app)?;
+    Ok(())
+}
+
+const TRAY: &str = "updraft";
 
 /// Runs the lab's clock at the chosen speed, tells the UI when the fleet moved, and shows new
 /// alerts as grouped desktop notices.
@@ -106,10 +231,22 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
     let _ = app.emit("fleet-changed", session.now().to_rfc3339());
     let mut last_alert = session.last_alert_id().await.unwrap_or(0);
     let mut interval = tokio::time::interval(TICK);
+    let mut since_refresh = std::time::Instant::now();
+    let mut alerts_seen: u64 = 0;
     loop {
         interval.tick().await;
         let speed = shell.speed.load(Ordering::Relaxed);
-        if speed > 0 {
+        if !session.is_lab() {
+            if since_refresh.elapsed() >= SERVER_REFRESH {
+                since_refresh = std::time::Instant::now();
+                match session.refresh().await {
+                    Ok(()) => {
+                        let _ = app.emit("fleet-changed", session.now().to_rfc3339());
+                    }
+                    Err(error) => tracing::warn!("following the DDM server: {error}"),
+                }
+            }
+        } else if speed > 0 {
             let minutes = (speed * TICK.as_millis() as i64 / 1000).max(1);
             match session.advance(minutes).await {
                 Ok(now) => {
@@ -120,6 +257,14 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
         }
         match session.notices_after(last_alert).await {
             Ok((notices, last)) => {
+                if last > last_alert {
+                    alerts_seen += (last - last_alert) as u64;
+                    if let Some(tray) = app.tray_by_id(TRAY) {
+                        let _ = tray.set_tooltip(Some(format!(
+                            "Updraft: {alerts_seen} alerts since it started"
+                        )));
+                    }
+                }
                 last_alert = last;
                 for notice in notices {
                     show(notice).await;

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod notices;
+pub mod settings;
 pub mod table;
 pub mod view;
 pub mod wizard;
@@ -14,12 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use updraft_clock::Clock;
+use updraft_clock::{Clock, SharedClock};
 use updraft_console::{Console, RolloutRequest};
 use updraft_ddm::OsVersion;
 use updraft_engine::{Decision, Enforcement, Phase, decide};
 use updraft_feed::LookupResponse;
 use updraft_lab::{Lab, LabConfig};
+use updraft_mdm::MdmBackend;
 use updraft_store::{DeviceRow, Store};
 
 use catalog::CatalogRelease;
@@ -58,9 +60,22 @@ pub const LAB_DEVICES: usize = 500;
 /// The lab's seed.
 pub const LAB_SEED: u64 = 1;
 
+/// What the console runs against.
+enum Backend {
+    /// The embedded lab: server, simulated fleet and a clock that can be moved.
+    Lab(Box<Lab>),
+    /// A DDM server over its admin API, with the console's cache in a file.
+    Server {
+        console: Console,
+        clock: SharedClock,
+    },
+}
+
 /// The console the UI talks to.
 pub struct Session {
-    lab: Lab,
+    backend: Backend,
+    /// One move of the lab's clock at a time: two at once would race the simulated devices.
+    advancing: tokio::sync::Mutex<()>,
     catalog: Vec<CatalogRelease>,
     table: Mutex<Option<Arc<DeviceTable>>>,
 }
@@ -79,14 +94,38 @@ impl Session {
         let lab = Lab::start(&config).await?;
         lab.enroll().await?;
         Ok(Self {
-            lab,
+            backend: Backend::Lab(Box::new(lab)),
+            advancing: tokio::sync::Mutex::new(()),
             catalog: catalog::releases(&feed),
             table: Mutex::new(None),
         })
     }
 
+    /// A console on its cache at `db`, following the DDM server behind `backend`, with releases
+    /// from `feed`.
+    pub async fn server(
+        db: &Path,
+        backend: Arc<dyn MdmBackend>,
+        clock: SharedClock,
+        feed: &LookupResponse,
+    ) -> Result<Self, AppError> {
+        let store = Store::open(db).await?;
+        Ok(Self {
+            backend: Backend::Server {
+                console: Console::new(store, backend, clock.clone()),
+                clock,
+            },
+            advancing: tokio::sync::Mutex::new(()),
+            catalog: catalog::releases(feed),
+            table: Mutex::new(None),
+        })
+    }
+
     fn console(&self) -> &Console {
-        &self.lab.console
+        match &self.backend {
+            Backend::Lab(lab) => &lab.console,
+            Backend::Server { console, .. } => console,
+        }
     }
 
     fn store(&self) -> &Store {
@@ -95,25 +134,47 @@ impl Session {
 
     /// The console's clock (simulated in the lab).
     pub fn now(&self) -> DateTime<Utc> {
-        self.lab.clock.now()
+        match &self.backend {
+            Backend::Lab(lab) => lab.clock.now(),
+            Backend::Server { clock, .. } => clock.now(),
+        }
     }
 
-    /// Whether this is the lab (always, until a real backend is configured).
+    /// Whether this is the lab.
     pub fn is_lab(&self) -> bool {
-        true
+        matches!(self.backend, Backend::Lab(_))
     }
 
     /// Moves the lab's clock forward in steps of at most 15 minutes; devices act, the console
     /// follows. Returns the new time.
     pub async fn advance(&self, minutes: i64) -> Result<DateTime<Utc>, AppError> {
+        let Backend::Lab(lab) = &self.backend else {
+            return Err(AppError::Invalid(
+                "only the lab's clock can be moved; a real fleet runs on real time".into(),
+            ));
+        };
+        let _one_at_a_time = self.advancing.lock().await;
         let mut left = minutes.max(0);
         while left > 0 {
             let step = left.min(15);
-            self.lab.step(step, true).await?;
+            lab.step(step, true).await?;
             left -= step;
         }
         self.invalidate();
         Ok(self.now())
+    }
+
+    /// Follows the DDM server: reads what changed, acts on it, carries out what that implies.
+    /// (The lab does this as its clock moves.)
+    pub async fn refresh(&self) -> Result<(), AppError> {
+        let _one_at_a_time = self.advancing.lock().await;
+        let console = self.console();
+        console.sync().await?;
+        console.drain_outbox().await?;
+        console.tick().await?;
+        console.drain_outbox().await?;
+        self.invalidate();
+        Ok(())
     }
 
     fn invalidate(&self) {
@@ -377,6 +438,7 @@ impl Session {
                     invalid_reason: e.invalid_reason.clone(),
                     past_deadline: e.past_deadline,
                     stale: e.stale,
+                    stuck: e.stuck,
                 })
                 .collect(),
             timeline,

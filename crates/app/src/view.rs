@@ -265,6 +265,8 @@ pub struct DeviceEnforcement {
     pub past_deadline: bool,
     /// No report for too long.
     pub stale: bool,
+    /// Downloading or installing for too long.
+    pub stuck: bool,
 }
 
 /// The device screen.

@@ -468,6 +468,8 @@ impl Console {
             reported_os: None,
             past_deadline: false,
             stale: false,
+            phase_since: None,
+            stuck: false,
         };
         match decision {
             Decision::Wait(_) => return,

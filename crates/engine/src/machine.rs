@@ -129,6 +129,12 @@ pub struct Enforcement {
     pub past_deadline: bool,
     /// No report for longer than the stale limit.
     pub stale: bool,
+    /// When it entered its phase (records written before this field read as their start).
+    #[serde(default)]
+    pub phase_since: Option<DateTime<Utc>>,
+    /// Downloading or installing for longer than the rules allow.
+    #[serde(default)]
+    pub stuck: bool,
 }
 
 /// What happened.
@@ -252,6 +258,12 @@ fn alert(kind: &str, detail: impl Into<String>) -> Effect {
 pub struct Rules {
     /// No report for this long marks a device stale (devices report at least every 24 hours).
     pub stale_after: Duration,
+    /// Downloading for this long marks a device stuck.
+    pub stuck_downloading_after: Duration,
+    /// Installing for this long marks a device stuck (an install restarts the device within
+    /// the hour; a prepared device waiting for its deadline is not stuck, and one past it is
+    /// flagged as past its deadline).
+    pub stuck_installing_after: Duration,
     /// A device that has never reported and is this far past its deadline is given up on.
     pub unresponsive_after_deadline: Duration,
 }
@@ -260,6 +272,8 @@ impl Default for Rules {
     fn default() -> Self {
         Self {
             stale_after: Duration::hours(26),
+            stuck_downloading_after: Duration::hours(24),
+            stuck_installing_after: Duration::hours(3),
             unresponsive_after_deadline: Duration::days(7),
         }
     }
@@ -341,6 +355,9 @@ pub fn step(
                 ));
             }
         }
+    }
+    if next.phase != state.phase {
+        next.phase_since = Some(now);
     }
     flags(&mut next, now, rules, &mut effects);
     (next, effects)
@@ -554,6 +571,23 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
         ));
     }
     next.stale = stale;
+    let since = next.phase_since.unwrap_or(next.started_at);
+    let limit = match next.phase {
+        Phase::Downloading => Some(rules.stuck_downloading_after),
+        Phase::Installing => Some(rules.stuck_installing_after),
+        _ => None,
+    };
+    let stuck = limit.is_some_and(|limit| now - since > limit);
+    if stuck && !next.stuck {
+        let detail = format!(
+            "{} since {}",
+            next.phase.as_str(),
+            since.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        effects.push(timeline("stuck", detail.clone()));
+        effects.push(alert("device_stuck", detail));
+    }
+    next.stuck = stuck;
     // A device silent since before its deadline, long after it: give up with a reason.
     if open && stale && deadline_passed(next, now - rules.unresponsive_after_deadline) {
         let reason = format!(

@@ -154,6 +154,8 @@ fn enforcement() -> Enforcement {
         reported_os: None,
         past_deadline: false,
         stale: false,
+        phase_since: None,
+        stuck: false,
     }
 }
 
@@ -317,4 +319,58 @@ fn invalid_declarations_carry_apples_reasons() {
         lines[2],
         "declaration_invalid: Error.ConfigurationCannotBeApplied: DowngradeNotSupported"
     );
+}
+
+#[test]
+fn a_download_that_does_not_finish_in_a_day_is_flagged_stuck_once() {
+    let id = names::enforcement(1, 1);
+    let downloading = observed(
+        json!({"softwareupdate": {"install-state": "downloading"}}),
+        &id,
+        "2026-04-11T10:00:00Z",
+    );
+    let still = |at_time: &str| {
+        observed(
+            json!({"softwareupdate": {"install-state": "downloading"}}),
+            &id,
+            at_time,
+        )
+    };
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T10:00:00Z", downloading),
+        ("2026-04-12T09:00:00Z", still("2026-04-12T09:00:00Z")),
+        ("2026-04-12T11:00:00Z", still("2026-04-12T11:00:00Z")),
+        ("2026-04-12T13:00:00Z", still("2026-04-12T13:00:00Z")),
+    ]);
+    let stuck: Vec<&String> = lines.iter().filter(|l| l.starts_with("stuck")).collect();
+    assert_eq!(
+        stuck,
+        ["stuck: downloading since 2026-04-11T10:00:00Z"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| *l == "ALERT device_stuck").count(),
+        1
+    );
+    assert!(state.stuck);
+}
+
+#[test]
+fn a_prepared_device_waiting_for_its_deadline_is_not_stuck() {
+    let id = names::enforcement(1, 1);
+    let (state, lines) = run(&[
+        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        (
+            "2026-04-11T10:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "prepared"}}),
+                &id,
+                "2026-04-11T10:00:00Z",
+            ),
+        ),
+        ("2026-04-14T10:00:00Z", Event::Tick),
+    ]);
+    assert!(!state.stuck);
+    assert!(!lines.iter().any(|l| l.starts_with("stuck")), "{lines:?}");
 }

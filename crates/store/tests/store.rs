@@ -45,6 +45,8 @@ fn record(rollout: i64, id: &str, phase: Phase) -> Enforcement {
         reported_os: None,
         past_deadline: false,
         stale: false,
+        phase_since: None,
+        stuck: false,
     }
 }
 

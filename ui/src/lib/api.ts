@@ -37,7 +37,7 @@ export interface TimelineEntry { at: string; kind: string; detail: string; rollo
 export interface DeviceEnforcement {
   rollout: number; target: string; phase: string; deadline: string; declaration: string;
   failureReason: string | null; failureCount: number; exclusionReason: string | null;
-  invalidReason: string | null; pastDeadline: boolean; stale: boolean;
+  invalidReason: string | null; pastDeadline: boolean; stale: boolean; stuck: boolean;
 }
 export interface DeviceDetail {
   row: DeviceRow; family: string | null; deviceId: string | null; deviceIdSource: string | null;
@@ -69,6 +69,8 @@ export interface RolloutDetail {
 }
 export interface AuditView { at: string; actor: string; action: string; detail: string }
 export interface ClockView { now: string; speed: number; lab: boolean }
+/** The API key itself never reaches the UI: only whether the keychain holds one. */
+export interface SettingsView { backend: "lab" | "server"; url: string | null; apiKeyStored: boolean; running: "lab" | "server" }
 
 /** An error as the backend sends it. */
 export interface BackendError { code: "not_found" | "invalid" | "backend" | "starting"; message: string }
@@ -101,6 +103,9 @@ export const api = {
   clock: () => invoke<ClockView>("clock"),
   setSpeed: (speed: number) => invoke<number>("set_speed", { speed }),
   advanceClock: (minutes: number) => invoke<string>("advance_clock", { minutes }),
+  settings: () => invoke<SettingsView>("settings"),
+  useServer: (url: string, apiKey: string) => invoke<SettingsView>("use_server", { url, apiKey }),
+  useLab: () => invoke<SettingsView>("use_lab"),
 };
 
 /** Calls `handler` whenever the fleet moved (the lab's clock, or an admin's action). */

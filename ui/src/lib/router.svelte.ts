@@ -9,7 +9,8 @@ export type Route =
   | { screen: "rollouts" }
   | { screen: "rollout"; id: number }
   | { screen: "alerts" }
-  | { screen: "audit" };
+  | { screen: "audit" }
+  | { screen: "settings" };
 
 export function parse(hash: string): Route {
   const [screen, arg] = hash.replace(/^#\/?/, "").split("/").map((p) => decodeURIComponent(p ?? ""));
@@ -19,6 +20,7 @@ export function parse(hash: string): Route {
     case "rollouts":
     case "alerts":
     case "audit":
+    case "settings":
       return { screen };
     case "device":
       return arg ? { screen: "device", id: arg } : { screen: "devices" };

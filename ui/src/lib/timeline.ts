@@ -16,6 +16,7 @@ const LABELS: Record<string, string> = {
   declaration_removed: "Declaration removed",
   past_deadline: "Deadline passed",
   stale: "No status report",
+  stuck: "Stuck",
   retry: "Retried",
   excluded: "Excluded",
   cancelled: "Cancelled",
@@ -28,7 +29,7 @@ export function label(kind: string): string {
 
 /** `trouble`, `done` or `info`, for the marker's colour. */
 export function tone(entry: Pick<TimelineEntry, "kind" | "detail">): "trouble" | "done" | "info" {
-  if (["install_failed", "declaration_invalid", "past_deadline", "stale", "push_failed"].includes(entry.kind)) {
+  if (["install_failed", "declaration_invalid", "past_deadline", "stale", "stuck", "push_failed"].includes(entry.kind)) {
     return "trouble";
   }
   if (entry.kind === "install_state" && entry.detail === "failed") return "trouble";
