@@ -21,6 +21,9 @@ const DEFAULT_SPEED: i64 = 15;
 const TICK: Duration = Duration::from_millis(500);
 /// How often the console reads a real server's changes.
 const SERVER_REFRESH: Duration = Duration::from_secs(30);
+/// How often the console asks Apple's lookup service for releases (Apple updates it a few times a
+/// week; the client sends the saved etag, so an unchanged answer costs nothing).
+const FEED_POLL: Duration = Duration::from_secs(6 * 3600);
 
 /// What the commands share.
 pub struct Shell {
@@ -69,6 +72,23 @@ enum Start {
     Failed(String),
 }
 
+/// The saved lookup-service answer, beside the console's cache.
+fn feed_file(db: &std::path::Path) -> PathBuf {
+    db.with_file_name("feed.json")
+}
+
+/// Polls Apple's lookup service into the saved copy (kept when Apple answers empty or broken) and
+/// gives the session a newer answer.
+async fn poll_feed(session: &Session, db: &std::path::Path) -> anyhow::Result<()> {
+    let client = updraft_feed::FeedClient::new()?;
+    if let updraft_feed::RefreshOutcome::Updated { response, .. } =
+        updraft_feed::client::refresh_saved(&client, &feed_file(db)).await?
+    {
+        session.update_feed(&response).await?;
+    }
+    Ok(())
+}
+
 /// API keys in the OS keychain: Keychain on macOS, Credential Manager on Windows, the Secret
 /// Service on Linux. One entry per server address.
 pub struct Keychain;
@@ -93,7 +113,15 @@ impl SecretStore for Keychain {
 }
 
 async fn open_server(db: &std::path::Path, url: &str, api_key: &str) -> anyhow::Result<Session> {
-    let feed = updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?;
+    // The last good lookup-service answer, else the bundled capture until the first poll.
+    let saved = std::fs::read(feed_file(db))
+        .ok()
+        .and_then(|bytes| updraft_feed::LookupResponse::parse_saved(&bytes).ok())
+        .map(|(feed, _)| feed);
+    let feed = match saved {
+        Some(feed) => feed,
+        None => updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?,
+    };
     let client = updraft_mdm::KmfddmClient::new(url, api_key)?;
     let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
     Ok(Session::server(db, Arc::new(client), clock, &feed).await?)
@@ -233,9 +261,19 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
     let mut interval = tokio::time::interval(TICK);
     let mut since_refresh = std::time::Instant::now();
     let mut alerts_seen: u64 = 0;
+    let mut since_feed: Option<std::time::Instant> = None;
     loop {
         interval.tick().await;
         let speed = shell.speed.load(Ordering::Relaxed);
+        if let Start::Server { db, .. } = &shell.start
+            && since_feed.is_none_or(|at| at.elapsed() >= FEED_POLL)
+        {
+            since_feed = Some(std::time::Instant::now());
+            // New releases arrive as alerts, shown below with the rest.
+            if let Err(error) = poll_feed(&session, db).await {
+                tracing::warn!("polling the lookup service: {error:#}");
+            }
+        }
         if !session.is_lab() {
             if since_refresh.elapsed() >= SERVER_REFRESH {
                 since_refresh = std::time::Instant::now();

@@ -76,7 +76,7 @@ pub struct Session {
     backend: Backend,
     /// One move of the lab's clock at a time: two at once would race the simulated devices.
     advancing: tokio::sync::Mutex<()>,
-    catalog: Vec<CatalogRelease>,
+    catalog: std::sync::RwLock<Arc<Vec<CatalogRelease>>>,
     table: Mutex<Option<Arc<DeviceTable>>>,
 }
 
@@ -96,7 +96,7 @@ impl Session {
         Ok(Self {
             backend: Backend::Lab(Box::new(lab)),
             advancing: tokio::sync::Mutex::new(()),
-            catalog: catalog::releases(&feed),
+            catalog: std::sync::RwLock::new(Arc::new(catalog::releases(&feed))),
             table: Mutex::new(None),
         })
     }
@@ -116,7 +116,7 @@ impl Session {
                 clock,
             },
             advancing: tokio::sync::Mutex::new(()),
-            catalog: catalog::releases(feed),
+            catalog: std::sync::RwLock::new(Arc::new(catalog::releases(feed))),
             table: Mutex::new(None),
         })
     }
@@ -208,11 +208,62 @@ impl Session {
         Ok(table)
     }
 
-    fn release(&self, key: &str) -> Result<&CatalogRelease, AppError> {
-        self.catalog
+    fn catalog(&self) -> Arc<Vec<CatalogRelease>> {
+        match self.catalog.read() {
+            Ok(catalog) => catalog.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn release(&self, key: &str) -> Result<CatalogRelease, AppError> {
+        self.catalog()
             .iter()
             .find(|r| r.key == key)
+            .cloned()
             .ok_or_else(|| AppError::NotFound(format!("no release {key:?} in the feed")))
+    }
+
+    /// Takes a newer lookup-service response: releases it lists that the last one did not, and
+    /// that apply to a device, raise a `new_release` alert each. Returns those alerts as notices.
+    pub async fn update_feed(
+        &self,
+        feed: &LookupResponse,
+    ) -> Result<Vec<notices::Notice>, AppError> {
+        let releases = catalog::releases(feed);
+        if releases.is_empty() {
+            // An empty answer never replaces the releases the console knows.
+            return Ok(Vec::new());
+        }
+        let known = self.catalog();
+        let devices = self.store().devices().await?;
+        let now = self.now();
+        let after = self.last_alert_id().await?;
+        for release in releases
+            .iter()
+            .filter(|r| !known.iter().any(|k| k.key == r.key))
+        {
+            let (applies, _, _) = self.applicability(release, &devices);
+            if applies == 0 || !release.available_on(now.date_naive()) {
+                continue;
+            }
+            self.store()
+                .raise_alert(
+                    now,
+                    "new_release",
+                    &format!(
+                        "{} {}, posted {}, applies to {applies} devices",
+                        release.release.platform,
+                        release.release.label(),
+                        release.posting_date
+                    ),
+                )
+                .await?;
+        }
+        if let Ok(mut catalog) = self.catalog.write() {
+            *catalog = Arc::new(releases);
+        }
+        let raised = self.store().alerts_after(after, 1000).await?;
+        Ok(notices::group(&raised, |_| None))
     }
 
     /// The dashboard.
@@ -232,8 +283,8 @@ impl Session {
         let mut banners = Vec::new();
         let today = now.date_naive();
         let mut seen_platforms = Vec::new();
-        for release in self
-            .catalog
+        let catalog = self.catalog();
+        for release in catalog
             .iter()
             .filter(|r| !r.is_bsi() && r.available_on(today))
         {
@@ -319,7 +370,7 @@ impl Session {
         let devices = self.store().devices().await?;
         let today = self.now().date_naive();
         Ok(self
-            .catalog
+            .catalog()
             .iter()
             .map(|release| {
                 let (applies_to, current, _) = self.applicability(release, &devices);
@@ -449,7 +500,7 @@ impl Session {
     pub async fn preview(&self, plan: &RolloutPlan) -> Result<Preview, AppError> {
         let release = self.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        Ok(wizard::preview(plan, release, &devices, self.now()).0)
+        Ok(wizard::preview(plan, &release, &devices, self.now()).0)
     }
 
     /// Starts the rollout the admin confirmed: one rollout per wave, each with its devices.
@@ -457,7 +508,7 @@ impl Session {
     pub async fn start_rollout(&self, plan: &RolloutPlan) -> Result<Vec<i64>, AppError> {
         let release = self.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        let (preview, checked) = wizard::preview(plan, release, &devices, self.now());
+        let (preview, checked) = wizard::preview(plan, &release, &devices, self.now());
         let Some(checked) = checked else {
             return Err(AppError::Invalid(preview.errors.join("; ")));
         };

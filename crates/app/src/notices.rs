@@ -44,10 +44,14 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
                     .unwrap_or_else(|| "a device".to_owned())
             };
             if let [alert] = alerts.as_slice() {
+                let summary = match alert.enrollment_id {
+                    Some(_) => format!("{} on {}", title(kind, 1), device(alert)),
+                    None => title(kind, 1),
+                };
                 return Notice {
                     kind: kind.to_owned(),
                     count: 1,
-                    summary: format!("{} on {}", title(kind, 1), device(alert)),
+                    summary,
                     body: alert.detail.clone(),
                 };
             }
@@ -60,7 +64,10 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
             let mut body: Vec<String> = reasons
                 .iter()
                 .take(REASONS_SHOWN)
-                .map(|(reason, count)| format!("{count} × {reason}"))
+                .map(|(reason, count)| match count {
+                    1 => (*reason).to_owned(),
+                    _ => format!("{count} × {reason}"),
+                })
                 .collect();
             if reasons.len() > REASONS_SHOWN {
                 body.push(format!(
@@ -68,10 +75,15 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
                     reasons.len() - REASONS_SHOWN
                 ));
             }
+            let summary = if alerts.iter().all(|a| a.enrollment_id.is_none()) {
+                format!("{} ({})", title(kind, alerts.len()), alerts.len())
+            } else {
+                format!("{} on {} devices", title(kind, alerts.len()), alerts.len())
+            };
             Notice {
                 kind: kind.to_owned(),
                 count: alerts.len(),
-                summary: format!("{} on {} devices", title(kind, alerts.len()), alerts.len()),
+                summary,
                 body: body.join("\n"),
             }
         })
@@ -100,6 +112,7 @@ fn title(kind: &str, count: usize) -> String {
         "device_stuck" => "Update stuck".into(),
         "device_stale" => "No status report".into(),
         "bootstrap_token_missing" => "No bootstrap token escrowed".into(),
+        "new_release" if plural => "New releases".into(),
         "new_release" => "New release".into(),
         other => other.replace('_', " "),
     }

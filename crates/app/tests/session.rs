@@ -248,3 +248,48 @@ async fn every_applicable_device_in_one_wave_stays_open_to_devices_that_come_lat
         banner.applies_to + detail.summary.excluded
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_new_in_the_feed_raises_one_alert_and_a_notice() {
+    let (session, _dir) = session(30).await;
+    let mut feed: serde_json::Value =
+        serde_json::from_str(updraft_feed::BUNDLED_FEED).expect("bundled feed");
+    // Apple posts macOS 26.5 today: a copy of the newest macOS entry with a higher version.
+    let today = session.now().date_naive().to_string();
+    let macs = feed["PublicAssetSets"]["macOS"]
+        .as_array_mut()
+        .expect("macOS entries");
+    let mut entry = macs[0].clone();
+    entry["ProductVersion"] = "26.5".into();
+    entry["Build"] = "25F5042g".into();
+    entry["PostingDate"] = today.clone().into();
+    macs.insert(0, entry);
+    let feed = updraft_feed::LookupResponse::parse(feed.to_string().as_bytes()).expect("parses");
+
+    let notices = session.update_feed(&feed).await.expect("update");
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].summary, "New release");
+    assert!(
+        notices[0].body.starts_with(&format!(
+            "macOS 26.5 (25F5042g), posted {today}, applies to"
+        )),
+        "{notices:?}"
+    );
+    let releases = session.releases().await.expect("releases");
+    assert!(releases.iter().any(|r| r.version == "26.5"));
+    let alerts = session.alerts(10).await.expect("alerts");
+    assert_eq!(alerts[0].kind, "new_release");
+
+    // The same feed again, or an empty one, says nothing new and keeps the releases.
+    assert!(session.update_feed(&feed).await.expect("again").is_empty());
+    let empty = updraft_feed::LookupResponse::parse(b"{}").expect("empty parses");
+    assert!(session.update_feed(&empty).await.expect("empty").is_empty());
+    assert!(
+        session
+            .releases()
+            .await
+            .expect("releases")
+            .iter()
+            .any(|r| r.version == "26.5")
+    );
+}

@@ -606,6 +606,23 @@ impl Store {
             .collect())
     }
 
+    /// Raises an alert about no one device (a new release in the feed).
+    pub async fn raise_alert(
+        &self,
+        at: DateTime<Utc>,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO alerts (at, kind, detail) VALUES (?, ?, ?)")
+            .bind(ts(at))
+            .bind(kind)
+            .bind(detail)
+            .execute(&self.pool)
+            .await
+            .context("raising an alert")
+            .map(|_| ())
+    }
+
     /// The newest alerts, newest first.
     pub async fn newest_alerts(&self, limit: i64) -> Result<Vec<Alert>, StoreError> {
         let mut alerts = self
