@@ -78,6 +78,7 @@ pub struct Session {
     advancing: tokio::sync::Mutex<()>,
     catalog: std::sync::RwLock<Arc<Vec<CatalogRelease>>>,
     table: Mutex<Option<Arc<DeviceTable>>>,
+    building: tokio::sync::Mutex<()>,
 }
 
 impl Session {
@@ -98,6 +99,7 @@ impl Session {
             advancing: tokio::sync::Mutex::new(()),
             catalog: std::sync::RwLock::new(Arc::new(catalog::releases(&feed))),
             table: Mutex::new(None),
+            building: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -118,6 +120,7 @@ impl Session {
             advancing: tokio::sync::Mutex::new(()),
             catalog: std::sync::RwLock::new(Arc::new(catalog::releases(feed))),
             table: Mutex::new(None),
+            building: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -177,6 +180,10 @@ impl Session {
         Ok(())
     }
 
+    fn cached_table(&self) -> Option<Arc<DeviceTable>> {
+        self.table.lock().ok()?.as_ref().cloned()
+    }
+
     fn invalidate(&self) {
         if let Ok(mut table) = self.table.lock() {
             *table = None;
@@ -184,12 +191,15 @@ impl Session {
     }
 
     async fn table(&self) -> Result<Arc<DeviceTable>, AppError> {
-        if let Ok(table) = self.table.lock()
-            && let Some(table) = table.as_ref()
-        {
-            return Ok(table.clone());
+        if let Some(table) = self.cached_table() {
+            return Ok(table);
         }
-        let devices = self.store().devices().await?;
+        // One build at a time: callers that arrive during a build take its result.
+        let _building = self.building.lock().await;
+        if let Some(table) = self.cached_table() {
+            return Ok(table);
+        }
+        let devices = self.store().device_summaries().await?;
         let mut newest: HashMap<String, (i64, String)> = HashMap::new();
         for (rollout, device, phase) in self.store().phases().await? {
             let entry = newest.entry(device).or_insert((rollout, phase.clone()));
@@ -198,8 +208,11 @@ impl Session {
             }
         }
         let rows = devices
-            .iter()
-            .map(|device| row_view(device, newest.get(&device.facts.enrollment_id)))
+            .into_iter()
+            .map(|device| {
+                let newest = newest.get(&device.enrollment_id);
+                summary_view(device, newest)
+            })
             .collect();
         let table = Arc::new(DeviceTable::new(rows));
         if let Ok(mut slot) = self.table.lock() {
@@ -845,6 +858,38 @@ fn row_view(device: &DeviceRow, newest: Option<&(i64, String)>) -> DeviceRowView
         state: newest.map_or("none".into(), |(_, phase)| phase.clone()),
         rollout: newest.map(|(id, _)| *id),
         last_report: device.last_report_at.clone(),
+    }
+}
+
+fn summary_view(
+    device: updraft_store::DeviceSummary,
+    newest: Option<&(i64, String)>,
+) -> DeviceRowView {
+    let os = match (device.os_version, device.extra.as_str()) {
+        (Some(version), "") => version,
+        (Some(version), extra) => format!("{version} {extra}"),
+        (None, _) => String::new(),
+    };
+    let platform = device
+        .model_family
+        .as_deref()
+        .or(device.model.as_deref())
+        .and_then(updraft_engine::plan::platform_of_model)
+        .map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+    DeviceRowView {
+        id: device.enrollment_id,
+        name: device.name.unwrap_or_default(),
+        serial: device.serial_number.unwrap_or_default(),
+        model: device.model.unwrap_or_default(),
+        platform,
+        os,
+        build: device
+            .supplemental_build
+            .or(device.build)
+            .unwrap_or_default(),
+        state: newest.map_or("none".into(), |(_, phase)| phase.clone()),
+        rollout: newest.map(|(id, _)| *id),
+        last_report: device.last_report_at,
     }
 }
 

@@ -19,6 +19,9 @@ pub struct DeviceTable {
     haystacks: Vec<String>,
     /// Parsed OS versions, for sorting by version rather than by text.
     versions: Vec<Option<OsVersion>>,
+    /// The last query's matching rows in order: scrolling asks for page after page of the same
+    /// query, which then costs a page, not a sort of every row.
+    last_order: std::sync::Mutex<Option<(String, std::sync::Arc<Vec<usize>>)>>,
 }
 
 impl DeviceTable {
@@ -36,6 +39,7 @@ impl DeviceTable {
             rows,
             haystacks,
             versions,
+            last_order: std::sync::Mutex::new(None),
         }
     }
 
@@ -61,6 +65,49 @@ impl DeviceTable {
 
     /// The rows a query matches, sorted, windowed.
     pub fn query(&self, query: &DeviceQuery) -> DevicePage {
+        let key = format!(
+            "{:?}",
+            (
+                query.search.trim().to_lowercase(),
+                &query.model,
+                &query.os,
+                &query.state,
+                query.rollout,
+                &query.sort,
+                query.descending
+            )
+        );
+        let cached = self.last_order.lock().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, o)| o.clone())
+        });
+        let matching = match cached {
+            Some(order) => order,
+            None => {
+                let order = std::sync::Arc::new(self.order(query));
+                if let Ok(mut last) = self.last_order.lock() {
+                    *last = Some((key, order.clone()));
+                }
+                order
+            }
+        };
+        let limit = query.limit.clamp(1, MAX_WINDOW);
+        let rows = matching
+            .iter()
+            .skip(query.offset)
+            .take(limit)
+            .map(|&i| self.rows[i].clone())
+            .collect();
+        DevicePage {
+            total: matching.len(),
+            offset: query.offset,
+            rows,
+        }
+    }
+
+    /// The rows a query matches, in its order.
+    fn order(&self, query: &DeviceQuery) -> Vec<usize> {
         let needle = query.search.trim().to_lowercase();
         let mut matching: Vec<usize> = (0..self.rows.len())
             .filter(|&i| {
@@ -95,18 +142,7 @@ impl DeviceTable {
         } else {
             matching.sort_unstable_by(order);
         }
-        let limit = query.limit.clamp(1, MAX_WINDOW);
-        let rows = matching
-            .iter()
-            .skip(query.offset)
-            .take(limit)
-            .map(|&i| self.rows[i].clone())
-            .collect();
-        DevicePage {
-            total: matching.len(),
-            offset: query.offset,
-            rows,
-        }
+        matching
     }
 
     /// The values each filter offers.

@@ -120,6 +120,31 @@ pub struct Alert {
     pub detail: String,
 }
 
+/// A device as the devices table lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSummary {
+    /// Enrollment id.
+    pub enrollment_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Last status report.
+    pub last_report_at: Option<String>,
+    /// Model identifier.
+    pub model: Option<String>,
+    /// Model family (`Mac`, `iPhone`).
+    pub model_family: Option<String>,
+    /// Serial number.
+    pub serial_number: Option<String>,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// Base build.
+    pub build: Option<String>,
+    /// Build with a BSI.
+    pub supplemental_build: Option<String>,
+    /// Supplemental letter, or empty.
+    pub extra: String,
+}
+
 /// An entry of the audit log: an admin's action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -654,6 +679,41 @@ impl Store {
                 actor: row.get("actor"),
                 action: row.get("action"),
                 detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    /// What the devices table shows of every device, read by SQLite's JSON functions rather than
+    /// by decoding every device's facts: a table of 100,000 devices is read in a fraction of the
+    /// time. Ordered by enrollment id.
+    pub async fn device_summaries(&self) -> Result<Vec<DeviceSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT enrollment_id, name, last_report_at,
+                    json_extract(facts, '$.model') AS model,
+                    json_extract(facts, '$.model_family') AS model_family,
+                    json_extract(facts, '$.serial_number') AS serial_number,
+                    json_extract(facts, '$.os_version') AS os_version,
+                    json_extract(facts, '$.build') AS build,
+                    json_extract(facts, '$.supplemental_build') AS supplemental_build,
+                    json_extract(facts, '$.extra') AS extra
+             FROM devices ORDER BY enrollment_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing devices")?;
+        Ok(rows
+            .iter()
+            .map(|row| DeviceSummary {
+                enrollment_id: row.get("enrollment_id"),
+                name: row.get("name"),
+                last_report_at: row.get("last_report_at"),
+                model: row.get("model"),
+                model_family: row.get("model_family"),
+                serial_number: row.get("serial_number"),
+                os_version: row.get("os_version"),
+                build: row.get("build"),
+                supplemental_build: row.get("supplemental_build"),
+                extra: row.get::<Option<String>, _>("extra").unwrap_or_default(),
             })
             .collect())
     }
