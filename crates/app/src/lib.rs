@@ -45,7 +45,10 @@ pub enum AppError {
 
 impl From<updraft_console::ConsoleError> for AppError {
     fn from(error: updraft_console::ConsoleError) -> Self {
-        Self::Backend(error.into())
+        match error {
+            updraft_console::ConsoleError::State(message) => Self::Invalid(message),
+            other => Self::Backend(other.into()),
+        }
     }
 }
 

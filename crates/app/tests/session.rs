@@ -219,6 +219,21 @@ async fn chosen_devices_only_are_assigned() {
     session.advance(60).await.expect("time moves");
     let detail = session.rollout(ids[0]).await.expect("rollout");
     assert_eq!(detail.summary.total, 2, "{detail:?}");
+    // A cancelled rollout cannot be resumed into assigning again.
+    session.cancel_rollout(ids[0]).await.expect("cancel");
+    assert!(matches!(
+        session.resume_rollout(ids[0]).await,
+        Err(AppError::Invalid(_))
+    ));
+    assert_eq!(
+        session
+            .rollout(ids[0])
+            .await
+            .expect("rollout")
+            .summary
+            .state,
+        "cancelled"
+    );
     for id in &chosen {
         let device = session.device(id).await.expect("device");
         assert_eq!(device.enforcements.len(), 1);

@@ -29,6 +29,9 @@ pub enum ConsoleError {
     /// The local cache.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The rollout is not in a state that allows the action.
+    #[error("{0}")]
+    State(String),
     /// A declaration could not be built.
     #[error("cannot build the rollout's declarations: {0}")]
     Declaration(#[from] updraft_ddm::DeclarationError),
@@ -197,17 +200,31 @@ impl Console {
     /// Pauses a rollout: devices not yet assigned wait; devices already assigned keep their
     /// declaration (a device holding one installs at its deadline whatever the console does).
     pub async fn pause_rollout(&self, id: i64) -> Result<(), ConsoleError> {
-        self.set_state(id, "paused", "rollout_paused").await
+        self.set_state(id, "active", "paused", "rollout_paused")
+            .await
     }
 
-    /// Resumes a paused rollout.
+    /// Resumes a paused rollout (a cancelled one stays cancelled).
     pub async fn resume_rollout(&self, id: i64) -> Result<(), ConsoleError> {
-        self.set_state(id, "active", "rollout_resumed").await
+        self.set_state(id, "paused", "active", "rollout_resumed")
+            .await
     }
 
-    async fn set_state(&self, id: i64, state: &str, action: &str) -> Result<(), ConsoleError> {
-        self.rollout(id).await?;
-        self.store.set_rollout_state(id, state).await?;
+    async fn set_state(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        action: &str,
+    ) -> Result<(), ConsoleError> {
+        let rollout = self.rollout(id).await?;
+        if rollout.state != from {
+            return Err(ConsoleError::State(format!(
+                "rollout {id} is {}, not {from}",
+                rollout.state
+            )));
+        }
+        self.store.set_rollout_state(id, to).await?;
         self.store
             .audit(self.clock.now(), "admin", action, &format!("rollout {id}"))
             .await?;
