@@ -17,6 +17,24 @@ pub trait SecretStore: Send + Sync {
     fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String>;
 }
 
+/// API keys held in memory only, gone when the process ends: for tests, and for running the
+/// console against a server without touching the keychain.
+#[derive(Debug, Default)]
+pub struct MemorySecrets(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl SecretStore for MemorySecrets {
+    fn api_key(&self, url: &str) -> Result<Option<String>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.get(url).cloned())
+    }
+    fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String> {
+        self.0
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(url.into(), api_key.into());
+        Ok(())
+    }
+}
+
 /// What the console opens on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "camelCase")]
@@ -150,24 +168,6 @@ pub async fn use_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct MemoryKeychain(Mutex<HashMap<String, String>>);
-
-    impl SecretStore for MemoryKeychain {
-        fn api_key(&self, url: &str) -> Result<Option<String>, String> {
-            Ok(self.0.lock().map_err(|e| e.to_string())?.get(url).cloned())
-        }
-        fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String> {
-            self.0
-                .lock()
-                .map_err(|e| e.to_string())?
-                .insert(url.into(), api_key.into());
-            Ok(())
-        }
-    }
 
     #[test]
     fn no_file_means_the_lab_and_a_broken_file_says_how_to_recover() {
@@ -192,7 +192,7 @@ mod tests {
     async fn a_server_that_does_not_answer_is_not_saved() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("settings.json");
-        let keychain = MemoryKeychain::default();
+        let keychain = MemorySecrets::default();
         let refused = use_server(&path, &keychain, "http://127.0.0.1:9", "secret").await;
         assert!(refused.is_err());
         assert!(!path.exists());
@@ -203,7 +203,7 @@ mod tests {
     fn the_api_key_stays_in_the_keychain() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("settings.json");
-        let keychain = MemoryKeychain::default();
+        let keychain = MemorySecrets::default();
         keychain
             .set_api_key("https://mdm.example.com/", "s3cret-key")
             .expect("stored");

@@ -1,27 +1,10 @@
 //! Choosing a real DDM server in Settings, against Updraft's own server on loopback: the right key
 //! is kept (in the keychain, not the file), a wrong one is refused with the reason.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use updraft_app::settings::{SecretStore, Settings, use_server};
+use updraft_app::settings::{MemorySecrets, SecretStore, Settings, use_server};
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig};
-
-#[derive(Default)]
-struct MemoryKeychain(Mutex<HashMap<String, String>>);
-
-impl SecretStore for MemoryKeychain {
-    fn api_key(&self, url: &str) -> Result<Option<String>, String> {
-        Ok(self.0.lock().map_err(|e| e.to_string())?.get(url).cloned())
-    }
-    fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String> {
-        self.0
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(url.into(), api_key.into());
-        Ok(())
-    }
-}
 
 async fn server(dir: &std::path::Path) -> String {
     let db = Db::open(&dir.join("server.db")).await.expect("server db");
@@ -47,7 +30,7 @@ async fn the_right_key_is_kept_in_the_keychain_and_a_wrong_one_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let url = server(dir.path()).await;
     let path = dir.path().join("settings.json");
-    let keychain = MemoryKeychain::default();
+    let keychain = MemorySecrets::default();
 
     let refused = use_server(&path, &keychain, &url, "wrong-key")
         .await
