@@ -10,6 +10,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,8 +76,8 @@ fn report(n: u64) -> Vec<u8> {
 
 fn main() {
     let secs = arg("--secs", 20);
-    let conns = arg("--conns", 64);
-    let enrollments = arg("--enrollments", 10_000);
+    let conns = arg("--conns", 64) as usize;
+    let enrollments = arg("--enrollments", 10_000) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,35 +95,55 @@ fn main() {
             limits: Limits::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/ddm/status", listener.local_addr().unwrap());
+        let listener_address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, updraft_server::app(state)).await });
 
-        let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..64).map(report).collect());
-        let average = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+        let bodies: Arc<Vec<Bytes>> = Arc::new((0..64).map(|n| Bytes::from(report(n))).collect());
+        let average = bodies.iter().map(Bytes::len).sum::<usize>() / bodies.len();
         let done = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let measuring = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let latencies = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
         let mut tasks = Vec::new();
+        let address = listener_address;
         for worker in 0..conns {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
-            let (url, bodies, done, failed, measuring, stop, latencies) =
-                (url.clone(), bodies.clone(), done.clone(), failed.clone(), measuring.clone(), stop.clone(), latencies.clone());
+            let (bodies, done, failed, measuring, stop, latencies) =
+                (bodies.clone(), done.clone(), failed.clone(), measuring.clone(), stop.clone(), latencies.clone());
             tasks.push(tokio::spawn(async move {
-                let mut n = worker;
+                // The same lean client as `limits`' load generator: it shares the two cores with
+                // the server, so a heavier client would lower the ratio for reasons of its own.
+                let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                tokio::spawn(connection);
+                let host = HeaderValue::from_str(&address.to_string()).unwrap();
+                let ids: Vec<HeaderValue> = (0..enrollments.div_ceil(conns))
+                    .map(|k| HeaderValue::from_str(&format!("BENCH-{:08}", (worker + k * conns) % enrollments)).unwrap())
+                    .collect();
+                let mut n = 0usize;
                 let mut own = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    n += conns;
+                    n += 1;
                     let started = Instant::now();
-                    let response = client
-                        .put(&url)
-                        .header("x-enrollment-id", format!("BENCH-{:08}", n % enrollments))
-                        .header("content-type", "application/json")
-                        .body(bodies[(n % 64) as usize].clone())
-                        .send()
-                        .await;
-                    let ok = matches!(&response, Ok(r) if r.status() == 200);
+                    let mut request = Request::new(Full::new(bodies[n % bodies.len()].clone()));
+                    *request.method_mut() = Method::PUT;
+                    *request.uri_mut() = Uri::from_static("/ddm/status");
+                    let headers = request.headers_mut();
+                    headers.insert(HOST, host.clone());
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    headers.insert("x-enrollment-id", ids[n % ids.len()].clone());
+                    let ok = match sender.ready().await {
+                        Ok(()) => match sender.send_request(request).await {
+                            Ok(response) => {
+                                let status = response.status();
+                                response.into_body().collect().await.is_ok() && status == 200
+                            }
+                            Err(_) => false,
+                        },
+                        Err(_) => false,
+                    };
                     if measuring.load(Ordering::Relaxed) {
                         if ok {
                             done.fetch_add(1, Ordering::Relaxed);
@@ -126,6 +151,9 @@ fn main() {
                         } else {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
+                    }
+                    if !ok {
+                        break;
                     }
                 }
                 latencies.lock().unwrap().extend(own);

@@ -416,6 +416,7 @@ pub(crate) async fn declaration_status(
     State(state): State<AppState>,
     Path(ids): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
+    state.ingest.flush().await.map_err(internal)?;
     let mut out = serde_json::Map::new();
     for id in split_ids(&ids) {
         let Some(report) = state.db.status(&id).await.map_err(internal)? else {
@@ -664,6 +665,7 @@ pub(crate) async fn status_changes(
         .parse()
         .map_err(|_| bad_request("after must be a number"))?;
     let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
+    state.ingest.flush().await.map_err(internal)?;
     let rows = state
         .db
         .changes_after(after, limit)

@@ -95,6 +95,9 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(30))
+            // Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them
+            // spill into overflow pages. Takes effect only when the file is created.
+            .page_size(16384)
             // Checkpoints run beside the writers (below), not inside whichever commit happens
             // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
             .pragma("wal_autocheckpoint", "0");

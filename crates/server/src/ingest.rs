@@ -1,31 +1,59 @@
-//! Status ingestion: one writer task batches reports into one transaction, with multi-row
-//! statements, and answers each sender only after its report is committed.
+//! Status ingestion: one writer task owns every status write.
+//!
+//! A report is acknowledged once its raw body is committed: that is all a device waits for, and
+//! all that must survive a crash. Merging reports into each enrollment's status (and advancing
+//! its change number) is folded later, for many reports at once: when the writer falls idle,
+//! in steps under load, or before anyone reads status ([`Ingest::flush`]), so no reader ever
+//! sees a merged status older than an acknowledged report. A fold records how far every status
+//! is merged (`counters.status_through`); on start the writer folds what a crash left behind.
 
-use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use updraft_clock::SharedClock;
 use updraft_ddm::{DeviceStatus, StatusReport};
 
 use crate::db::{Context, Db, DbError, timestamp};
 
-/// Largest batch committed at once.
+/// Largest batch of reports committed at once.
 const MAX_BATCH: usize = 512;
+/// Longest a merged status lags behind its reports while reports keep arriving.
+const FOLD_EVERY: Duration = Duration::from_millis(500);
+/// Most merged statuses written by one fold under load, so a fold never holds reports back for
+/// long (the writer is also the one committing them).
+const FOLD_STEP: usize = 512;
+/// How long the writer waits for more reports before folding.
+const IDLE: Duration = Duration::from_millis(20);
+/// Rows per multi-row statement in a fold (three bound values each, far below SQLite's limit).
+const FOLD_CHUNK: usize = 1000;
+/// Merged statuses the writer keeps in memory so a report costs no read and no re-parse. The
+/// writer is the only writer of `status`, so the cache cannot go stale, except on
+/// re-enrollment, which sends a `forget`. Bounded: past the limit it starts over.
+const CACHE_LIMIT: usize = 200_000;
 
-struct Job {
+/// A report as a handler hands it over.
+struct Received {
     enrollment_id: String,
     body: Vec<u8>,
-    /// None: forget the cached status of this enrollment (it re-enrolled).
-    report: Option<StatusReport>,
+    report: StatusReport,
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Merged statuses the writer holds in memory, so a report costs no read and no re-parse of the
-/// stored status. The writer is the only writer of `status`, so the cache cannot go stale, except
-/// on re-enrollment, which sends a `forget`. Bounded: past the limit it starts over.
-const CACHE_LIMIT: usize = 200_000;
+enum Job {
+    Report(Received),
+    /// Forget the status of this enrollment (it re-enrolled).
+    Forget {
+        enrollment_id: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Fold everything acknowledged so far before answering.
+    Flush {
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
 
 /// The handle handlers use to submit reports.
 #[derive(Clone, Debug)]
@@ -35,204 +63,374 @@ pub struct Ingest {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("enrollment_id", &self.enrollment_id)
-            .finish()
+        match self {
+            Job::Report(received) => write!(f, "Report({})", received.enrollment_id),
+            Job::Forget { enrollment_id, .. } => write!(f, "Forget({enrollment_id})"),
+            Job::Flush { .. } => write!(f, "Flush"),
+        }
     }
 }
 
+const STOPPED: &str = "the status writer has stopped";
+
 impl Ingest {
-    /// Starts the writer task.
+    /// Starts the writer task; it first folds any reports a crash left unmerged.
     pub fn start(db: Db, clock: SharedClock) -> Self {
         let (jobs, receiver) = mpsc::channel(8192);
-        tokio::spawn(writer(db, clock, receiver));
+        tokio::spawn(Writer::new(db, clock).run(receiver));
         Self { jobs }
     }
 
-    /// Stores a parsed report; returns once it is committed.
+    async fn send(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Job,
+    ) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(job(done))
+            .await
+            .map_err(|_| STOPPED.to_owned())?;
+        wait.await.map_err(|_| STOPPED.to_owned())?
+    }
+
+    /// Stores a parsed report; returns once its body is committed.
     pub async fn submit(
         &self,
         enrollment_id: String,
         body: Vec<u8>,
         report: StatusReport,
     ) -> Result<(), String> {
-        let (done, wait) = oneshot::channel();
-        self.jobs
-            .send(Job {
+        self.send(|done| {
+            Job::Report(Received {
                 enrollment_id,
                 body,
-                report: Some(report),
+                report,
                 done,
             })
-            .await
-            .map_err(|_| "the status writer has stopped".to_owned())?;
-        wait.await
-            .map_err(|_| "the status writer has stopped".to_owned())?
+        })
+        .await
     }
-}
 
-impl Ingest {
     /// Drops what the writer holds of an enrollment (call when it re-enrolls); returns once done.
     pub async fn forget(&self, enrollment_id: String) {
-        let (done, wait) = oneshot::channel();
-        let job = Job {
-            enrollment_id,
-            body: Vec::new(),
-            report: None,
-            done,
-        };
-        if self.jobs.send(job).await.is_ok() {
-            let _ = wait.await;
-        }
+        let _ = self
+            .send(|done| Job::Forget {
+                enrollment_id,
+                done,
+            })
+            .await;
+    }
+
+    /// Returns once every report acknowledged before the call is merged into `status`.
+    pub async fn flush(&self) -> Result<(), String> {
+        self.send(|done| Job::Flush { done }).await
     }
 }
 
-async fn writer(db: Db, clock: SharedClock, mut receiver: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut cache: HashMap<String, DeviceStatus> = HashMap::new();
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (forgets, mut reports): (Vec<Job>, Vec<Job>) =
-            batch.drain(..).partition(|job| job.report.is_none());
-        for job in forgets {
-            cache.remove(&job.enrollment_id);
-            let _ = job.done.send(Ok(()));
+/// A merged status not yet written.
+struct Pending {
+    /// The newest report's time.
+    received_at: String,
+    /// The oldest report not yet written, and when it came.
+    first_id: i64,
+    since: Instant,
+}
+
+struct Writer {
+    db: Db,
+    clock: SharedClock,
+    cache: HashMap<String, DeviceStatus>,
+    pending: HashMap<String, Pending>,
+    /// The newest raw report merged in memory.
+    through: i64,
+}
+
+impl Writer {
+    fn new(db: Db, clock: SharedClock) -> Self {
+        Self {
+            db,
+            clock,
+            cache: HashMap::new(),
+            pending: HashMap::new(),
+            through: 0,
         }
+    }
+
+    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        if let Err(error) = self.recover().await {
+            tracing::error!(%error, "folding unmerged status reports at start failed");
+        }
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let received = if self.pending.is_empty() {
+                receiver.recv_many(&mut batch, MAX_BATCH).await
+            } else {
+                match tokio::time::timeout(IDLE, receiver.recv_many(&mut batch, MAX_BATCH)).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        self.fold_logged(usize::MAX).await;
+                        continue;
+                    }
+                }
+            };
+            if received == 0 {
+                self.fold_logged(usize::MAX).await;
+                return;
+            }
+            self.handle(&mut batch).await;
+            let oldest = self.pending.values().map(|p| p.since).min();
+            if self.pending.len() >= FOLD_STEP
+                || oldest.is_some_and(|since| since.elapsed() >= FOLD_EVERY)
+            {
+                self.fold_logged(FOLD_STEP).await;
+            }
+        }
+    }
+
+    async fn handle(&mut self, batch: &mut Vec<Job>) {
+        let mut reports = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match job {
+                Job::Report(received) => reports.push(received),
+                Job::Forget {
+                    enrollment_id,
+                    done,
+                } => {
+                    // Reports received before it re-enrolled are stored first, then dropped here.
+                    self.store(&mut reports).await;
+                    self.cache.remove(&enrollment_id);
+                    self.pending.remove(&enrollment_id);
+                    let _ = done.send(Ok(()));
+                }
+                Job::Flush { done } => {
+                    self.store(&mut reports).await;
+                    let folded = self.fold(usize::MAX).await;
+                    let _ = done.send(folded.map_err(|e| e.to_string()));
+                }
+            }
+        }
+        self.store(&mut reports).await;
+    }
+
+    /// Commits the raw reports, answers their senders, and merges them in memory.
+    async fn store(&mut self, reports: &mut Vec<Received>) {
         if reports.is_empty() {
-            continue;
+            return;
         }
-        if cache.len() > CACHE_LIMIT {
-            cache.clear();
+        let now = timestamp(self.clock.now());
+        let result = insert_raw(&self.db, &now, reports).await;
+        let answer = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        // One multi-row insert by the only writer: the ids are consecutive.
+        let first_id = result.ok().map(|last| last - reports.len() as i64 + 1);
+        for (offset, received) in reports.drain(..).enumerate() {
+            if let Some(first_id) = first_id {
+                let raw_id = first_id + offset as i64;
+                self.merge(received.enrollment_id, received.report, &now, raw_id)
+                    .await;
+            }
+            let _ = received.done.send(answer.clone());
         }
-        let result = commit(&db, clock.now(), &mut reports, &mut cache)
+    }
+
+    async fn merge(
+        &mut self,
+        enrollment_id: String,
+        report: StatusReport,
+        received_at: &str,
+        raw_id: i64,
+    ) {
+        if !self.cache.contains_key(&enrollment_id) {
+            if self.cache.len() >= CACHE_LIMIT {
+                // Unfolded statuses live only in the cache: write them before letting go.
+                self.fold_logged(usize::MAX).await;
+                self.cache.clear();
+            }
+            let stored = self.read_status(&enrollment_id).await;
+            self.cache.insert(enrollment_id.clone(), stored);
+        }
+        if let Some(status) = self.cache.get_mut(&enrollment_id) {
+            status.absorb(report);
+        }
+        self.through = self.through.max(raw_id);
+        let pending = self
+            .pending
+            .entry(enrollment_id)
+            .or_insert_with(|| Pending {
+                received_at: String::new(),
+                first_id: raw_id,
+                since: Instant::now(),
+            });
+        pending.received_at = received_at.to_owned();
+    }
+
+    async fn read_status(&self, enrollment_id: &str) -> DeviceStatus {
+        let mut status = DeviceStatus::default();
+        if let Ok(Some(report)) = self.db.status(enrollment_id).await
+            && let Ok(parsed) = StatusReport::parse(report.as_bytes())
+        {
+            status.apply(&parsed);
+        }
+        status
+    }
+
+    async fn fold_logged(&mut self, limit: usize) {
+        if let Err(error) = self.fold(limit).await {
+            // The raw reports are safe; the fold is retried at the next one.
+            tracing::warn!(%error, "merging status reports failed");
+        }
+    }
+
+    /// Writes up to `limit` pending merged statuses (the oldest first), their change numbers and
+    /// `status_through`, in one transaction.
+    async fn fold(&mut self, limit: usize) -> Result<(), DbError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<(i64, String)> = self
+            .pending
+            .iter()
+            .map(|(id, pending)| (pending.first_id, id.clone()))
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        let taken: Vec<(String, Pending)> = ids
+            .into_iter()
+            .filter_map(|(_, id)| self.pending.remove_entry(&id))
+            .collect();
+        // Every report before the oldest one still pending is merged once this commits.
+        let through = self
+            .pending
+            .values()
+            .map(|pending| pending.first_id - 1)
+            .min()
+            .unwrap_or(self.through);
+        let written = self.write_statuses(&taken, through).await;
+        if written.is_err() {
+            self.pending.extend(taken);
+        }
+        written
+    }
+
+    async fn write_statuses(
+        &self,
+        taken: &[(String, Pending)],
+        through: i64,
+    ) -> Result<(), DbError> {
+        let rows: Vec<(&str, String, &str)> = taken
+            .iter()
+            .map(|(id, pending)| {
+                let json = self
+                    .cache
+                    .get(id)
+                    .map(|status| status.to_full_report_json().to_string())
+                    .unwrap_or_else(|| "{}".to_owned());
+                (id.as_str(), json, pending.received_at.as_str())
+            })
+            .collect();
+        let mut tx = self.db.write().await?;
+        let first_seq = Db::next_seqs(&mut tx, rows.len() as i64).await?;
+        for (chunk_index, chunk) in rows.chunks(FOLD_CHUNK).enumerate() {
+            let mut upsert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO status (enrollment_id, report, updated_at) ",
+            );
+            upsert.push_values(chunk, |mut row, (id, report, at)| {
+                row.push_bind(*id).push_bind(report).push_bind(*at);
+            });
+            upsert.push(" ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report, updated_at = excluded.updated_at");
+            upsert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("merging status")?;
+
+            let first = first_seq + (chunk_index * FOLD_CHUNK) as i64;
+            let mut seqs =
+                QueryBuilder::<Sqlite>::new("INSERT INTO enrollments (id, seq, last_seen_at) ");
+            seqs.push_values(
+                chunk.iter().enumerate(),
+                |mut row, (offset, (id, _, at))| {
+                    row.push_bind(*id)
+                        .push_bind(first + offset as i64)
+                        .push_bind(*at);
+                },
+            );
+            seqs.push(
+                " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at",
+            );
+            seqs.build()
+                .execute(&mut *tx)
+                .await
+                .context("advancing change numbers")?;
+        }
+        sqlx::query("UPDATE counters SET value = ? WHERE name = 'status_through'")
+            .bind(through)
+            .execute(&mut *tx)
             .await
-            .map_err(|error| error.to_string());
-        if result.is_err() {
-            for job in &reports {
-                cache.remove(&job.enrollment_id);
+            .context("recording the folded reports")?;
+        tx.commit().await.context("commit")
+    }
+
+    /// Merges the reports committed after the last fold (a crash between the two) and folds them.
+    /// A report older than its enrollment's latest enrollment belongs to the previous one.
+    async fn recover(&mut self) -> Result<(), DbError> {
+        self.through =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'status_through'")
+                .fetch_one(&self.db.pool)
+                .await
+                .context("reading status_through")?;
+        let rows = sqlx::query(
+            "SELECT r.id, r.enrollment_id, r.received_at, r.body FROM status_reports r
+             LEFT JOIN enrollments e ON e.id = r.enrollment_id
+             WHERE r.id > ? AND (e.enrolled_at IS NULL OR r.received_at >= e.enrolled_at)
+             ORDER BY r.id",
+        )
+        .bind(self.through)
+        .fetch_all(&self.db.pool)
+        .await
+        .context("reading unmerged status reports")?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            reports = rows.len(),
+            "merging status reports left by a stop"
+        );
+        for row in rows {
+            let body: Vec<u8> = row.get("body");
+            let received_at: String = row.get("received_at");
+            if let Ok(report) = StatusReport::parse(&body) {
+                self.merge(
+                    row.get("enrollment_id"),
+                    report,
+                    &received_at,
+                    row.get("id"),
+                )
+                .await;
             }
         }
-        for job in reports {
-            let _ = job.done.send(result.clone());
-        }
+        self.fold(usize::MAX).await
     }
 }
 
-async fn commit(
-    db: &Db,
-    now: DateTime<Utc>,
-    batch: &mut [Job],
-    cache: &mut HashMap<String, DeviceStatus>,
-) -> Result<(), DbError> {
-    let now = timestamp(now);
-    let reports: Vec<Option<StatusReport>> =
-        batch.iter_mut().map(|job| job.report.take()).collect();
-    let batch = &*batch;
+/// Inserts the raw reports in one transaction; returns the id of the last one.
+async fn insert_raw(db: &Db, now: &str, reports: &[Received]) -> Result<i64, DbError> {
     let mut tx = db.write().await?;
-    let first_seq = Db::next_seqs(&mut tx, batch.len() as i64).await?;
-
-    // Current merged status of every enrollment in the batch: from the cache, else in one query.
-    let mut merged: HashMap<&str, (DeviceStatus, i64)> = HashMap::new();
-    let mut missing: Vec<&str> = Vec::new();
-    for job in batch {
-        let id = job.enrollment_id.as_str();
-        if merged.contains_key(id) {
-            continue;
-        }
-        // Taken out, not cloned: a failed commit leaves these enrollments to be re-read.
-        match cache.remove(id) {
-            Some(status) => {
-                merged.insert(id, (status, 0));
-            }
-            None => missing.push(id),
-        }
-    }
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT enrollment_id, report FROM status WHERE enrollment_id IN (",
-        );
-        let mut separated = query.separated(", ");
-        for id in &missing {
-            separated.push_bind(*id);
-        }
-        query.push(")");
-        for row in query
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .context("reading status")?
-        {
-            let id: String = row.get("enrollment_id");
-            let report: String = row.get("report");
-            let mut status = DeviceStatus::default();
-            if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
-                status.apply(&parsed);
-            }
-            if let Ok(index) = missing.binary_search(&id.as_str()) {
-                merged.insert(missing[index], (status, 0));
-            }
-        }
-    }
-    for (offset, (job, report)) in batch.iter().zip(reports).enumerate() {
-        let entry = merged.entry(job.enrollment_id.as_str()).or_default();
-        if let Some(report) = report {
-            entry.0.absorb(report);
-        }
-        entry.1 = first_seq + offset as i64;
-    }
-
     let mut raw = QueryBuilder::<Sqlite>::new(
         "INSERT INTO status_reports (enrollment_id, received_at, body) ",
     );
-    raw.push_values(batch, |mut row, job| {
-        row.push_bind(&job.enrollment_id)
-            .push_bind(&now)
-            .push_bind(&job.body);
+    raw.push_values(reports, |mut row, received| {
+        row.push_bind(&received.enrollment_id)
+            .push_bind(now)
+            .push_bind(&received.body);
     });
-    raw.build()
-        .execute(&mut *tx)
-        .await
-        .context("storing reports")?;
-
-    let mut statuses: Vec<(&str, DeviceStatus)> = Vec::with_capacity(merged.len());
-    let merged: Vec<(&str, String, i64)> = merged
-        .into_iter()
-        .map(|(id, (status, seq))| {
-            let json = status.to_full_report_json().to_string();
-            statuses.push((id, status));
-            (id, json, seq)
-        })
-        .collect();
-    let mut upsert =
-        QueryBuilder::<Sqlite>::new("INSERT INTO status (enrollment_id, report, updated_at) ");
-    upsert.push_values(&merged, |mut row, (id, report, _)| {
-        row.push_bind(*id).push_bind(report).push_bind(&now);
-    });
-    upsert.push(" ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report, updated_at = excluded.updated_at");
-    upsert
+    let last_id = raw
         .build()
         .execute(&mut *tx)
         .await
-        .context("merging status")?;
-
-    let mut seqs = QueryBuilder::<Sqlite>::new("INSERT INTO enrollments (id, seq, last_seen_at) ");
-    seqs.push_values(&merged, |mut row, (id, _, seq)| {
-        row.push_bind(*id).push_bind(*seq).push_bind(&now);
-    });
-    seqs.push(
-        " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at",
-    );
-    seqs.build()
-        .execute(&mut *tx)
-        .await
-        .context("advancing change numbers")?;
-
+        .context("storing reports")?
+        .last_insert_rowid();
     tx.commit().await.context("commit")?;
-    cache.extend(
-        statuses
-            .into_iter()
-            .map(|(id, status)| (id.to_owned(), status)),
-    );
-    Ok(())
+    Ok(last_id)
 }

@@ -27,9 +27,18 @@ struct Server {
 async fn server(hmac: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("server.db");
-    let db = Db::open(&db_path).await.unwrap();
+    Server {
+        state: state_on(&db_path, hmac).await,
+        _dir: dir,
+        db_path,
+    }
+}
+
+/// The server's state on a database file, as a fresh start of the process builds it.
+async fn state_on(db_path: &std::path::Path, hmac: Option<&str>) -> AppState {
+    let db = Db::open(db_path).await.unwrap();
     let start: DateTime<Utc> = "2026-04-10T09:00:00Z".parse().unwrap();
-    let state = AppState::new(ServerConfig {
+    AppState::new(ServerConfig {
         db,
         clock: Arc::new(ManualClock::new(start)),
         pusher: Arc::new(NoPusher),
@@ -40,12 +49,7 @@ async fn server(hmac: Option<&str>) -> Server {
             max_checkin_bytes: 64 * 1024,
             max_status_bytes: 32 * 1024,
         },
-    });
-    Server {
-        state,
-        _dir: dir,
-        db_path,
-    }
+    })
 }
 
 impl Server {
@@ -284,6 +288,47 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
         )
         .await;
     assert_eq!(json_body(&empty)["changes"], json!([]));
+}
+
+#[tokio::test]
+async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_start() {
+    let mut server = server(None).await;
+    server.enroll().await;
+    let first = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/ddm-status/status.1st.json"),
+    )
+    .unwrap();
+    assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
+    // A report acknowledged to the device (its raw row committed) while the process stops
+    // before merging it: written here the way the writer writes it, behind the server's back.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db_path.display()))
+        .await
+        .unwrap();
+    let late =
+        json!({"StatusItems": {"softwareupdate": {"install-state": "prepared"}}, "Errors": []});
+    sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, '2026-04-10T09:30:00.000Z', ?)")
+        .bind(UDID)
+        .bind(late.to_string().into_bytes())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    server.state = state_on(&server.db_path, None).await;
+    let (_, changes) = server
+        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
+        .await;
+    let changes = json_body(&changes);
+    let change = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["enrollment"]["id"] == UDID)
+        .unwrap();
+    let items = &change["status"]["StatusItems"];
+    assert_eq!(items["softwareupdate"]["install-state"], "prepared");
+    assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
 }
 
 #[tokio::test]
