@@ -257,6 +257,7 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
         }
     };
     let _ = app.emit("fleet-changed", session.now().to_rfc3339());
+    warm(&session);
     let mut last_alert = session.last_alert_id().await.unwrap_or(0);
     let mut interval = tokio::time::interval(TICK);
     let mut since_refresh = std::time::Instant::now();
@@ -279,6 +280,7 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
                 since_refresh = std::time::Instant::now();
                 match session.refresh().await {
                     Ok(()) => {
+                        warm(&session);
                         let _ = app.emit("fleet-changed", session.now().to_rfc3339());
                     }
                     Err(error) => tracing::warn!("following the DDM server: {error}"),
@@ -311,6 +313,17 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
             Err(error) => tracing::error!("reading alerts: {error}"),
         }
     }
+}
+
+/// Builds the devices table in the background, so opening it does not wait for a read of every
+/// device.
+fn warm(session: &Arc<Session>) {
+    let session = session.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(error) = session.warm().await {
+            tracing::warn!("building the devices table: {error}");
+        }
+    });
 }
 
 /// Shows a desktop notice. notify-rust blocks on D-Bus (Linux), so it runs off the async threads;

@@ -409,6 +409,12 @@ impl Session {
             .collect())
     }
 
+    /// Builds the devices table now if it is not built, so the first look at it does not wait
+    /// for a read of every device (call in the background after a start or a refresh).
+    pub async fn warm(&self) -> Result<(), AppError> {
+        self.table().await.map(|_| ())
+    }
+
     /// A window of the devices table.
     pub async fn devices(&self, query: &DeviceQuery) -> Result<DevicePage, AppError> {
         Ok(self.table().await?.query(query))

@@ -14,6 +14,8 @@ pub const MAX_WINDOW: usize = 1000;
 /// The rows, with what sorting and searching need computed once.
 #[derive(Debug, Default)]
 pub struct DeviceTable {
+    /// In the default order (name, then id): the default order needs no sort, and every other
+    /// order breaks ties by position.
     rows: Vec<DeviceRowView>,
     /// Lower-cased name, serial and id, for search.
     haystacks: Vec<String>,
@@ -26,7 +28,8 @@ pub struct DeviceTable {
 
 impl DeviceTable {
     /// A table of these rows.
-    pub fn new(rows: Vec<DeviceRowView>) -> Self {
+    pub fn new(mut rows: Vec<DeviceRowView>) -> Self {
+        rows.sort_unstable_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         let haystacks = rows
             .iter()
             .map(|r| format!("{}\n{}\n{}", r.name, r.serial, r.id).to_lowercase())
@@ -119,23 +122,25 @@ impl DeviceTable {
                     && query.rollout.is_none_or(|r| row.rollout == Some(r))
             })
             .collect();
-        let by_name = |a: &usize, b: &usize| {
-            let (a, b) = (&self.rows[*a], &self.rows[*b]);
-            a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id))
+        let Some(sort) = query.sort.as_deref() else {
+            if query.descending {
+                matching.reverse();
+            }
+            return matching;
         };
         let order = |a: &usize, b: &usize| -> Ordering {
             let (ra, rb) = (&self.rows[*a], &self.rows[*b]);
-            let primary = match query.sort.as_deref() {
-                Some("serial") => ra.serial.cmp(&rb.serial),
-                Some("model") => ra.model.cmp(&rb.model),
-                Some("os") => self.versions[*a]
+            let primary = match sort {
+                "serial" => ra.serial.cmp(&rb.serial),
+                "model" => ra.model.cmp(&rb.model),
+                "os" => self.versions[*a]
                     .cmp(&self.versions[*b])
                     .then_with(|| ra.os.cmp(&rb.os)),
-                Some("state") => ra.state.cmp(&rb.state),
-                Some("lastReport") => ra.last_report.cmp(&rb.last_report),
+                "state" => ra.state.cmp(&rb.state),
+                "lastReport" => ra.last_report.cmp(&rb.last_report),
                 _ => Ordering::Equal,
             };
-            primary.then_with(|| by_name(a, b))
+            primary.then_with(|| a.cmp(b))
         };
         if query.descending {
             matching.sort_unstable_by(|a, b| order(b, a));

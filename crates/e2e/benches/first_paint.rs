@@ -247,12 +247,29 @@ const SCROLL_SCRIPT: &str = "const done = arguments[arguments.length - 1];
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let devices = arg("--devices", 100_000);
     let dir = tempfile::tempdir()?;
-    let db = dir.path().join("console.db");
-    let (sample, seed_secs) = seed(&db, devices).await?;
-    println!(
-        "cache: {devices} devices written in {seed_secs:.1} s ({})",
-        db.display()
-    );
+    // `--db FILE` keeps the cache for the next run (seeded only when FILE does not exist yet).
+    let db = std::env::args()
+        .skip_while(|a| a != "--db")
+        .nth(1)
+        .map_or_else(|| dir.path().join("console.db"), PathBuf::from);
+    let sample = if db.exists() {
+        let store = Store::open(&db).await?;
+        let first = store
+            .device_summaries()
+            .await?
+            .into_iter()
+            .find(|d| d.model_family.as_deref() == Some("Mac"));
+        first
+            .map(|d| d.enrollment_id)
+            .ok_or("the cache holds no Mac")?
+    } else {
+        let (sample, seed_secs) = seed(&db, devices).await?;
+        println!(
+            "cache: {devices} devices written in {seed_secs:.1} s ({})",
+            db.display()
+        );
+        sample
+    };
 
     // The backend alone, in this process: what the first page and a timeline cost before any UI.
     {
@@ -289,6 +306,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             detail.timeline.len(),
             timeline.as_secs_f64() * 1000.0
         );
+    }
+
+    if std::env::args().any(|a| a == "--backend-only") {
+        return Ok(());
     }
 
     // The real window.

@@ -28,6 +28,15 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A bulk read (outside sqlx) failed.
+    #[error("console database: {context}: {source}")]
+    BulkRead {
+        /// What was being read.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A stored JSON value could not be read.
     #[error("console database: {what} is not readable: {reason}")]
     Corrupt {
@@ -40,6 +49,12 @@ pub enum StoreError {
 
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, rusqlite::Error> {
+    fn context(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::BulkRead { context, source })
+    }
 }
 
 impl<T> Context<T> for Result<T, sqlx::Error> {
@@ -236,6 +251,8 @@ impl Changes {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// For bulk reads on a connection of their own (see [`Store::bulk_read`]).
+    path: std::path::PathBuf,
 }
 
 const CHUNK: usize = 400;
@@ -267,7 +284,38 @@ impl Store {
                 context: "applying migrations",
                 source: error.into(),
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs a read of many rows on a read-only rusqlite connection in a blocking thread. sqlx
+    /// hands every row across threads (about 10 µs each here), so listing 100,000 devices took
+    /// seconds; rusqlite reads them in a fraction of that. WAL lets it read beside the pool.
+    async fn bulk_read<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .context(context)?;
+            connection
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .context(context)?;
+            read(&connection)
+        })
+        .await
+        .map_err(|error| StoreError::Corrupt {
+            what: context.to_owned(),
+            reason: error.to_string(),
+        })?
     }
 
     /// A setting.
@@ -453,13 +501,20 @@ impl Store {
 
     /// Every device, ordered by enrollment id.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DEVICE_SELECT} ORDER BY enrollment_id"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .context("listing devices")?;
-        rows.iter().map(device_from_row).collect()
+        const CONTEXT: &str = "listing devices";
+        let mut devices = self
+            .bulk_read(CONTEXT, |connection| {
+                let mut statement = connection.prepare(DEVICE_SELECT).context(CONTEXT)?;
+                let mut rows = statement.query([]).context(CONTEXT)?;
+                let mut devices = Vec::new();
+                while let Some(row) = rows.next().context(CONTEXT)? {
+                    devices.push(device_from_bulk_row(row)?);
+                }
+                Ok(devices)
+            })
+            .await?;
+        devices.sort_unstable_by(|a, b| a.facts.enrollment_id.cmp(&b.facts.enrollment_id));
+        Ok(devices)
     }
 
     /// The enforcement records of a rollout that are not final (excluded, failed, cleaned up,
@@ -683,51 +738,59 @@ impl Store {
             .collect())
     }
 
-    /// What the devices table shows of every device, read by SQLite's JSON functions rather than
-    /// by decoding every device's facts: a table of 100,000 devices is read in a fraction of the
-    /// time. Ordered by enrollment id.
+    /// What the devices table shows of every device, in no particular order: plain columns
+    /// written beside the JSON facts, read in bulk (100,000 devices in about a quarter second
+    /// here, against 1.7 s through sqlx and SQLite's JSON functions).
     pub async fn device_summaries(&self) -> Result<Vec<DeviceSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT enrollment_id, name, last_report_at,
-                    json_extract(facts, '$.model') AS model,
-                    json_extract(facts, '$.model_family') AS model_family,
-                    json_extract(facts, '$.serial_number') AS serial_number,
-                    json_extract(facts, '$.os_version') AS os_version,
-                    json_extract(facts, '$.build') AS build,
-                    json_extract(facts, '$.supplemental_build') AS supplemental_build,
-                    json_extract(facts, '$.extra') AS extra
-             FROM devices ORDER BY enrollment_id",
-        )
-        .fetch_all(&self.pool)
+        const CONTEXT: &str = "listing devices";
+        self.bulk_read(CONTEXT, |connection| {
+            // No ORDER BY: walking the text primary key's index costs a lookup per row, and
+            // the devices table sorts its rows itself.
+            let mut statement = connection
+                .prepare(
+                    "SELECT enrollment_id, name, last_report_at, model, model_family, serial_number,
+                            os_version, build, supplemental_build, extra
+                     FROM devices",
+                )
+                .context(CONTEXT)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(DeviceSummary {
+                        enrollment_id: row.get(0)?,
+                        name: row.get(1)?,
+                        last_report_at: row.get(2)?,
+                        model: row.get(3)?,
+                        model_family: row.get(4)?,
+                        serial_number: row.get(5)?,
+                        os_version: row.get(6)?,
+                        build: row.get(7)?,
+                        supplemental_build: row.get(8)?,
+                        extra: row.get(9)?,
+                    })
+                })
+                .context(CONTEXT)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context(CONTEXT)?;
+            Ok(rows)
+        })
         .await
-        .context("listing devices")?;
-        Ok(rows
-            .iter()
-            .map(|row| DeviceSummary {
-                enrollment_id: row.get("enrollment_id"),
-                name: row.get("name"),
-                last_report_at: row.get("last_report_at"),
-                model: row.get("model"),
-                model_family: row.get("model_family"),
-                serial_number: row.get("serial_number"),
-                os_version: row.get("os_version"),
-                build: row.get("build"),
-                supplemental_build: row.get("supplemental_build"),
-                extra: row.get::<Option<String>, _>("extra").unwrap_or_default(),
-            })
-            .collect())
     }
 
     /// Every device's phase in every rollout: (rollout, enrollment, phase).
     pub async fn phases(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT rollout_id, enrollment_id, phase FROM enforcements")
-            .fetch_all(&self.pool)
-            .await
-            .context("reading phases")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect())
+        const CONTEXT: &str = "reading phases";
+        self.bulk_read(CONTEXT, |connection| {
+            let mut statement = connection
+                .prepare("SELECT rollout_id, enrollment_id, phase FROM enforcements")
+                .context(CONTEXT)?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .context(CONTEXT)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context(CONTEXT)?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// A write transaction. IMMEDIATE takes the write lock up front: a deferred transaction that
@@ -749,11 +812,13 @@ impl Store {
         for chunk in changes.devices.chunks(CHUNK / 10) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
-                    bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at) ",
+                    bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at,
+                    model, model_family, serial_number, os_version, build, supplemental_build, extra) ",
             );
             query.push_values(chunk, |mut row, device| {
-                row.push_bind(&device.facts.enrollment_id)
-                    .push_bind(serde_json::to_string(&device.facts).unwrap_or_default())
+                let facts = &device.facts;
+                row.push_bind(&facts.enrollment_id)
+                    .push_bind(serde_json::to_string(facts).unwrap_or_default())
                     .push_bind(&device.name)
                     .push_bind(&device.time_zone)
                     .push_bind(device.utc_offset_minutes)
@@ -761,10 +826,21 @@ impl Store {
                     .push_bind(device.bootstrap_token_escrowed)
                     .push_bind(&device.bootstrap_token_requested_at)
                     .push_bind(device.server_seq)
-                    .push_bind(&now);
+                    .push_bind(&now)
+                    .push_bind(&facts.model)
+                    .push_bind(&facts.model_family)
+                    .push_bind(&facts.serial_number)
+                    .push_bind(&facts.os_version)
+                    .push_bind(&facts.build)
+                    .push_bind(&facts.supplemental_build)
+                    .push_bind(&facts.extra);
             });
             query.push(
                 " ON CONFLICT(enrollment_id) DO UPDATE SET facts = excluded.facts, name = excluded.name,
+                  model = excluded.model, model_family = excluded.model_family,
+                  serial_number = excluded.serial_number, os_version = excluded.os_version,
+                  build = excluded.build, supplemental_build = excluded.supplemental_build,
+                  extra = excluded.extra,
                   time_zone = excluded.time_zone, utc_offset_minutes = excluded.utc_offset_minutes,
                   last_report_at = excluded.last_report_at, bootstrap_token_escrowed = excluded.bootstrap_token_escrowed,
                   bootstrap_token_requested_at = excluded.bootstrap_token_requested_at,
@@ -858,13 +934,42 @@ impl Store {
     }
 }
 
+fn parse_facts(facts: &str) -> Result<DeviceFacts, StoreError> {
+    serde_json::from_str(facts).map_err(|e| StoreError::Corrupt {
+        what: "a device's facts".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// [`device_from_row`] for a rusqlite row of [`DEVICE_SELECT`].
+fn device_from_bulk_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
+    const CONTEXT: &str = "reading a device";
+    let facts = row
+        .get_ref(0)
+        .and_then(|v| Ok(v.as_str()?))
+        .context(CONTEXT)?;
+    let read = || -> rusqlite::Result<DeviceRow> {
+        Ok(DeviceRow {
+            facts: DeviceFacts::default(),
+            name: row.get(1)?,
+            time_zone: row.get(2)?,
+            utc_offset_minutes: row.get(3)?,
+            last_report_at: row.get(4)?,
+            bootstrap_token_escrowed: row.get(5)?,
+            bootstrap_token_requested_at: row.get(6)?,
+            server_seq: row.get(7)?,
+        })
+    };
+    let facts = parse_facts(facts)?;
+    let mut device = read().context(CONTEXT)?;
+    device.facts = facts;
+    Ok(device)
+}
+
 fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRow, StoreError> {
     let facts: String = row.get("facts");
     Ok(DeviceRow {
-        facts: serde_json::from_str(&facts).map_err(|e| StoreError::Corrupt {
-            what: "a device's facts".into(),
-            reason: e.to_string(),
-        })?,
+        facts: parse_facts(&facts)?,
         name: row.get("name"),
         time_zone: row.get("time_zone"),
         utc_offset_minutes: row.get("utc_offset_minutes"),

@@ -209,3 +209,37 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     assert!(error.to_string().contains("enforcement record"));
 }
+
+#[tokio::test]
+async fn the_device_list_follows_every_change_of_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
+    let mut mac = device("A");
+    mac.facts.os_version = Some("26.3".into());
+    mac.facts.build = Some("25D125".into());
+    let changes = |row: &DeviceRow| Changes {
+        devices: vec![row.clone()],
+        ..Default::default()
+    };
+    store.commit(&changes(&mac), now()).await.unwrap();
+    store.commit(&changes(&device("B")), now()).await.unwrap();
+    // An update with a BSI installed: the list shows the new facts, not the first ones.
+    mac.facts.os_version = Some("26.3.1".into());
+    mac.facts.supplemental_build = Some("25D771280a".into());
+    mac.facts.extra = "(a)".into();
+    mac.facts.serial_number = Some("C02XYZ".into());
+    store.commit(&changes(&mac), now()).await.unwrap();
+
+    let mut listed = store.device_summaries().await.unwrap();
+    listed.sort_by(|a, b| a.enrollment_id.cmp(&b.enrollment_id));
+    assert_eq!(listed.len(), 2);
+    let a = &listed[0];
+    assert_eq!(a.name.as_deref(), Some("Mac A"));
+    assert_eq!(a.model.as_deref(), Some("MacBookPro18,3"));
+    assert_eq!(a.os_version.as_deref(), Some("26.3.1"));
+    assert_eq!(a.build.as_deref(), Some("25D125"));
+    assert_eq!(a.supplemental_build.as_deref(), Some("25D771280a"));
+    assert_eq!(a.extra, "(a)");
+    assert_eq!(a.serial_number.as_deref(), Some("C02XYZ"));
+    assert_eq!(listed[1].os_version, None);
+}
