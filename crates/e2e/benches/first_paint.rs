@@ -231,14 +231,16 @@ fn paint_script(hash: &str, selector: &str) -> String {
     )
 }
 
+/// Scrolls the devices table by `STEP` px every animation frame for 180 frames; the frame times.
 const SCROLL_SCRIPT: &str = "const done = arguments[arguments.length - 1];
   const scroller = document.querySelector('[data-testid=device-scroller]');
+  scroller.scrollTop = 0;
   const frames = [];
   let last = performance.now();
   let n = 0;
   function frame(now) {
     frames.push(now - last); last = now;
-    scroller.scrollTop += 1700;
+    scroller.scrollTop += STEP;
     if (++n < 180) requestAnimationFrame(frame); else done(JSON.stringify(frames.slice(1)));
   }
   requestAnimationFrame(frame);";
@@ -357,13 +359,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table_cold = in_page(&client, &paint_script("#/devices", "[data-device]")).await?;
     in_page(&client, &paint_script("#/dashboard", ".card")).await?;
     let table_warm = in_page(&client, &paint_script("#/devices", "[data-device]")).await?;
-    let frames: Vec<f64> = serde_json::from_str(
+    // The floor: frames with nothing changing on the page.
+    let idle: Vec<f64> = serde_json::from_str(
         client
-            .execute_async(SCROLL_SCRIPT, vec![])
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const frames = []; let last = performance.now();
+                 function frame(now) { frames.push(now - last); last = now;
+                   if (frames.length < 61) requestAnimationFrame(frame); else done(JSON.stringify(frames.slice(1))); }
+                 requestAnimationFrame(frame);",
+                vec![],
+            )
             .await?
             .as_str()
             .unwrap_or("[]"),
     )?;
+    // A fast fling on a trackpad (about 3,600 px/s), then two screens a frame.
+    let mut scrolls = Vec::new();
+    for step in [60, 1700] {
+        let script = SCROLL_SCRIPT.replace("STEP", &step.to_string());
+        let frames: Vec<f64> = serde_json::from_str(
+            client
+                .execute_async(&script, vec![])
+                .await?
+                .as_str()
+                .unwrap_or("[]"),
+        )?;
+        scrolls.push((step, frames));
+    }
+    // What the timeline's first paint is made of: the backend call through Tauri's IPC alone.
+    let ipc = in_page(
+        &client,
+        &format!(
+            "const done = arguments[arguments.length - 1];
+             const t0 = performance.now();
+             window.__TAURI_INTERNALS__.invoke('device', {{ id: {sample:?} }}).then(() => done(performance.now() - t0));"
+        ),
+    )
+    .await?;
     let mut timelines = Vec::new();
     for _ in 0..5 {
         in_page(&client, &paint_script("#/devices", "[data-device]")).await?;
@@ -379,15 +412,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.close().await?;
     let _ = driver.kill().await;
 
-    let mut sorted = frames.clone();
-    sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        sorted
-            .get(((sorted.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let dropped = frames.iter().filter(|f| **f > 1000.0 / 60.0 * 1.5).count();
     timelines.sort_by(f64::total_cmp);
     let total_mib = memory.iter().map(|(_, kib)| kib).sum::<u64>() as f64 / 1024.0;
     println!(
@@ -398,12 +422,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         timelines[timelines.len() / 2],
         timelines[timelines.len() - 1]
     );
+    println!("  of which the device call through Tauri's IPC: {ipc:.1} ms");
+    let mut idle = idle;
+    idle.sort_by(f64::total_cmp);
     println!(
-        "scrolling 180 frames, 1,700 px a frame: frame time p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {dropped} frames over 25 ms (Xvfb, software rendering)",
-        pct(0.5),
-        pct(0.95),
-        pct(1.0)
+        "idle frames (nothing changing), for reference: p50 {:.1} ms",
+        idle.get(idle.len() / 2).copied().unwrap_or(0.0)
     );
+    for (step, frames) in scrolls {
+        let mut sorted = frames.clone();
+        sorted.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let dropped = frames.iter().filter(|f| **f > 1000.0 / 60.0 * 1.5).count();
+        println!(
+            "scrolling {} frames, {step} px a frame: frame time p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms; {dropped} frames over 25 ms (Xvfb, software rendering)",
+            frames.len(),
+            pct(0.5),
+            pct(0.95),
+            pct(1.0)
+        );
+    }
     println!(
         "memory: {total_mib:.0} MiB in all (target < 400 MB): {}",
         memory

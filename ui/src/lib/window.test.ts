@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE, ROW_HEIGHT, pagesFor, visibleRows } from "./window";
+import { PAGE, ROW_HEIGHT, keepPages, pagesFor, slotsFor, visibleRows } from "./window";
 
 describe("the devices table's window", () => {
   it("renders only what is on screen, plus a margin", () => {
@@ -14,5 +14,19 @@ describe("the devices table's window", () => {
   it("asks for the pages under the window only", () => {
     expect(pagesFor({ first: PAGE - 5, last: PAGE + 5 })).toEqual([0, 1]);
     expect(pagesFor({ first: 0, last: 0 })).toEqual([0]);
+  });
+  it("gives every row on screen its own slot, at any scroll position", () => {
+    for (const viewport of [300, 601, 800]) {
+      for (let scrollTop = 0; scrollTop < 3 * ROW_HEIGHT; scrollTop += 7) {
+        const span = visibleRows(1000 * ROW_HEIGHT + scrollTop, viewport, 100_000);
+        const slots = new Set<number>();
+        for (let i = span.first; i < span.last; i++) slots.add(i % slotsFor(viewport));
+        expect(slots.size).toBe(span.last - span.first);
+      }
+    }
+  });
+  it("keeps only the pages near the screen", () => {
+    const loaded = new Map([0, 1, 2, 40, 41, 42, 43, 44, 90].map((p) => [p, `page ${p}`]));
+    expect([...keepPages(loaded, [42]).keys()]).toEqual([40, 41, 42, 43, 44]);
   });
 });

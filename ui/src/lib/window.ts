@@ -21,3 +21,15 @@ export function pagesFor(span: Span): number[] {
   for (let p = Math.floor(span.first / PAGE); p <= Math.floor((span.last - 1) / PAGE); p++) pages.push(p);
   return pages;
 }
+
+/** How many rows can be on screen at once for a viewport: a key per row that stays unique. */
+export function slotsFor(viewport: number): number {
+  return Math.ceil(viewport / ROW_HEIGHT) + 2 * OVERSCAN + 2;
+}
+
+/** Pages to keep of those loaded: the ones on screen and their neighbours. */
+export function keepPages<T>(pages: Map<number, T>, onScreen: number[], margin = 2): Map<number, T> {
+  const low = Math.min(...onScreen) - margin;
+  const high = Math.max(...onScreen) + margin;
+  return new Map([...pages].filter(([page]) => page >= low && page <= high));
+}
