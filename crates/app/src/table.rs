@@ -122,11 +122,15 @@ impl DeviceTable {
                     && query.rollout.is_none_or(|r| row.rollout == Some(r))
             })
             .collect();
-        let Some(sort) = query.sort.as_deref() else {
-            if query.descending {
-                matching.reverse();
+        let sort = match query.sort.as_deref() {
+            // The rows are kept in this order.
+            None | Some("name") => {
+                if query.descending {
+                    matching.reverse();
+                }
+                return matching;
             }
-            return matching;
+            Some(sort) => sort,
         };
         let order = |a: &usize, b: &usize| -> Ordering {
             let (ra, rb) = (&self.rows[*a], &self.rows[*b]);
@@ -225,6 +229,24 @@ mod tests {
         });
         // 15.7.4 < 26.3 < 26.3.1 (a) < 26.10; text order would put 26.10 before 26.3.
         assert_eq!(ids(&page), ["2", "1", "3", "4"]);
+    }
+
+    #[test]
+    fn name_order_either_way_and_ties_broken_by_name() {
+        let query = |sort: Option<&str>, descending| {
+            let page = table().query(&DeviceQuery {
+                sort: sort.map(Into::into),
+                descending,
+                limit: 10,
+                ..Default::default()
+            });
+            ids(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        // Ada, Alan, Barbara, Grace.
+        assert_eq!(query(None, false), ["1", "3", "4", "2"]);
+        assert_eq!(query(Some("name"), true), ["2", "4", "3", "1"]);
+        // Same model: by name within it.
+        assert_eq!(query(Some("model"), false), ["1", "3", "4", "2"]);
     }
 
     #[test]

@@ -155,20 +155,24 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
     Ok((sample, began.elapsed().as_secs_f64()))
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+/// (RSS, PSS) in KiB. RSS counts every shared library page in full in each process (WebKit's
+/// libraries are mapped by all three), so its sum over-counts; PSS splits shared pages among
+/// the processes that map them, so PSS adds up.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
 }
 
 /// The app's processes: `updraft-console` and every process below it (WebKit's web and network
-/// processes), as (name, RSS in KiB).
-fn app_memory() -> Vec<(String, u64)> {
+/// processes), as (name, (RSS, PSS) in KiB).
+fn app_memory() -> Vec<(String, (u64, u64))> {
     let mut parents: Vec<(u32, u32, String)> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -207,7 +211,7 @@ fn app_memory() -> Vec<(String, u64)> {
     parents
         .iter()
         .filter(|(pid, _, _)| ours.contains(pid))
-        .map(|(pid, _, name)| (name.clone(), rss_kib(*pid)))
+        .map(|(pid, _, name)| (name.clone(), memory_kib(*pid)))
         .collect()
 }
 
@@ -413,7 +417,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = driver.kill().await;
 
     timelines.sort_by(f64::total_cmp);
-    let total_mib = memory.iter().map(|(_, kib)| kib).sum::<u64>() as f64 / 1024.0;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let rss_total = mib(memory.iter().map(|(_, (rss, _))| rss).sum());
+    let pss_total = mib(memory.iter().map(|(_, (_, pss))| pss).sum());
     println!(
         "devices table, first paint: {table_cold:.0} ms on first open (target < 500 ms), {table_warm:.0} ms after"
     );
@@ -448,10 +454,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "memory: {total_mib:.0} MiB in all (target < 400 MB): {}",
+        "memory (PSS, shared pages split): {pss_total:.0} MiB in all (target < 400 MB); RSS summed: {rss_total:.0} MiB; per process PSS/RSS: {}",
         memory
             .iter()
-            .map(|(name, kib)| format!("{name} {:.0} MiB", *kib as f64 / 1024.0))
+            .map(|(name, (rss, pss))| format!("{name} {:.0}/{:.0} MiB", mib(*pss), mib(*rss)))
             .collect::<Vec<_>>()
             .join(", ")
     );
