@@ -240,7 +240,10 @@ mod tests {
                 limit: 10,
                 ..Default::default()
             });
-            ids(&page).into_iter().map(str::to_owned).collect::<Vec<_>>()
+            ids(&page)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         };
         // Ada, Alan, Barbara, Grace.
         assert_eq!(query(None, false), ["1", "3", "4", "2"]);

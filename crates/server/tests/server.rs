@@ -97,6 +97,24 @@ impl Server {
         self.checkin(message.to_xml()).await
     }
 
+    /// The Mac's merged status items as the status-changes feed gives them, and the feed's cursor.
+    async fn merged_status_items(&self) -> (Value, i64) {
+        let (_, changes) = self
+            .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
+            .await;
+        let changes = json_body(&changes);
+        let change = changes["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["enrollment"]["id"] == UDID)
+            .unwrap();
+        (
+            change["status"]["StatusItems"].clone(),
+            changes["next"].as_i64().unwrap(),
+        )
+    }
+
     async fn enroll(&self) {
         for file in ["Authenticate.2.plist", "TokenUpdate.2.plist"] {
             let (status, body) = self.checkin(fixture(file)).await;
@@ -259,17 +277,7 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
             .0,
         StatusCode::OK
     );
-    let (_, changes) = server
-        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
-        .await;
-    let changes = json_body(&changes);
-    let change = changes["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["enrollment"]["id"] == UDID)
-        .unwrap();
-    let items = &change["status"]["StatusItems"];
+    let (items, next) = server.merged_status_items().await;
     assert_eq!(items["softwareupdate"]["install-state"], "downloading");
     assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
     // The raw reports are kept, newest first.
@@ -279,7 +287,6 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_body(&raw), incremental);
     // Nothing after the cursor: an empty page.
-    let next = changes["next"].as_i64().unwrap();
     let (_, empty) = server
         .admin(
             "GET",
@@ -316,17 +323,7 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
     pool.close().await;
 
     server.state = state_on(&server.db_path, None).await;
-    let (_, changes) = server
-        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
-        .await;
-    let changes = json_body(&changes);
-    let change = changes["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["enrollment"]["id"] == UDID)
-        .unwrap();
-    let items = &change["status"]["StatusItems"];
+    let (items, _) = server.merged_status_items().await;
     assert_eq!(items["softwareupdate"]["install-state"], "prepared");
     assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
 }
