@@ -460,34 +460,19 @@ impl Console {
         }
         let deadline = NaiveDateTime::parse_from_str(&rollout.deadline_local, "%Y-%m-%dT%H:%M:%S")
             .unwrap_or_default();
-        let mut record = Enforcement {
-            rollout_id: rollout.id,
-            enrollment_id: facts.enrollment_id.clone(),
-            phase: Phase::Planned,
-            target_version: rollout.release.product_version.clone(),
-            target_extra: rollout.release.product_version_extra.clone(),
-            target_build: rollout.release.build.clone(),
-            declaration_id: names::enforcement(rollout.id, rollout.wave),
-            set_name: names::enforcement_set(rollout.id, rollout.wave),
+        let mut record = Enforcement::planned(
+            rollout.id,
+            rollout.wave,
+            &facts.enrollment_id,
+            &rollout.release,
             deadline,
-            utc_offset_minutes: device
+            device
                 .time_zone
                 .as_deref()
                 .and_then(|zone| utc_offset_at(zone, deadline)),
-            exclusion_reason: None,
-            failure_reason: None,
-            failure_count: 0,
-            invalid_reason: None,
-            install_state: None,
-            last_report_at: None,
-            started_at: now,
-            bootstrap_requested_at: device.bootstrap_token_requested_at.clone(),
-            reported_os: None,
-            past_deadline: false,
-            stale: false,
-            phase_since: None,
-            stuck: false,
-        };
+            now,
+        );
+        record.bootstrap_requested_at = device.bootstrap_token_requested_at.clone();
         match decision {
             Decision::Wait(_) => return,
             Decision::Exclude(reason) => {

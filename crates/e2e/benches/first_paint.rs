@@ -101,32 +101,15 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
             }
             let phase = PHASES[n % PHASES.len()];
             changes.enforcements.push(Enforcement {
-                rollout_id: rollout,
-                enrollment_id: spec.udid.clone(),
                 phase,
-                target_version: release.product_version.clone(),
-                target_extra: None,
-                target_build: release.build.clone(),
-                declaration_id: format!("com.updraft.su.r{rollout}.w1"),
-                set_name: format!("updraft.rollout.{rollout}.w1"),
-                deadline,
-                utc_offset_minutes: Some(0),
                 exclusion_reason: (phase == Phase::Excluded)
                     .then(|| "already on 26.4.1 or later".into()),
                 failure_reason: (phase == Phase::Failed).then(|| {
                     "The update could not be downloaded because there is not enough free disk space.".into()
                 }),
                 failure_count: u64::from(phase == Phase::Failed),
-                invalid_reason: None,
-                install_state: None,
                 last_report_at: Some(at),
-                started_at: start,
-                bootstrap_requested_at: None,
-                reported_os: None,
-                past_deadline: false,
-                stale: false,
-                phase_since: None,
-                stuck: false,
+                ..Enforcement::planned(rollout, 1, &spec.udid, &release, deadline, Some(0), start)
             });
             for (step, (kind, detail)) in [
                 ("declaration_assigned", "com.updraft.su.r1.w1"),

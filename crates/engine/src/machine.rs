@@ -137,6 +137,46 @@ pub struct Enforcement {
     pub stuck: bool,
 }
 
+impl Enforcement {
+    /// A device's record when its rollout's wave plans it: the release's target, the set and
+    /// declaration of the wave, the deadline; nothing observed yet.
+    pub fn planned(
+        rollout_id: i64,
+        wave: u32,
+        enrollment_id: &str,
+        release: &crate::plan::Release,
+        deadline: NaiveDateTime,
+        utc_offset_minutes: Option<i32>,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            rollout_id,
+            enrollment_id: enrollment_id.to_owned(),
+            phase: Phase::Planned,
+            target_version: release.product_version.clone(),
+            target_extra: release.product_version_extra.clone(),
+            target_build: release.build.clone(),
+            declaration_id: crate::plan::names::enforcement(rollout_id, wave),
+            set_name: crate::plan::names::enforcement_set(rollout_id, wave),
+            deadline,
+            utc_offset_minutes,
+            exclusion_reason: None,
+            failure_reason: None,
+            failure_count: 0,
+            invalid_reason: None,
+            install_state: None,
+            last_report_at: None,
+            started_at,
+            bootstrap_requested_at: None,
+            reported_os: None,
+            past_deadline: false,
+            stale: false,
+            phase_since: None,
+            stuck: false,
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

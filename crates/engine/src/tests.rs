@@ -131,32 +131,15 @@ fn declarations_use_three_part_versions_and_offsetless_deadlines() {
 }
 
 fn enforcement() -> Enforcement {
-    Enforcement {
-        rollout_id: 1,
-        enrollment_id: "E1".into(),
-        phase: Phase::Planned,
-        target_version: "26.4.1".into(),
-        target_extra: None,
-        target_build: Some("25E253".into()),
-        declaration_id: names::enforcement(1, 1),
-        set_name: names::enforcement_set(1, 1),
-        deadline: NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S")
-            .unwrap(),
-        utc_offset_minutes: Some(120),
-        exclusion_reason: None,
-        failure_reason: None,
-        failure_count: 0,
-        invalid_reason: None,
-        install_state: None,
-        last_report_at: None,
-        started_at: at("2026-04-11T09:00:00Z"),
-        bootstrap_requested_at: None,
-        reported_os: None,
-        past_deadline: false,
-        stale: false,
-        phase_since: None,
-        stuck: false,
-    }
+    Enforcement::planned(
+        1,
+        1,
+        "E1",
+        &release(),
+        NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S").unwrap(),
+        Some(120),
+        at("2026-04-11T09:00:00Z"),
+    )
 }
 
 fn observed(items: serde_json::Value, declaration_id: &str, at_time: &str) -> Event {

@@ -23,30 +23,16 @@ fn release() -> Release {
 
 fn record(rollout: i64, id: &str, phase: Phase) -> Enforcement {
     Enforcement {
-        rollout_id: rollout,
-        enrollment_id: id.into(),
         phase,
-        target_version: "26.4.1".into(),
-        target_extra: None,
-        target_build: Some("25E253".into()),
-        declaration_id: names::enforcement(rollout, 1),
-        set_name: names::enforcement_set(rollout, 1),
-        deadline: NaiveDateTime::parse_from_str("2026-04-15T17:00:00", "%Y-%m-%dT%H:%M:%S")
-            .unwrap(),
-        utc_offset_minutes: Some(120),
-        exclusion_reason: None,
-        failure_reason: None,
-        failure_count: 0,
-        invalid_reason: None,
-        install_state: None,
-        last_report_at: None,
-        started_at: now(),
-        bootstrap_requested_at: None,
-        reported_os: None,
-        past_deadline: false,
-        stale: false,
-        phase_since: None,
-        stuck: false,
+        ..Enforcement::planned(
+            rollout,
+            1,
+            id,
+            &release(),
+            NaiveDateTime::parse_from_str("2026-04-15T17:00:00", "%Y-%m-%dT%H:%M:%S").unwrap(),
+            Some(120),
+            now(),
+        )
     }
 }
 
