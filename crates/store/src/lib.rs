@@ -943,13 +943,8 @@ fn parse_facts(facts: &str) -> Result<DeviceFacts, StoreError> {
 
 /// [`device_from_row`] for a rusqlite row of [`DEVICE_SELECT`].
 fn device_from_bulk_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
-    const CONTEXT: &str = "reading a device";
-    let facts = row
-        .get_ref(0)
-        .and_then(|v| Ok(v.as_str()?))
-        .context(CONTEXT)?;
-    let read = || -> rusqlite::Result<DeviceRow> {
-        Ok(DeviceRow {
+    let read = || -> rusqlite::Result<(&str, DeviceRow)> {
+        let device = DeviceRow {
             facts: DeviceFacts::default(),
             name: row.get(1)?,
             time_zone: row.get(2)?,
@@ -958,11 +953,11 @@ fn device_from_bulk_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
             bootstrap_token_escrowed: row.get(5)?,
             bootstrap_token_requested_at: row.get(6)?,
             server_seq: row.get(7)?,
-        })
+        };
+        Ok((row.get_ref(0)?.as_str()?, device))
     };
-    let facts = parse_facts(facts)?;
-    let mut device = read().context(CONTEXT)?;
-    device.facts = facts;
+    let (facts, mut device) = read().context("reading a device")?;
+    device.facts = parse_facts(facts)?;
     Ok(device)
 }
 
