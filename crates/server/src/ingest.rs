@@ -33,6 +33,9 @@ const FOLD_CHUNK: usize = 1000;
 /// writer is the only writer of `status`, so the cache cannot go stale, except on
 /// re-enrollment, which sends a `forget`. Bounded: past the limit it starts over.
 const CACHE_LIMIT: usize = 200_000;
+/// Raw reports kept per enrollment (the newest; `GET /v1/status-report/:id?index=N` reads them).
+/// Older ones are deleted once merged, so the database stays bounded however long devices report.
+pub const RAW_REPORTS_KEPT: u32 = 16;
 
 /// A report as a handler hands it over.
 struct Received {
@@ -143,6 +146,9 @@ struct Writer {
     pending: HashMap<String, Pending>,
     /// The newest raw report merged in memory.
     through: i64,
+    /// Raw reports stored per enrollment since its last pruning: pruning waits until there are
+    /// as many again as are kept, so it costs one delete per [`RAW_REPORTS_KEPT`] reports.
+    unpruned: HashMap<String, u32>,
 }
 
 impl Writer {
@@ -153,6 +159,7 @@ impl Writer {
             cache: HashMap::new(),
             pending: HashMap::new(),
             through: 0,
+            unpruned: HashMap::new(),
         }
     }
 
@@ -200,6 +207,7 @@ impl Writer {
                     self.store(&mut reports).await;
                     self.cache.remove(&enrollment_id);
                     self.pending.remove(&enrollment_id);
+                    self.unpruned.remove(&enrollment_id);
                     let _ = done.send(Ok(()));
                 }
                 Job::Flush { done } => {
@@ -252,6 +260,7 @@ impl Writer {
             status.absorb(report);
         }
         self.through = self.through.max(raw_id);
+        *self.unpruned.entry(enrollment_id.clone()).or_default() += 1;
         let pending = self
             .pending
             .entry(enrollment_id)
@@ -306,16 +315,34 @@ impl Writer {
             .map(|pending| pending.first_id - 1)
             .min()
             .unwrap_or(self.through);
-        let written = self.write_statuses(&taken, through).await;
-        if written.is_err() {
-            self.pending.extend(taken);
+        let prune: Vec<&str> = taken
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| self.unpruned.get(*id).copied().unwrap_or(0) >= 2 * RAW_REPORTS_KEPT)
+            .collect();
+        let written = self.write_statuses(&taken, &prune, through).await;
+        match written {
+            Ok(()) => {
+                for (id, _) in &taken {
+                    if let Some(count) = self.unpruned.get_mut(id)
+                        && *count >= 2 * RAW_REPORTS_KEPT
+                    {
+                        *count = RAW_REPORTS_KEPT;
+                    }
+                }
+            }
+            Err(_) => self.pending.extend(taken),
         }
         written
     }
 
+    /// Writes the merged statuses and, for the enrollments in `prune`, deletes all but their
+    /// newest raw reports: those are merged in this same transaction, so a crash replays nothing
+    /// that was deleted.
     async fn write_statuses(
         &self,
         taken: &[(String, Pending)],
+        prune: &[&str],
         through: i64,
     ) -> Result<(), DbError> {
         let rows: Vec<(&str, String, &str)> = taken
@@ -363,6 +390,24 @@ impl Writer {
                 .execute(&mut *tx)
                 .await
                 .context("advancing change numbers")?;
+        }
+        for chunk in prune.chunks(FOLD_CHUNK) {
+            let mut delete = QueryBuilder::<Sqlite>::new("WITH pruned(enrollment_id) AS (");
+            delete.push_values(chunk, |mut row, id| {
+                row.push_bind(*id);
+            });
+            delete.push(
+                ") DELETE FROM status_reports WHERE id IN (
+                   SELECT r.id FROM pruned p JOIN status_reports r ON r.enrollment_id = p.enrollment_id
+                   WHERE r.id < (SELECT k.id FROM status_reports k WHERE k.enrollment_id = p.enrollment_id
+                                 ORDER BY k.id DESC LIMIT 1 OFFSET ",
+            );
+            delete.push_bind(RAW_REPORTS_KEPT - 1).push("))");
+            delete
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("deleting old raw reports")?;
         }
         sqlx::query("UPDATE counters SET value = ? WHERE name = 'status_through'")
             .bind(through)

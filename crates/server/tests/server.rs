@@ -298,6 +298,57 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
 }
 
 #[tokio::test]
+async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everything() {
+    let server = server(None).await;
+    server.enroll().await;
+    let first = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/ddm-status/status.1st.json"),
+    )
+    .unwrap();
+    assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
+    let kept = updraft_server::ingest::RAW_REPORTS_KEPT as usize;
+    let sent = 3 * kept + 5;
+    for n in 0..sent {
+        let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
+        let body = report.to_string().into_bytes();
+        assert_eq!(server.ddm("status", Some(body)).await.0, StatusCode::OK);
+        if n % 7 == 0 {
+            // Folds happen between reports as well as at the end.
+            server.merged_status_items().await;
+        }
+    }
+    let (items, _) = server.merged_status_items().await;
+    assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
+    let raw_report = |index: usize| {
+        let server = &server;
+        async move {
+            server
+                .admin(
+                    "GET",
+                    &format!("/v1/status-report/{UDID}?index={index}"),
+                    None,
+                )
+                .await
+        }
+    };
+    let (status, newest) = raw_report(0).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_body(&newest)["StatusItems"]["test"]["n"], sent - 1);
+    let (status, oldest_kept) = raw_report(kept - 1).await;
+    assert_eq!(status, StatusCode::OK);
+    let oldest_kept_n = json_body(&oldest_kept)["StatusItems"]["test"]["n"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(
+        oldest_kept_n <= sent - kept,
+        "the newest {kept} are all kept"
+    );
+    // Pruning runs once every `kept` reports, so fewer than twice as many are ever stored.
+    assert_eq!(raw_report(2 * kept - 1).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_start() {
     let mut server = server(None).await;
     server.enroll().await;
