@@ -74,6 +74,23 @@ fn report(n: u64) -> Vec<u8> {
     .unwrap()
 }
 
+const BUCKET_US: usize = 100;
+const BUCKETS: usize = 20_000;
+
+/// The database files' size: what a long run leaves on disk.
+fn disk_mib(dir: &std::path::Path) -> f64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+        .unwrap_or(0) as f64
+        / (1024.0 * 1024.0)
+}
+
 fn main() {
     let secs = arg("--secs", 20);
     let conns = arg("--conns", 64) as usize;
@@ -104,7 +121,8 @@ fn main() {
         let failed = Arc::new(AtomicU64::new(0));
         let measuring = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let latencies = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+        // Latencies in 100-us buckets up to 2 s: a fixed histogram, so a long run's memory stays flat.
+        let latencies = Arc::new(std::sync::Mutex::new(vec![0u64; BUCKETS]));
         let mut tasks = Vec::new();
         let address = listener_address;
         for worker in 0..conns {
@@ -123,7 +141,7 @@ fn main() {
                     .map(|k| HeaderValue::from_str(&format!("BENCH-{:08}", (worker + k * conns) % enrollments)).unwrap())
                     .collect();
                 let mut n = 0usize;
-                let mut own = Vec::new();
+                let mut own = vec![0u64; BUCKETS];
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let started = Instant::now();
@@ -147,7 +165,7 @@ fn main() {
                     if measuring.load(Ordering::Relaxed) {
                         if ok {
                             done.fetch_add(1, Ordering::Relaxed);
-                            own.push(started.elapsed().as_micros() as u32);
+                            own[(started.elapsed().as_micros() as usize / BUCKET_US).min(BUCKETS - 1)] += 1;
                         } else {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -156,7 +174,9 @@ fn main() {
                         break;
                     }
                 }
-                latencies.lock().unwrap().extend(own);
+                for (total, count) in latencies.lock().unwrap().iter_mut().zip(own) {
+                    *total += count;
+                }
             }));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -165,7 +185,7 @@ fn main() {
         let mut samples = Vec::new();
         while start.elapsed() < Duration::from_secs(secs) {
             tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
-            samples.push((start.elapsed().as_secs(), done.load(Ordering::Relaxed), rss_mib()));
+            samples.push((start.elapsed().as_secs(), done.load(Ordering::Relaxed), rss_mib(), disk_mib(dir.path())));
         }
         let elapsed = start.elapsed().as_secs_f64();
         measuring.store(false, Ordering::Relaxed);
@@ -174,17 +194,25 @@ fn main() {
             let _ = task.await;
         }
         let total = done.load(Ordering::Relaxed);
-        let mut latencies = latencies.lock().unwrap().clone();
-        latencies.sort_unstable();
-        let percentile = |p: f64| latencies.get(((latencies.len() as f64) * p) as usize).copied().unwrap_or(0);
+        let latencies = latencies.lock().unwrap().clone();
+        let counted: u64 = latencies.iter().sum();
+        let percentile = |p: f64| {
+            let wanted = (counted as f64 * p) as u64;
+            let mut seen = 0;
+            let bucket = latencies.iter().position(|count| {
+                seen += count;
+                seen > wanted
+            });
+            bucket.unwrap_or(0) * BUCKET_US + BUCKET_US / 2
+        };
         let rate = total as f64 / elapsed;
         println!("== updraft status ingest benchmark ==");
         println!("{conns} connections, {average}-byte reports, {enrollments} enrollments, {secs} s (after 2 s warm-up)");
         println!("reports committed: {total} ({} failed)", failed.load(Ordering::Relaxed));
         println!("throughput: {rate:.0} reports/s (target >= 16,000)");
         println!("latency: p50 {} us, p99 {} us", percentile(0.5), percentile(0.99));
-        for (at, count, rss) in &samples {
-            println!("  t={at:>4} s: {count:>9} reports, RSS {rss:.0} MiB");
+        for (at, count, rss, disk) in &samples {
+            println!("  t={at:>4} s: {count:>9} reports, RSS {rss:.0} MiB, database and WAL {disk:.0} MiB");
         }
         if let Some(limit) = std::env::var("LIMITS_INGEST_RPS").ok().and_then(|v| v.parse::<f64>().ok()) {
             println!("ratio to limits http-sqlite (ack after commit) measured this sitting ({limit:.0} req/s): {:.2}", rate / limit);

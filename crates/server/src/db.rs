@@ -85,6 +85,39 @@ pub struct Db {
     pub(crate) pool: SqlitePool,
 }
 
+/// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over.
+const WAL_FRAMES_LIMIT: i64 = 4096;
+
+/// Copies the WAL into the database every 100 ms without holding up writers (PASSIVE).
+/// Under a steady stream of commits a passive checkpoint never catches up with the last frame,
+/// and the WAL only starts over from its beginning once one does: it would grow without end
+/// (gigabytes a minute at full ingest). So once it passes [`WAL_FRAMES_LIMIT`], a RESTART
+/// checkpoint holds new writers back for the little the passive ones left to copy.
+async fn checkpoint_beside_writers(pool: SqlitePool) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await;
+        let result = match passive {
+            Ok((_, frames, _)) if frames > WAL_FRAMES_LIMIT => {
+                sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
@@ -100,7 +133,9 @@ impl Db {
             .page_size(16384)
             // Checkpoints run beside the writers (below), not inside whichever commit happens
             // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // After a restart of the WAL, the file shrinks back to this size.
+            .pragma("journal_size_limit", (WAL_FRAMES_LIMIT * 16384).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -113,22 +148,7 @@ impl Db {
                 context: "applying migrations",
                 source: error.into(),
             })?;
-        let checkpointer = pool.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
-            loop {
-                every.tick().await;
-                if checkpointer.is_closed() {
-                    return;
-                }
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&checkpointer)
-                    .await
-                {
-                    tracing::warn!(%error, "WAL checkpoint failed");
-                }
-            }
-        });
+        tokio::spawn(checkpoint_beside_writers(pool.clone()));
         Ok(Self { pool })
     }
 
