@@ -98,9 +98,15 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
         ));
     }
     text.push_str(&format!(
-        "ran {} steps to {}; {} device requests, {} pushes\n\n",
+        "ran {} steps to {}; {} device requests, {} pushes\n",
         stats.steps, stats.ended_at, stats.device_requests, stats.pushes
     ));
+    let seconds: Vec<String> = stats
+        .seconds
+        .iter()
+        .map(|(part, secs)| format!("{part} {secs:.1} s"))
+        .collect();
+    text.push_str(&format!("wall time: {}\n\n", seconds.join(", ")));
     let rows: Vec<Vec<String>> = report
         .summary
         .iter()

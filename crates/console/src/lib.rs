@@ -177,7 +177,11 @@ impl Console {
             .await?;
         let rollout = self.rollout(id).await?;
         let mut changes = Changes::default();
-        for device in self.store.devices_without_enforcement(id).await? {
+        for device in self
+            .store
+            .devices_without_enforcement(id, rollout.release.platform)
+            .await?
+        {
             self.plan_device(&rollout, &device, now, &mut changes);
         }
         self.store.commit(&changes, now).await?;
@@ -331,7 +335,7 @@ impl Console {
             let enrollment = &change.enrollment;
             let mut status = DeviceStatus::default();
             if let Some(report) = &change.status
-                && let Ok(report) = StatusReport::parse(report.to_string().as_bytes())
+                && let Ok(report) = StatusReport::from_json(report.clone())
             {
                 status.apply(&report);
             }
@@ -536,7 +540,11 @@ impl Console {
             .filter(|r| r.state == "active" || r.state == "paused")
         {
             if rollout.state == "active" {
-                for device in self.store.devices_without_enforcement(rollout.id).await? {
+                for device in self
+                    .store
+                    .devices_without_enforcement(rollout.id, rollout.release.platform)
+                    .await?
+                {
                     self.plan_device(&rollout, &device, now, &mut changes);
                 }
             }

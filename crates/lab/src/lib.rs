@@ -168,6 +168,24 @@ pub struct LabStats {
     pub device_errors: Vec<String>,
     /// Pushes the server could not deliver.
     pub push_failures: u64,
+    /// Wall-clock seconds spent in each part of a step (devices, console sync, outbox, console
+    /// tick, settled check), to see where a large lab spends its time.
+    pub seconds: BTreeMap<&'static str, f64>,
+}
+
+/// Wall-clock time per part of the step loop (a measurement only: simulated time is the clock's).
+#[derive(Default)]
+struct Stopwatch(std::sync::Mutex<BTreeMap<&'static str, f64>>);
+
+impl Stopwatch {
+    async fn time<T>(&self, part: &'static str, work: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = work.await;
+        if let Ok(mut parts) = self.0.lock() {
+            *parts.entry(part).or_default() += started.elapsed().as_secs_f64();
+        }
+        out
+    }
 }
 
 /// The newest non-BSI release per platform available on `day`, with every device its entries
@@ -256,6 +274,7 @@ pub struct Lab {
     /// Start.
     pub started_at: DateTime<Utc>,
     pusher: Arc<ApnsPusher>,
+    stopwatch: Stopwatch,
     server_url: String,
     api_key: String,
     console_db: PathBuf,
@@ -318,6 +337,7 @@ impl Lab {
             rollouts: Vec::new(),
             started_at,
             pusher,
+            stopwatch: Stopwatch::default(),
             server_url,
             api_key,
             console_db,
@@ -402,13 +422,16 @@ impl Lab {
 
     /// One step: time moves, devices act, the console reads their news and acts on it.
     pub async fn step(&self, minutes: i64, tick_console: bool) -> anyhow::Result<()> {
+        let time = &self.stopwatch;
         self.clock.advance(Duration::minutes(minutes));
-        self.fleet.tick().await;
-        self.console.sync().await?;
-        self.console.drain_outbox().await?;
+        time.time("devices", self.fleet.tick()).await;
+        time.time("console sync", self.console.sync()).await?;
+        time.time("console outbox", self.console.drain_outbox())
+            .await?;
         if tick_console {
-            self.console.tick().await?;
-            self.console.drain_outbox().await?;
+            time.time("console tick", self.console.tick()).await?;
+            time.time("console outbox", self.console.drain_outbox())
+                .await?;
         }
         Ok(())
     }
@@ -442,7 +465,7 @@ impl Lab {
             // Time-based flags (stale, past deadline) every two simulated hours are plenty.
             let flags_due = steps % (120 / config.step_minutes.clamp(1, 120) as usize).max(1) == 0;
             self.step(config.step_minutes, flags_due).await?;
-            if steps % 4 == 0 && self.settled().await? {
+            if steps % 4 == 0 && self.stopwatch.time("settled", self.settled()).await? {
                 break;
             }
         }
@@ -453,6 +476,12 @@ impl Lab {
             pushes: self.fleet.pushes(),
             device_errors: self.fleet.errors(),
             push_failures: self.pusher.failures(),
+            seconds: self
+                .stopwatch
+                .0
+                .lock()
+                .map(|parts| parts.clone())
+                .unwrap_or_default(),
         })
     }
 

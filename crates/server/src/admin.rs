@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
@@ -644,12 +645,13 @@ pub(crate) async fn assignments(
 }
 
 /// One entry of the changes feed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StatusChange {
     /// The enrollment, as the server knows it.
     pub enrollment: EnrollmentRecord,
-    /// Its merged status as one full report (Apple's JSON), if it has reported.
-    pub status: Option<Value>,
+    /// Its merged status as one full report (Apple's JSON), if it has reported: the stored
+    /// text as it is, since the feed is read for every change of every device.
+    pub status: Option<Box<RawValue>>,
 }
 
 /// `GET /v1/x-updraft/status-changes?after=<seq>&limit=N`: every enrollment whose status,
@@ -676,7 +678,7 @@ pub(crate) async fn status_changes(
         .into_iter()
         .map(|(enrollment, report)| StatusChange {
             enrollment,
-            status: report.and_then(|text| serde_json::from_str(&text).ok()),
+            status: report.and_then(|text| RawValue::from_string(text).ok()),
         })
         .collect();
     Ok(Json(json!({ "changes": changes, "next": next })))

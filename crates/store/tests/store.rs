@@ -133,8 +133,12 @@ async fn open_enforcements_and_unplanned_devices_are_found() {
         .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
         .await
         .unwrap();
+    let mut iphone = device("E4");
+    iphone.facts.model = Some("iPhone17,1".into());
+    let mut unknown = device("E5");
+    unknown.facts.model = None;
     let changes = Changes {
-        devices: vec![device("E1"), device("E2"), device("E3")],
+        devices: vec![device("E1"), device("E2"), device("E3"), iphone, unknown],
         enforcements: vec![
             record(rollout, "E1", Phase::Downloading),
             record(rollout, "E2", Phase::CleanedUp),
@@ -151,13 +155,14 @@ async fn open_enforcements_and_unplanned_devices_are_found() {
         .collect();
     assert_eq!(open, ["E1"]);
     let unplanned: Vec<_> = store
-        .devices_without_enforcement(rollout)
+        .devices_without_enforcement(rollout, Platform::MacOs)
         .await
         .unwrap()
         .into_iter()
         .map(|d| d.facts.enrollment_id)
         .collect();
-    assert_eq!(unplanned, ["E3"]);
+    // The iPhone is not the macOS rollout's; a device of no known model may still be.
+    assert_eq!(unplanned, ["E3", "E5"]);
     assert_eq!(store.rollout_counts(rollout).await.unwrap(), (2, 1));
 }
 
