@@ -659,7 +659,7 @@ pub struct StatusChange {
 pub(crate) async fn status_changes(
     State(state): State<AppState>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<ChangesPage>, AdminError> {
     let after: i64 = page
         .after
         .as_deref()
@@ -681,7 +681,15 @@ pub(crate) async fn status_changes(
             status: report.and_then(|text| RawValue::from_string(text).ok()),
         })
         .collect();
-    Ok(Json(json!({ "changes": changes, "next": next })))
+    Ok(Json(ChangesPage { changes, next }))
+}
+
+/// A page of the changes feed, serialized straight from the rows (through a `Value` tree, every
+/// stored status would be parsed again only to be written out).
+#[derive(Serialize)]
+pub(crate) struct ChangesPage {
+    changes: Vec<StatusChange>,
+    next: i64,
 }
 
 impl AppState {
