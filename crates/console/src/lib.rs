@@ -335,7 +335,7 @@ impl Console {
             let enrollment = &change.enrollment;
             let mut status = DeviceStatus::default();
             if let Some(report) = &change.status
-                && let Ok(report) = StatusReport::from_json(report.clone())
+                && let Ok(report) = StatusReport::parse(report.get().as_bytes())
             {
                 status.apply(&report);
             }

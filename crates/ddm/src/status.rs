@@ -526,17 +526,6 @@ impl StatusReport {
     pub fn parse(bytes: &[u8]) -> Result<Self, StatusReportError> {
         let wire: WireReport = serde_json::from_slice(bytes)
             .map_err(|error| StatusReportError::Malformed(error.to_string()))?;
-        Self::from_wire(wire)
-    }
-
-    /// The same from a JSON value already parsed.
-    pub fn from_json(value: Value) -> Result<Self, StatusReportError> {
-        let wire: WireReport = serde_json::from_value(value)
-            .map_err(|error| StatusReportError::Malformed(error.to_string()))?;
-        Self::from_wire(wire)
-    }
-
-    fn from_wire(wire: WireReport) -> Result<Self, StatusReportError> {
         let Some(Value::Object(tree)) = wire.status_items else {
             return Err(StatusReportError::MissingStatusItems);
         };

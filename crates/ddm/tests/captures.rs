@@ -95,8 +95,6 @@ fn apple_status_examples_parse_and_rebuild_the_same_tree() {
         let report = StatusReport::parse(body.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(!report.items.is_empty(), "{}", file.display());
-        let from_value = StatusReport::from_json(body.clone()).unwrap();
-        assert_eq!(from_value.to_json(), report.to_json(), "{}", file.display());
         let mut rebuilt = report.to_json();
         // Apple's example spells the extra version "a"; Updraft writes the lookup service's "(a)".
         if let Some(extra) =

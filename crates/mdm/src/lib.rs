@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::time::Duration;
 
 use updraft_ddm::Declaration;
@@ -107,16 +108,17 @@ pub struct Enrollment {
 }
 
 /// One entry of the status-changes feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChange {
     /// The enrollment.
     pub enrollment: Enrollment,
-    /// Its merged status as a full report, if it has reported.
-    pub status: Option<Value>,
+    /// Its merged status as a full report (Apple's JSON), if it has reported: left as text for
+    /// the reader to parse once into what it needs.
+    pub status: Option<Box<RawValue>>,
 }
 
 /// A page of the feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangesPage {
     /// Changes, oldest first.
     pub changes: Vec<StatusChange>,
