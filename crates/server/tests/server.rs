@@ -257,15 +257,20 @@ async fn declarations_reach_the_device_through_sets_and_404_when_not_assigned() 
     );
 }
 
+/// A device's first full status report, as captured.
+fn first_status_report() -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/ddm-status/status.1st.json"),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn status_is_an_empty_200_after_commit_and_merges() {
     let server = server(None).await;
     server.enroll().await;
-    let report = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/ddm-status/status.1st.json"),
-    )
-    .unwrap();
+    let report = first_status_report();
     let (status, body) = server.ddm("status", Some(report)).await;
     assert_eq!((status, body.len()), (StatusCode::OK, 0));
     let incremental =
@@ -301,11 +306,7 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
 async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everything() {
     let server = server(None).await;
     server.enroll().await;
-    let first = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/ddm-status/status.1st.json"),
-    )
-    .unwrap();
+    let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
     let kept = updraft_server::ingest::RAW_REPORTS_KEPT as usize;
     let sent = 3 * kept + 5;
@@ -352,11 +353,7 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
 async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_start() {
     let mut server = server(None).await;
     server.enroll().await;
-    let first = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/ddm-status/status.1st.json"),
-    )
-    .unwrap();
+    let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
     // A report acknowledged to the device (its raw row committed) while the process stops
     // before merging it: written here the way the writer writes it, behind the server's back.
