@@ -323,12 +323,8 @@ impl Writer {
         let written = self.write_statuses(&taken, &prune, through).await;
         match written {
             Ok(()) => {
-                for (id, _) in &taken {
-                    if let Some(count) = self.unpruned.get_mut(id)
-                        && *count >= 2 * RAW_REPORTS_KEPT
-                    {
-                        *count = RAW_REPORTS_KEPT;
-                    }
+                for id in prune {
+                    self.unpruned.insert(id.to_owned(), RAW_REPORTS_KEPT);
                 }
             }
             Err(_) => self.pending.extend(taken),
