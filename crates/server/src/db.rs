@@ -86,7 +86,7 @@ pub struct Db {
 }
 
 /// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over.
-const WAL_FRAMES_LIMIT: i64 = 4096;
+const WAL_FRAMES_LIMIT: i64 = 16384;
 
 /// Copies the WAL into the database every 100 ms without holding up writers (PASSIVE).
 /// Under a steady stream of commits a passive checkpoint never catches up with the last frame,
