@@ -85,6 +85,10 @@ pub struct Db {
     pub(crate) pool: SqlitePool,
 }
 
+/// Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them spill into
+/// overflow pages. Takes effect only when the file is created.
+const PAGE_SIZE: u32 = 16384;
+
 /// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over.
 const WAL_FRAMES_LIMIT: i64 = 16384;
 
@@ -128,14 +132,15 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(30))
-            // Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them
-            // spill into overflow pages. Takes effect only when the file is created.
-            .page_size(16384)
+            .page_size(PAGE_SIZE)
             // Checkpoints run beside the writers (below), not inside whichever commit happens
             // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
             .pragma("wal_autocheckpoint", "0")
             // After a restart of the WAL, the file shrinks back to this size.
-            .pragma("journal_size_limit", (WAL_FRAMES_LIMIT * 16384).to_string());
+            .pragma(
+                "journal_size_limit",
+                (WAL_FRAMES_LIMIT * i64::from(PAGE_SIZE)).to_string(),
+            );
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
