@@ -5,8 +5,9 @@
 //! `StatusItems` object: `softwareupdate.install-state` arrives as
 //! `{"softwareupdate": {"install-state": "..."}}`.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -402,18 +403,32 @@ impl StatusItem {
 
     /// Reads the value of the item called `name`.
     pub fn from_value(name: &str, value: Value) -> Result<Self, StatusReportError> {
-        fn typed<T: DeserializeOwned>(name: &str, value: Value) -> Result<T, StatusReportError> {
-            serde_json::from_value(value).map_err(|error| StatusReportError::InvalidItem {
-                item: name.to_owned(),
-                reason: error.to_string(),
-            })
+        if !KNOWN_ITEMS.contains(&name) {
+            return Ok(Self::Other {
+                name: name.to_owned(),
+                value,
+            });
         }
-        let string = |value: Value| typed::<String>(name, value);
+        Self::read_known(name, value).map_err(|error| StatusReportError::InvalidItem {
+            item: name.to_owned(),
+            reason: error.to_string(),
+        })
+    }
+
+    /// Reads a known item's value straight from a deserializer (a report's bytes or a `Value`).
+    fn read_known<'de, D: Deserializer<'de>>(name: &str, value: D) -> Result<Self, D::Error> {
+        let string = |value: D| String::deserialize(value);
         Ok(match name {
-            "softwareupdate.install-state" => Self::InstallState(typed(name, value)?),
-            "softwareupdate.pending-version" => Self::PendingVersion(typed(name, value)?),
-            "softwareupdate.failure-reason" => Self::FailureReason(typed(name, value)?),
-            "softwareupdate.install-reason" => Self::InstallReason(typed(name, value)?),
+            "softwareupdate.install-state" => Self::InstallState(Deserialize::deserialize(value)?),
+            "softwareupdate.pending-version" => {
+                Self::PendingVersion(Deserialize::deserialize(value)?)
+            }
+            "softwareupdate.failure-reason" => {
+                Self::FailureReason(Deserialize::deserialize(value)?)
+            }
+            "softwareupdate.install-reason" => {
+                Self::InstallReason(Deserialize::deserialize(value)?)
+            }
             "softwareupdate.device-id" => Self::DeviceId(string(value)?),
             "softwareupdate.beta-enrollment" => Self::BetaEnrollment(string(value)?),
             "device.operating-system.version" => Self::OsVersion(string(value)?),
@@ -432,40 +447,52 @@ impl StatusItem {
             "device.model.number" => Self::ModelNumber(string(value)?),
             "device.identifier.serial-number" => Self::SerialNumber(string(value)?),
             "device.identifier.udid" => Self::Udid(string(value)?),
-            "management.declarations" => Self::Declarations(typed(name, value)?),
-            "management.client-capabilities" => Self::ClientCapabilities(typed(name, value)?),
-            _ => Self::Other {
-                name: name.to_owned(),
-                value,
+            "management.declarations" => Self::Declarations(Deserialize::deserialize(value)?),
+            "management.client-capabilities" => {
+                Self::ClientCapabilities(Deserialize::deserialize(value)?)
+            }
+            other => Self::Other {
+                name: other.to_owned(),
+                value: Value::deserialize(value)?,
             },
         })
     }
 
     /// The item's value as Apple spells it.
     pub fn to_value(&self) -> Value {
-        let string = |text: &str| Value::String(text.to_owned());
-        match self {
-            Self::InstallState(state) => string(state.as_str()),
-            Self::PendingVersion(value) => serde_json::to_value(value).unwrap_or_default(),
-            Self::FailureReason(value) => serde_json::to_value(value).unwrap_or_default(),
-            Self::InstallReason(value) => serde_json::to_value(value).unwrap_or_default(),
-            Self::Declarations(value) => serde_json::to_value(value).unwrap_or_default(),
-            Self::ClientCapabilities(value) => serde_json::to_value(value).unwrap_or_default(),
-            Self::OsSupplementalExtraVersion(extra) => string(&extra.canonical()),
-            Self::DeviceId(text)
-            | Self::BetaEnrollment(text)
-            | Self::OsVersion(text)
-            | Self::OsBuildVersion(text)
-            | Self::OsSupplementalBuildVersion(text)
-            | Self::OsFamily(text)
-            | Self::OsMarketingName(text)
-            | Self::ModelFamily(text)
-            | Self::ModelIdentifier(text)
-            | Self::ModelMarketingName(text)
-            | Self::ModelNumber(text)
-            | Self::SerialNumber(text)
-            | Self::Udid(text) => string(text),
-            Self::Other { value, .. } => value.clone(),
+        serde_json::to_value(ItemValue(self)).unwrap_or_default()
+    }
+}
+
+/// An item's value as Apple spells it, serialized without building a `Value` first.
+struct ItemValue<'a>(&'a StatusItem);
+
+impl Serialize for ItemValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            StatusItem::InstallState(state) => serializer.serialize_str(state.as_str()),
+            StatusItem::PendingVersion(value) => value.serialize(serializer),
+            StatusItem::FailureReason(value) => value.serialize(serializer),
+            StatusItem::InstallReason(value) => value.serialize(serializer),
+            StatusItem::Declarations(value) => value.serialize(serializer),
+            StatusItem::ClientCapabilities(value) => value.serialize(serializer),
+            StatusItem::OsSupplementalExtraVersion(extra) => {
+                serializer.serialize_str(&extra.canonical())
+            }
+            StatusItem::DeviceId(text)
+            | StatusItem::BetaEnrollment(text)
+            | StatusItem::OsVersion(text)
+            | StatusItem::OsBuildVersion(text)
+            | StatusItem::OsSupplementalBuildVersion(text)
+            | StatusItem::OsFamily(text)
+            | StatusItem::OsMarketingName(text)
+            | StatusItem::ModelFamily(text)
+            | StatusItem::ModelIdentifier(text)
+            | StatusItem::ModelMarketingName(text)
+            | StatusItem::ModelNumber(text)
+            | StatusItem::SerialNumber(text)
+            | StatusItem::Udid(text) => serializer.serialize_str(text),
+            StatusItem::Other { value, .. } => value.serialize(serializer),
         }
     }
 }
@@ -502,7 +529,7 @@ pub struct StatusReason {
 /// A status report, its `StatusItems` tree read into items.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusReport {
-    /// The items carried, in tree order.
+    /// The items carried, in the order the device sent them.
     pub items: Vec<StatusItem>,
     /// Items the device could not return.
     pub errors: Vec<StatusItemError>,
@@ -511,9 +538,9 @@ pub struct StatusReport {
 }
 
 #[derive(Deserialize)]
-struct WireReport {
-    #[serde(rename = "StatusItems")]
-    status_items: Option<Value>,
+struct WireReport<'a> {
+    #[serde(rename = "StatusItems", borrow)]
+    status_items: Option<&'a RawValue>,
     #[serde(rename = "Errors", default)]
     errors: Vec<StatusItemError>,
     #[serde(rename = "FullReport", default)]
@@ -526,11 +553,26 @@ impl StatusReport {
     pub fn parse(bytes: &[u8]) -> Result<Self, StatusReportError> {
         let wire: WireReport = serde_json::from_slice(bytes)
             .map_err(|error| StatusReportError::Malformed(error.to_string()))?;
-        let Some(Value::Object(tree)) = wire.status_items else {
+        let Some(tree) = wire.status_items.filter(|raw| raw.get().starts_with('{')) else {
             return Err(StatusReportError::MissingStatusItems);
         };
         let mut items = Vec::new();
-        collect_items(String::new(), tree, &mut items)?;
+        let mut failed_item = None;
+        let namespace = Namespace {
+            prefix: String::new(),
+            items: &mut items,
+            failed_item: &mut failed_item,
+        };
+        let mut reader = serde_json::Deserializer::from_str(tree.get());
+        namespace
+            .deserialize(&mut reader)
+            .map_err(|error| match failed_item.take() {
+                Some(item) => StatusReportError::InvalidItem {
+                    item,
+                    reason: error.to_string(),
+                },
+                None => StatusReportError::Malformed(error.to_string()),
+            })?;
         Ok(Self {
             items,
             errors: wire.errors,
@@ -566,35 +608,199 @@ fn report_json<'a>(
     Value::Object(report)
 }
 
-/// Walks the tree: a known dotted name is one item; an object under an unknown name is a
-/// namespace to descend into; any other value is an unknown item kept under its path.
-fn collect_items(
+/// An object of the `StatusItems` tree, read straight from the report's bytes: a known dotted
+/// name is one typed item; an object under an unknown name is a namespace to descend into; any
+/// other value (and an empty object) is an unknown item kept under its path.
+struct Namespace<'s> {
     prefix: String,
-    tree: Map<String, Value>,
-    items: &mut Vec<StatusItem>,
-) -> Result<(), StatusReportError> {
-    for (key, value) in tree {
-        let name = if prefix.is_empty() {
-            key
-        } else {
-            format!("{prefix}.{key}")
-        };
-        if KNOWN_ITEMS.contains(&name.as_str()) {
-            items.push(StatusItem::from_value(&name, value)?);
-        } else if let Value::Object(children) = value {
-            if children.is_empty() {
-                items.push(StatusItem::Other {
-                    name,
-                    value: Value::Object(children),
-                });
-            } else {
-                collect_items(name, children, items)?;
-            }
-        } else {
-            items.push(StatusItem::Other { name, value });
-        }
+    items: &'s mut Vec<StatusItem>,
+    /// The known item that failed to read, so the error can name it.
+    failed_item: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Namespace<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
     }
-    Ok(())
+}
+
+impl<'de> Visitor<'de> for Namespace<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of status items")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let name = if self.prefix.is_empty() {
+                key.into_owned()
+            } else {
+                format!("{}.{key}", self.prefix)
+            };
+            if KNOWN_ITEMS.contains(&name.as_str()) {
+                let known = KnownItem {
+                    name: &name,
+                    failed_item: self.failed_item,
+                };
+                let item = map.next_value_seed(known)?;
+                self.items.push(item);
+            } else {
+                map.next_value_seed(UnknownItem {
+                    name,
+                    items: self.items,
+                    failed_item: self.failed_item,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct KnownItem<'s> {
+    name: &'s str,
+    failed_item: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for KnownItem<'_> {
+    type Value = StatusItem;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<StatusItem, D::Error> {
+        StatusItem::read_known(self.name, deserializer).inspect_err(|_| {
+            *self.failed_item = Some(self.name.to_owned());
+        })
+    }
+}
+
+/// A value under a name Updraft does not type: a namespace if it is a non-empty object.
+struct UnknownItem<'s> {
+    name: String,
+    items: &'s mut Vec<StatusItem>,
+    failed_item: &'s mut Option<String>,
+}
+
+impl UnknownItem<'_> {
+    fn keep(self, value: Value) {
+        self.items.push(StatusItem::Other {
+            name: self.name,
+            value,
+        });
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for UnknownItem<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UnknownItem<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a status item or a namespace of them")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let before = self.items.len();
+        let mut map = CountingMap { map, entries: 0 };
+        Namespace {
+            prefix: self.name.clone(),
+            items: &mut *self.items,
+            failed_item: &mut *self.failed_item,
+        }
+        .visit_map(&mut map)?;
+        if map.entries == 0 && self.items.len() == before {
+            self.keep(Value::Object(Map::new()));
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.keep(value);
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
+        self.keep(Value::Bool(value));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
+        self.keep(Value::from(value));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        self.keep(Value::from(value));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        self.keep(Value::from(value));
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        self.keep(Value::String(value.to_owned()));
+        Ok(())
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<(), E> {
+        self.keep(Value::String(value));
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.keep(Value::Null);
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.keep(Value::Null);
+        Ok(())
+    }
+}
+
+/// Counts a map's entries as they are read, to tell an empty namespace from a full one.
+struct CountingMap<A> {
+    map: A,
+    entries: usize,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for &mut CountingMap<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let key = self.map.next_key_seed(seed)?;
+        self.entries += usize::from(key.is_some());
+        Ok(key)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+fn write_key(out: &mut Vec<u8>, key: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    write_json(out, key);
+    out.push(b':');
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Writing into a Vec fails only if a map key is not a string, which none of these has.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 fn insert_path(tree: &mut Map<String, Value>, name: &str, value: Value) {
@@ -691,9 +897,44 @@ impl DeviceStatus {
         }
     }
 
-    /// [`Self::to_full_report`] as Apple's JSON, without copying the items first.
-    pub fn to_full_report_json(&self) -> Value {
-        report_json(self.items.values(), self.errors.values(), true)
+    /// [`Self::to_full_report`] as Apple's JSON text, written straight from the items: this is
+    /// what a DDM server stores and serves for every report it merges.
+    pub fn to_full_report_json(&self) -> String {
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"StatusItems\":{");
+        // The items are sorted by dotted name, so the items of one namespace are adjacent and
+        // the tree is written in one pass, opening and closing namespaces as the names change.
+        let mut open: Vec<&str> = Vec::new();
+        let mut first = true;
+        for item in self.items.values() {
+            let mut segments: Vec<&str> = item.name().split('.').collect();
+            let leaf = segments.pop().unwrap_or_default();
+            let common = open
+                .iter()
+                .zip(&segments)
+                .take_while(|(a, b)| a == b)
+                .count();
+            while open.len() > common {
+                open.pop();
+                out.push(b'}');
+                first = false;
+            }
+            for segment in &segments[common..] {
+                write_key(&mut out, segment, first);
+                out.push(b'{');
+                open.push(segment);
+                first = true;
+            }
+            write_key(&mut out, leaf, first);
+            write_json(&mut out, &ItemValue(item));
+            first = false;
+        }
+        out.extend(std::iter::repeat_n(b'}', open.len() + 1));
+        out.extend_from_slice(b",\"Errors\":");
+        write_json(&mut out, &self.errors.values().collect::<Vec<_>>());
+        out.extend_from_slice(b",\"FullReport\":true}");
+        // Only JSON was written into it, and serde_json writes valid UTF-8.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     fn text(&self, name: &str) -> Option<&str> {

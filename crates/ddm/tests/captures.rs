@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use updraft_ddm::checkin::{CheckinError, CheckinMessage};
 use updraft_ddm::declaration::{ActivationSimple, StatusSubscriptions};
-use updraft_ddm::status::{InstallState, Validity};
+use updraft_ddm::status::{InstallState, StatusItem, Validity};
 use updraft_ddm::{
     Declaration, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport, VersionExtra,
 };
@@ -164,12 +164,25 @@ fn every_real_report_survives_a_round_trip() {
     for file in files {
         let report = StatusReport::parse(&std::fs::read(&file).unwrap()).unwrap();
         let again = StatusReport::parse(report.to_json().to_string().as_bytes()).unwrap();
-        assert_eq!(again.items, report.items, "{}", file.display());
+        let by_name = |items: &[StatusItem]| {
+            let mut items = items.to_vec();
+            items.sort_by(|a, b| a.name().cmp(b.name()));
+            items
+        };
+        assert_eq!(
+            by_name(&again.items),
+            by_name(&report.items),
+            "{}",
+            file.display()
+        );
         let mut status = DeviceStatus::default();
         status.apply(&report);
         let mut restored = DeviceStatus::default();
         restored.apply(&status.to_full_report());
         assert_eq!(restored, status, "{}", file.display());
+        let mut stored = DeviceStatus::default();
+        stored.apply(&StatusReport::parse(status.to_full_report_json().as_bytes()).unwrap());
+        assert_eq!(stored, status, "{}", file.display());
     }
 }
 

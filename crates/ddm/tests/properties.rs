@@ -133,6 +133,18 @@ proptest! {
     }
 
     #[test]
+    fn a_merged_status_written_as_a_full_report_reads_back_the_same(tree in json_value()) {
+        let body = json!({"StatusItems": tree, "Errors": [{"StatusItem": "softwareupdate.device-id", "Reasons": [{"Code": "Error.NotSupported"}]}]});
+        if let Ok(report) = StatusReport::parse(body.to_string().as_bytes()) {
+            let mut status = DeviceStatus::default();
+            status.apply(&report);
+            let mut again = DeviceStatus::default();
+            again.apply(&StatusReport::parse(status.to_full_report_json().as_bytes()).unwrap());
+            prop_assert_eq!(again, status);
+        }
+    }
+
+    #[test]
     fn merge_keeps_the_last_value_of_each_item_since_the_last_full_report(
         reports in prop::collection::vec((prop::collection::vec((0usize..5, any::<u8>()), 0..5), prop::bool::weighted(0.2)), 1..12)
     ) {

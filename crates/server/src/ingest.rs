@@ -20,10 +20,12 @@ use crate::db::{Context, Db, DbError, timestamp};
 
 /// Largest batch of reports committed at once.
 const MAX_BATCH: usize = 512;
-/// Longest a merged status lags behind its reports while reports keep arriving.
-const FOLD_EVERY: Duration = Duration::from_millis(500);
-/// Most merged statuses written by one fold under load, so a fold never holds reports back for
-/// long (the writer is also the one committing them).
+/// Longest a merged status lags behind its reports while reports keep arriving (readers never
+/// see the lag: they flush first). Long enough that the several reports of one device's sync, or
+/// of a busy one, are written as one merged status rather than one each.
+const FOLD_EVERY: Duration = Duration::from_millis(2000);
+/// Most merged statuses written by one fold under load (the oldest first), so a fold never holds
+/// reports back for long (the writer is also the one committing them).
 const FOLD_STEP: usize = 512;
 /// How long the writer waits for more reports before folding.
 const IDLE: Duration = Duration::from_millis(20);
@@ -186,9 +188,7 @@ impl Writer {
             }
             self.handle(&mut batch).await;
             let oldest = self.pending.values().map(|p| p.since).min();
-            if self.pending.len() >= FOLD_STEP
-                || oldest.is_some_and(|since| since.elapsed() >= FOLD_EVERY)
-            {
+            if oldest.is_some_and(|since| since.elapsed() >= FOLD_EVERY) {
                 self.fold_logged(FOLD_STEP).await;
             }
         }
@@ -347,7 +347,7 @@ impl Writer {
                 let json = self
                     .cache
                     .get(id)
-                    .map(|status| status.to_full_report_json().to_string())
+                    .map(|status| status.to_full_report_json())
                     .unwrap_or_else(|| "{}".to_owned());
                 (id.as_str(), json, pending.received_at.as_str())
             })
