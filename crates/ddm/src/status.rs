@@ -865,7 +865,13 @@ impl DeviceStatus {
                 },
                 (_, item, _) => item,
             };
-            self.items.insert(merged.name().to_owned(), merged);
+            // Most reports repeat the items already known: replace in place, no new key.
+            match self.items.get_mut(merged.name()) {
+                Some(slot) => *slot = merged,
+                None => {
+                    self.items.insert(merged.name().to_owned(), merged);
+                }
+            }
         }
         for error in report.errors {
             self.errors.insert(error.status_item.clone(), error);

@@ -8,7 +8,8 @@
 //! is merged (`counters.status_through`); on start the writer folds what a crash left behind.
 
 use sqlx::{QueryBuilder, Row, Sqlite};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -146,6 +147,10 @@ struct Writer {
     clock: SharedClock,
     cache: HashMap<String, DeviceStatus>,
     pending: HashMap<String, Pending>,
+    /// The pending enrollments by their oldest unwritten report, oldest first. An entry whose
+    /// enrollment was since written or forgotten is stale and skipped (its `first_id` no longer
+    /// matches), so finding the oldest and taking the oldest cost no scan of every pending one.
+    queue: VecDeque<(i64, String)>,
     /// The newest raw report merged in memory.
     through: i64,
     /// Raw reports stored per enrollment since its last pruning: pruning waits until there are
@@ -160,6 +165,7 @@ impl Writer {
             clock,
             cache: HashMap::new(),
             pending: HashMap::new(),
+            queue: VecDeque::new(),
             through: 0,
             unpruned: HashMap::new(),
         }
@@ -187,8 +193,10 @@ impl Writer {
                 return;
             }
             self.handle(&mut batch).await;
-            let oldest = self.pending.values().map(|p| p.since).min();
-            if oldest.is_some_and(|since| since.elapsed() >= FOLD_EVERY) {
+            if self
+                .oldest_pending()
+                .is_some_and(|pending| pending.since.elapsed() >= FOLD_EVERY)
+            {
                 self.fold_logged(FOLD_STEP).await;
             }
         }
@@ -261,15 +269,32 @@ impl Writer {
         }
         self.through = self.through.max(raw_id);
         *self.unpruned.entry(enrollment_id.clone()).or_default() += 1;
-        let pending = self
-            .pending
-            .entry(enrollment_id)
-            .or_insert_with(|| Pending {
-                received_at: String::new(),
-                first_id: raw_id,
-                since: Instant::now(),
-            });
+        let pending = match self.pending.entry(enrollment_id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.queue.push_back((raw_id, entry.key().clone()));
+                entry.insert(Pending {
+                    received_at: String::new(),
+                    first_id: raw_id,
+                    since: Instant::now(),
+                })
+            }
+        };
         pending.received_at = received_at.to_owned();
+    }
+
+    /// The pending status waiting longest, dropping stale queue entries on the way.
+    fn oldest_pending(&mut self) -> Option<&Pending> {
+        while let Some((first_id, id)) = self.queue.front() {
+            match self.pending.get(id) {
+                Some(pending) if pending.first_id == *first_id => break,
+                _ => {
+                    self.queue.pop_front();
+                }
+            }
+        }
+        let (_, id) = self.queue.front()?;
+        self.pending.get(id)
     }
 
     async fn read_status(&self, enrollment_id: &str) -> DeviceStatus {
@@ -295,26 +320,19 @@ impl Writer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<(i64, String)> = self
-            .pending
-            .iter()
-            .map(|(id, pending)| (pending.first_id, id.clone()))
-            .collect();
-        if ids.len() > limit {
-            ids.select_nth_unstable(limit);
-            ids.truncate(limit);
+        let mut taken: Vec<(String, Pending)> = Vec::new();
+        while taken.len() < limit && self.oldest_pending().is_some() {
+            if let Some((_, id)) = self.queue.pop_front()
+                && let Some(pending) = self.pending.remove(&id)
+            {
+                taken.push((id, pending));
+            }
         }
-        let taken: Vec<(String, Pending)> = ids
-            .into_iter()
-            .filter_map(|(_, id)| self.pending.remove_entry(&id))
-            .collect();
         // Every report before the oldest one still pending is merged once this commits.
+        let merged_through = self.through;
         let through = self
-            .pending
-            .values()
-            .map(|pending| pending.first_id - 1)
-            .min()
-            .unwrap_or(self.through);
+            .oldest_pending()
+            .map_or(merged_through, |pending| pending.first_id - 1);
         let prune: Vec<&str> = taken
             .iter()
             .map(|(id, _)| id.as_str())
@@ -327,7 +345,12 @@ impl Writer {
                     self.unpruned.insert(id.to_owned(), RAW_REPORTS_KEPT);
                 }
             }
-            Err(_) => self.pending.extend(taken),
+            Err(_) => {
+                for (id, pending) in taken.into_iter().rev() {
+                    self.queue.push_front((pending.first_id, id.clone()));
+                    self.pending.insert(id, pending);
+                }
+            }
         }
         written
     }
