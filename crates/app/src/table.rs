@@ -24,6 +24,9 @@ pub struct DeviceTable {
     /// The last query's matching rows in order: scrolling asks for page after page of the same
     /// query, which then costs a page, not a sort of every row.
     last_order: std::sync::Mutex<Option<(String, std::sync::Arc<Vec<usize>>)>>,
+    /// The values each filter offers: the devices screen asks on every visit, and reading every
+    /// row for it would hold up whatever the admin clicks next.
+    facets: DeviceFacets,
 }
 
 impl DeviceTable {
@@ -34,15 +37,17 @@ impl DeviceTable {
             .iter()
             .map(|r| format!("{}\n{}\n{}", r.name, r.serial, r.id).to_lowercase())
             .collect();
-        let versions = rows
+        let versions: Vec<Option<OsVersion>> = rows
             .iter()
             .map(|r| OsVersion::parse(base_version(&r.os)).ok())
             .collect();
+        let facets = facets_of(&rows, &versions);
         Self {
             rows,
             haystacks,
             versions,
             last_order: std::sync::Mutex::new(None),
+            facets,
         }
     }
 
@@ -156,30 +161,38 @@ impl DeviceTable {
 
     /// The values each filter offers.
     pub fn facets(&self) -> DeviceFacets {
-        let mut models = BTreeSet::new();
-        let mut os: Vec<(Option<&OsVersion>, &str)> = Vec::new();
-        let mut seen_os = BTreeSet::new();
-        let mut states = BTreeSet::new();
-        let mut rollouts = BTreeSet::new();
-        for (row, version) in self.rows.iter().zip(&self.versions) {
-            models.insert(row.model.clone());
-            if seen_os.insert(row.os.as_str()) {
-                os.push((version.as_ref(), row.os.as_str()));
-            }
-            states.insert(row.state.clone());
-            rollouts.extend(row.rollout);
+        self.facets.clone()
+    }
+}
+
+fn facets_of(rows: &[DeviceRowView], versions: &[Option<OsVersion>]) -> DeviceFacets {
+    let mut models = BTreeSet::new();
+    let mut os: Vec<(Option<&OsVersion>, &str)> = Vec::new();
+    let mut seen_os = BTreeSet::new();
+    let mut states = BTreeSet::new();
+    let mut rollouts = BTreeSet::new();
+    for (row, version) in rows.iter().zip(versions) {
+        models.insert(row.model.as_str());
+        if seen_os.insert(row.os.as_str()) {
+            os.push((version.as_ref(), row.os.as_str()));
         }
-        os.sort();
-        DeviceFacets {
-            models: models.into_iter().filter(|m| !m.is_empty()).collect(),
-            os: os
-                .into_iter()
-                .map(|(_, o)| o.to_owned())
-                .filter(|o| !o.is_empty())
-                .collect(),
-            states: states.into_iter().collect(),
-            rollouts: rollouts.into_iter().collect(),
-        }
+        states.insert(row.state.as_str());
+        rollouts.extend(row.rollout);
+    }
+    os.sort();
+    DeviceFacets {
+        models: models
+            .into_iter()
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        os: os
+            .into_iter()
+            .map(|(_, o)| o.to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+        states: states.into_iter().map(str::to_owned).collect(),
+        rollouts: rollouts.into_iter().collect(),
     }
 }
 

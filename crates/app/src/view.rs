@@ -210,7 +210,7 @@ pub struct DevicePage {
 }
 
 /// Values the filters offer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceFacets {
     /// Model identifiers.
