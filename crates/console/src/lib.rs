@@ -39,6 +39,8 @@ pub enum ConsoleError {
 
 const CURSOR: &str = "server.status_cursor";
 const PAGE: u32 = 2000;
+/// Outbox items carried out at once.
+const OUTBOX_BATCH: i64 = 20_000;
 
 /// What an inventory knows that DDM does not: the device's name and time zone.
 #[derive(Debug, Clone, Default)]
@@ -294,6 +296,11 @@ impl Console {
             }
             total += page.changes.len();
             self.apply_changes(&page.changes, page.next).await?;
+            // A page short of the limit was the end of the feed: asking again only to hear so
+            // would cost a server round trip (and a flush of its writer) on every sync.
+            if page.changes.len() < PAGE as usize {
+                return Ok(total);
+            }
         }
     }
 
@@ -565,10 +572,11 @@ impl Console {
     pub async fn drain_outbox(&self) -> Result<usize, ConsoleError> {
         let mut total = 0;
         loop {
-            let items = self.store.pending_outbox(20_000).await?;
+            let items = self.store.pending_outbox(OUTBOX_BATCH).await?;
             if items.is_empty() {
                 return Ok(total);
             }
+            let last_batch = items.len() < OUTBOX_BATCH as usize;
             total += items.len();
             let now = self.clock.now();
             let mut assign = Vec::new();
@@ -640,6 +648,10 @@ impl Console {
                 changes.enforcements.extend(updated.into_values());
             }
             self.store.commit(&changes, now).await?;
+            // Nothing left behind and nothing new: no need to ask the outbox again.
+            if last_batch && changes.outbox.is_empty() {
+                return Ok(total);
+            }
         }
     }
 }
