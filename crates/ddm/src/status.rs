@@ -707,14 +707,14 @@ impl<'de> Visitor<'de> for UnknownItem<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let before = self.items.len();
-        let mut map = CountingMap { map, entries: 0 };
         Namespace {
             prefix: self.name.clone(),
             items: &mut *self.items,
             failed_item: &mut *self.failed_item,
         }
-        .visit_map(&mut map)?;
-        if map.entries == 0 && self.items.len() == before {
+        .visit_map(map)?;
+        // Every entry of a namespace adds at least one item, so none added means it was empty.
+        if self.items.len() == before {
             self.keep(Value::Object(Map::new()));
         }
         Ok(())
@@ -764,29 +764,6 @@ impl<'de> Visitor<'de> for UnknownItem<'_> {
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
         self.keep(Value::Null);
         Ok(())
-    }
-}
-
-/// Counts a map's entries as they are read, to tell an empty namespace from a full one.
-struct CountingMap<A> {
-    map: A,
-    entries: usize,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for &mut CountingMap<A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        let key = self.map.next_key_seed(seed)?;
-        self.entries += usize::from(key.is_some());
-        Ok(key)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.map.next_value_seed(seed)
     }
 }
 
@@ -1117,6 +1094,28 @@ mod tests {
         assert_eq!(
             status.get("future.thing.deep").map(StatusItem::to_value),
             Some(json!(3))
+        );
+    }
+
+    #[test]
+    fn empty_objects_are_items_and_non_empty_ones_namespaces() {
+        let parsed = report(json!({"StatusItems": {
+            "future": {"empty": {}, "list": [1, {"a": null}], "flag": false},
+            "bare": {}}}));
+        let mut items: Vec<(String, Value)> = parsed
+            .items
+            .iter()
+            .map(|item| (item.name().to_owned(), item.to_value()))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            items,
+            [
+                ("bare".to_owned(), json!({})),
+                ("future.empty".to_owned(), json!({})),
+                ("future.flag".to_owned(), json!(false)),
+                ("future.list".to_owned(), json!([1, {"a": null}])),
+            ]
         );
     }
 
