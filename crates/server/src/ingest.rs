@@ -32,10 +32,7 @@ const FOLD_STEP: usize = 512;
 const IDLE: Duration = Duration::from_millis(20);
 /// Rows per multi-row statement in a fold (three bound values each, far below SQLite's limit).
 const FOLD_CHUNK: usize = 1000;
-/// Merged statuses the writer keeps in memory so a report costs no read and no re-parse. The
-/// writer is the only writer of `status`, so the cache cannot go stale, except on
-/// re-enrollment, which sends a `forget`. Bounded: past the limit it starts over.
-const CACHE_LIMIT: usize = 200_000;
+
 /// Raw reports kept per enrollment (the newest; `GET /v1/status-report/:id?index=N` reads them).
 /// Older ones are deleted once merged, so the database stays bounded however long devices report.
 pub const RAW_REPORTS_KEPT: u32 = 16;
@@ -81,9 +78,9 @@ const STOPPED: &str = "the status writer has stopped";
 
 impl Ingest {
     /// Starts the writer task; it first folds any reports a crash left unmerged.
-    pub fn start(db: Db, clock: SharedClock) -> Self {
+    pub fn start(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
         let (jobs, receiver) = mpsc::channel(8192);
-        tokio::spawn(Writer::new(db, clock).run(receiver));
+        tokio::spawn(Writer::new(db, clock, cache_generation.max(1)).run(receiver));
         Self { jobs }
     }
 
@@ -133,6 +130,26 @@ impl Ingest {
     }
 }
 
+/// Merged statuses the writer keeps in memory so a report costs no read and no re-parse: the
+/// writer is the only writer of `status`, so the cache cannot go stale, except on
+/// re-enrollment, which sends a `forget`. Two generations of at most `generation` each (a merged
+/// status is several KB in memory): a status used in the older one moves to the newer, and when
+/// the newer is full the older is dropped, so a device's burst of reports costs one read while
+/// 100,000 devices reporting once a day do not all stay in memory. A pending status is always in
+/// the newer, since merging moves it there and a generation is dropped only after a full fold.
+struct StatusCache {
+    generation: usize,
+    newer: HashMap<String, DeviceStatus>,
+    older: HashMap<String, DeviceStatus>,
+}
+
+impl StatusCache {
+    fn forget(&mut self, enrollment_id: &str) {
+        self.newer.remove(enrollment_id);
+        self.older.remove(enrollment_id);
+    }
+}
+
 /// A merged status not yet written.
 struct Pending {
     /// The newest report's time.
@@ -145,7 +162,7 @@ struct Pending {
 struct Writer {
     db: Db,
     clock: SharedClock,
-    cache: HashMap<String, DeviceStatus>,
+    cache: StatusCache,
     pending: HashMap<String, Pending>,
     /// The pending enrollments by their oldest unwritten report, oldest first. An entry whose
     /// enrollment was since written or forgotten is stale and skipped (its `first_id` no longer
@@ -159,11 +176,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(db: Db, clock: SharedClock) -> Self {
+    fn new(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
         Self {
             db,
             clock,
-            cache: HashMap::new(),
+            cache: StatusCache {
+                generation: cache_generation,
+                newer: HashMap::new(),
+                older: HashMap::new(),
+            },
             pending: HashMap::new(),
             queue: VecDeque::new(),
             through: 0,
@@ -213,7 +234,7 @@ impl Writer {
                 } => {
                     // Reports received before it re-enrolled are stored first, then dropped here.
                     self.store(&mut reports).await;
-                    self.cache.remove(&enrollment_id);
+                    self.cache.forget(&enrollment_id);
                     self.pending.remove(&enrollment_id);
                     self.unpruned.remove(&enrollment_id);
                     let _ = done.send(Ok(()));
@@ -255,16 +276,22 @@ impl Writer {
         received_at: &str,
         raw_id: i64,
     ) {
-        if !self.cache.contains_key(&enrollment_id) {
-            if self.cache.len() >= CACHE_LIMIT {
-                // Unfolded statuses live only in the cache: write them before letting go.
-                self.fold_logged(usize::MAX).await;
-                self.cache.clear();
+        if !self.cache.newer.contains_key(&enrollment_id) {
+            let status = match self.cache.older.remove(&enrollment_id) {
+                Some(status) => status,
+                None => self.read_status(&enrollment_id).await,
+            };
+            if self.cache.newer.len() >= self.cache.generation {
+                // Unmerged statuses live only in the cache: write them all before the older
+                // generation goes (and keep it if that fails).
+                match self.fold(usize::MAX).await {
+                    Ok(()) => self.cache.older = std::mem::take(&mut self.cache.newer),
+                    Err(error) => tracing::warn!(%error, "merging status reports failed"),
+                }
             }
-            let stored = self.read_status(&enrollment_id).await;
-            self.cache.insert(enrollment_id.clone(), stored);
+            self.cache.newer.insert(enrollment_id.clone(), status);
         }
-        if let Some(status) = self.cache.get_mut(&enrollment_id) {
+        if let Some(status) = self.cache.newer.get_mut(&enrollment_id) {
             status.absorb(report);
         }
         self.through = self.through.max(raw_id);
@@ -369,7 +396,9 @@ impl Writer {
             .map(|(id, pending)| {
                 let json = self
                     .cache
+                    .newer
                     .get(id)
+                    .or_else(|| self.cache.older.get(id))
                     .map(|status| status.to_full_report_json())
                     .unwrap_or_else(|| "{}".to_owned());
                 (id.as_str(), json, pending.received_at.as_str())

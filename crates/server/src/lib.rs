@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_checkin_bytes: usize,
     /// Largest status report.
     pub max_status_bytes: usize,
+    /// Merged statuses kept in memory, per generation of the status writer's cache (two are
+    /// kept): a larger fleet reporting at once costs reads of stored statuses beyond it.
+    pub status_cache_generation: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
         Self {
             max_checkin_bytes: 2 * 1024 * 1024,
             max_status_bytes: 1024 * 1024,
+            status_cache_generation: 16_384,
         }
     }
 }
@@ -80,7 +84,11 @@ impl AppState {
     /// Builds the state and starts the status writer (needs a Tokio runtime).
     pub fn new(config: ServerConfig) -> Self {
         Self {
-            ingest: ingest::Ingest::start(config.db.clone(), config.clock.clone()),
+            ingest: ingest::Ingest::start(
+                config.db.clone(),
+                config.clock.clone(),
+                config.limits.status_cache_generation,
+            ),
             db: config.db,
             clock: config.clock,
             pusher: config.pusher,

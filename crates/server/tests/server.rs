@@ -48,6 +48,8 @@ async fn state_on(db_path: &std::path::Path, hmac: Option<&str>) -> AppState {
         limits: Limits {
             max_checkin_bytes: 64 * 1024,
             max_status_bytes: 32 * 1024,
+            // Tiny, so that the tests with several devices also drop and re-read statuses.
+            status_cache_generation: 2,
         },
     })
 }
@@ -347,6 +349,48 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
     );
     // Pruning runs once every `kept` reports, so fewer than twice as many are ever stored.
     assert_eq!(raw_report(2 * kept - 1).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn statuses_dropped_from_memory_are_read_back_and_lose_nothing() {
+    // Six devices reporting in turn through a cache of two generations of two statuses: most
+    // reports find their device's status gone from memory and must read it back.
+    let server = server(None).await;
+    let ids: Vec<String> = (0..6).map(|n| format!("DEVICE-{n}")).collect();
+    for round in 0..4 {
+        for (n, id) in ids.iter().enumerate() {
+            let mut items = json!({"test": {"round": round}});
+            if round == 0 {
+                items["test"]["first"] = json!(n);
+            }
+            let body = json!({"StatusItems": items, "Errors": []}).to_string();
+            let request = Request::put("/ddm/status")
+                .header("x-enrollment-id", id)
+                .body(Body::from(body))
+                .unwrap();
+            assert_eq!(server.send(request).await.0, StatusCode::OK);
+        }
+        if round == 1 {
+            // A reader in the middle folds what is pending.
+            let feed = "/v1/x-updraft/status-changes?after=0";
+            assert_eq!(server.admin("GET", feed, None).await.0, StatusCode::OK);
+        }
+    }
+    let (_, changes) = server
+        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
+        .await;
+    let changes = json_body(&changes);
+    for (n, id) in ids.iter().enumerate() {
+        let change = changes["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["enrollment"]["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} is in the feed"));
+        let test = &change["status"]["StatusItems"]["test"];
+        assert_eq!(test["first"], n, "{id} keeps its first report's item");
+        assert_eq!(test["round"], 3, "{id} has its newest report");
+    }
 }
 
 #[tokio::test]
