@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use updraft_ddm::checkin::{
     Authenticate, CheckinMessage, DeclarativeManagementCheckin, DeclarativeManagementCommand,
@@ -131,6 +132,35 @@ pub trait Transport {
     ) -> impl std::future::Future<Output = Result<(u16, Vec<u8>), String>> + Send;
 }
 
+/// Declarations as devices received them, one copy of each revision for a whole fleet: every
+/// device holds the same few declarations, and 100,000 copies of each would be most of a large
+/// lab's memory. Each device still fetches and parses its own over HTTP.
+#[derive(Debug, Default)]
+pub struct SharedDeclarations(Mutex<HashMap<(String, String), Arc<Declaration>>>);
+
+impl SharedDeclarations {
+    /// The fleet's copy of this revision of the declaration.
+    pub fn share(&self, declaration: Declaration) -> Arc<Declaration> {
+        let Ok(mut held) = self.0.lock() else {
+            return Arc::new(declaration);
+        };
+        let key = (
+            declaration.identifier.clone(),
+            declaration.server_token.clone(),
+        );
+        held.entry(key)
+            // The token names the revision; a server that reused one for other content still
+            // gets what it sent.
+            .and_modify(|shared| {
+                if **shared != declaration {
+                    *shared = Arc::new(declaration.clone());
+                }
+            })
+            .or_insert_with(|| Arc::new(declaration))
+            .clone()
+    }
+}
+
 /// A device's state.
 #[derive(Debug)]
 pub struct SimDevice {
@@ -142,7 +172,8 @@ pub struct SimDevice {
     pub push_token: [u8; 32],
     push_magic: String,
     ddm_token: Option<String>,
-    declarations: BTreeMap<String, Declaration>,
+    declarations: BTreeMap<String, Arc<Declaration>>,
+    shared: Arc<SharedDeclarations>,
     /// Current OS version.
     pub os_version: String,
     /// Current base build.
@@ -162,8 +193,8 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    /// A device not yet enrolled.
-    pub fn new(spec: DeviceSpec) -> Self {
+    /// A device not yet enrolled, keeping its declarations in `shared`.
+    pub fn new(spec: DeviceSpec, shared: Arc<SharedDeclarations>) -> Self {
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let push_token: [u8; 32] = rng.random();
         let push_magic = format!("{:016X}-{:08X}", rng.random::<u64>(), rng.random::<u32>());
@@ -179,6 +210,7 @@ impl SimDevice {
             push_magic,
             ddm_token: None,
             declarations: BTreeMap::new(),
+            shared,
             install: None,
             failure: None,
             install_state: "none",
@@ -363,7 +395,8 @@ impl SimDevice {
                     );
                     let (status, body) = self.ddm(transport, &endpoint, None).await?;
                     if status == 200 {
-                        next.insert(item.identifier.clone(), parse_json(body)?);
+                        let declaration = self.shared.share(parse_json(body)?);
+                        next.insert(item.identifier.clone(), declaration);
                     }
                 }
             }
@@ -744,4 +777,33 @@ fn plist_dictionary(entries: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = plist::to_writer_xml(&mut out, &plist::Value::Dictionary(dictionary));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaration(token: &str, payload: Value) -> Declaration {
+        serde_json::from_value(json!({
+            "Type": "com.apple.configuration.softwareupdate.enforcement.specific",
+            "Identifier": "com.updraft.su.1",
+            "ServerToken": token,
+            "Payload": payload,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn devices_share_one_copy_of_each_revision_and_keep_what_the_server_sent() {
+        let shared = SharedDeclarations::default();
+        let first = shared.share(declaration("t1", json!({"TargetOSVersion": "26.4.1"})));
+        let again = shared.share(declaration("t1", json!({"TargetOSVersion": "26.4.1"})));
+        assert!(Arc::ptr_eq(&first, &again));
+        let revised = shared.share(declaration("t2", json!({"TargetOSVersion": "26.4.2"})));
+        assert_eq!(revised.payload["TargetOSVersion"], "26.4.2");
+        // A token reused for other content: the device holds what it was sent.
+        let reused = shared.share(declaration("t1", json!({"TargetOSVersion": "26.5"})));
+        assert_eq!(reused.payload["TargetOSVersion"], "26.5");
+        assert_eq!(first.payload["TargetOSVersion"], "26.4.1");
+    }
 }

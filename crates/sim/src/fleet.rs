@@ -19,7 +19,7 @@ use updraft_ddm::OsVersion;
 use updraft_feed::models::known_mac_models;
 use updraft_feed::{LookupResponse, SetKind};
 
-use crate::device::{DeviceSpec, Fault, SimDevice, Transport};
+use crate::device::{DeviceSpec, Fault, SharedDeclarations, SimDevice, Transport};
 
 /// The transport over loopback HTTP.
 #[derive(Clone, Debug)]
@@ -108,7 +108,11 @@ pub struct DeviceOutcome {
 impl Fleet {
     /// A fleet of `specs` talking to the server at `server_url`.
     pub fn new(specs: Vec<DeviceSpec>, server_url: &str, clock: SharedClock) -> Arc<Self> {
-        let devices: Vec<SimDevice> = specs.into_iter().map(SimDevice::new).collect();
+        let shared = Arc::new(SharedDeclarations::default());
+        let devices: Vec<SimDevice> = specs
+            .into_iter()
+            .map(|spec| SimDevice::new(spec, shared.clone()))
+            .collect();
         let by_token = devices
             .iter()
             .enumerate()

@@ -9,5 +9,5 @@
 pub mod device;
 pub mod fleet;
 
-pub use device::{DeviceSpec, Fault, SimDevice};
+pub use device::{DeviceSpec, Fault, SharedDeclarations, SimDevice};
 pub use fleet::{DeviceOutcome, Fleet, FleetPlan, generate};
