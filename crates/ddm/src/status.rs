@@ -564,8 +564,8 @@ impl StatusReport {
             failed_item: &mut failed_item,
         };
         let mut reader = serde_json::Deserializer::from_str(tree.get());
-        namespace
-            .deserialize(&mut reader)
+        (&mut reader)
+            .deserialize_map(namespace)
             .map_err(|error| match failed_item.take() {
                 Some(item) => StatusReportError::InvalidItem {
                     item,
@@ -616,14 +616,6 @@ struct Namespace<'s> {
     items: &'s mut Vec<StatusItem>,
     /// The known item that failed to read, so the error can name it.
     failed_item: &'s mut Option<String>,
-}
-
-impl<'de> DeserializeSeed<'de> for Namespace<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
 }
 
 impl<'de> Visitor<'de> for Namespace<'_> {

@@ -398,7 +398,6 @@ impl Writer {
                     .cache
                     .newer
                     .get(id)
-                    .or_else(|| self.cache.older.get(id))
                     .map(|status| status.to_full_report_json())
                     .unwrap_or_else(|| "{}".to_owned());
                 (id.as_str(), json, pending.received_at.as_str())
