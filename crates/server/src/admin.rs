@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -459,22 +459,40 @@ pub(crate) async fn status_report(
     Path(id): Path<String>,
     Query(query): Query<IndexQuery>,
 ) -> Result<Response, AdminError> {
-    let row = sqlx::query("SELECT id, received_at, body FROM status_reports WHERE enrollment_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?")
-        .bind(&id)
-        .bind(query.index.unwrap_or(0).max(0))
-        .fetch_optional(&state.db.pool)
+    // The list of kept reports is written with the merged status.
+    state.ingest.flush().await.map_err(internal)?;
+    let index = query.index.unwrap_or(0).max(0);
+    let (report_id, received_at, body) = state
+        .db
+        .recent_report(&id, usize::try_from(index).unwrap_or(usize::MAX))
         .await
         .map_err(internal)?
-        .ok_or_else(|| AdminError(StatusCode::NOT_FOUND, format!("no status report for {id:?}")))?;
+        .ok_or_else(|| {
+            AdminError(
+                StatusCode::NOT_FOUND,
+                format!("no status report {index} for {id:?}"),
+            )
+        })?;
     let mut headers = HeaderMap::new();
-    headers.insert("content-type", "application/json".parse().unwrap());
-    if let Ok(value) = row.get::<String, _>("received_at").parse() {
-        headers.insert("last-modified", value);
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for (name, value) in [
+        ("last-modified", http_date(&received_at)),
+        ("x-status-report-id", report_id.to_string()),
+        ("x-status-report-index", index.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
     }
-    if let Ok(value) = row.get::<i64, _>("id").to_string().parse() {
-        headers.insert("x-status-report-id", value);
-    }
-    Ok((headers, row.get::<Vec<u8>, _>("body")).into_response())
+    Ok((headers, body).into_response())
+}
+
+/// An RFC 3339 time as an HTTP date (`Last-Modified`), or as it is if it does not parse.
+fn http_date(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| rfc3339.to_owned(),
+        |at| at.to_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -34,8 +34,9 @@ const IDLE: Duration = Duration::from_millis(20);
 const FOLD_CHUNK: usize = 1000;
 
 /// Raw reports kept per enrollment (the newest; `GET /v1/status-report/:id?index=N` reads them).
-/// Older ones are deleted once merged, so the database stays bounded however long devices report.
-pub const RAW_REPORTS_KEPT: u32 = 16;
+/// Older ones are deleted when the status that replaced them is written, so the database stays
+/// bounded however long devices report. (Migration 0003 assumes 16 when it lists them first.)
+pub const RAW_REPORTS_KEPT: usize = 16;
 
 /// A report as a handler hands it over.
 struct Received {
@@ -139,14 +140,46 @@ impl Ingest {
 /// the newer, since merging moves it there and a generation is dropped only after a full fold.
 struct StatusCache {
     generation: usize,
-    newer: HashMap<String, DeviceStatus>,
-    older: HashMap<String, DeviceStatus>,
+    newer: HashMap<String, Cached>,
+    older: HashMap<String, Cached>,
 }
 
 impl StatusCache {
-    fn forget(&mut self, enrollment_id: &str) {
-        self.newer.remove(enrollment_id);
-        self.older.remove(enrollment_id);
+    fn forget(&mut self, enrollment_id: &str) -> Option<Cached> {
+        let newer = self.newer.remove(enrollment_id);
+        let older = self.older.remove(enrollment_id);
+        newer.or(older)
+    }
+}
+
+/// What the writer knows of an enrollment: its merged status and its newest raw reports.
+#[derive(Default)]
+struct Cached {
+    status: DeviceStatus,
+    /// Ids of the newest raw reports, newest first, at most [`RAW_REPORTS_KEPT`].
+    recent_reports: VecDeque<i64>,
+}
+
+impl Cached {
+    /// Adds a raw report; returns the one it pushes out of the kept ones, if any. A report
+    /// already listed (replayed after a stop) is not listed twice.
+    fn record(&mut self, raw_id: i64) -> Option<i64> {
+        if self
+            .recent_reports
+            .front()
+            .is_some_and(|&newest| newest >= raw_id)
+        {
+            return None;
+        }
+        self.recent_reports.push_front(raw_id);
+        (self.recent_reports.len() > RAW_REPORTS_KEPT)
+            .then(|| self.recent_reports.pop_back())
+            .flatten()
+    }
+
+    fn recent_reports_column(&self) -> String {
+        let ids: Vec<String> = self.recent_reports.iter().map(i64::to_string).collect();
+        ids.join(",")
     }
 }
 
@@ -157,6 +190,8 @@ struct Pending {
     /// The oldest report not yet written, and when it came.
     first_id: i64,
     since: Instant,
+    /// Raw reports no longer kept, deleted when this status is written.
+    evicted: Vec<i64>,
 }
 
 struct Writer {
@@ -170,9 +205,8 @@ struct Writer {
     queue: VecDeque<(i64, String)>,
     /// The newest raw report merged in memory.
     through: i64,
-    /// Raw reports stored per enrollment since its last pruning: pruning waits until there are
-    /// as many again as are kept, so it costs one delete per [`RAW_REPORTS_KEPT`] reports.
-    unpruned: HashMap<String, u32>,
+    /// Raw reports no enrollment lists any more (it re-enrolled), deleted by the next fold.
+    orphans: Vec<i64>,
 }
 
 impl Writer {
@@ -188,7 +222,7 @@ impl Writer {
             pending: HashMap::new(),
             queue: VecDeque::new(),
             through: 0,
-            unpruned: HashMap::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -234,9 +268,12 @@ impl Writer {
                 } => {
                     // Reports received before it re-enrolled are stored first, then dropped here.
                     self.store(&mut reports).await;
-                    self.cache.forget(&enrollment_id);
-                    self.pending.remove(&enrollment_id);
-                    self.unpruned.remove(&enrollment_id);
+                    if let Some(cached) = self.cache.forget(&enrollment_id) {
+                        self.orphans.extend(cached.recent_reports);
+                    }
+                    if let Some(pending) = self.pending.remove(&enrollment_id) {
+                        self.orphans.extend(pending.evicted);
+                    }
                     let _ = done.send(Ok(()));
                 }
                 Job::Flush { done } => {
@@ -277,9 +314,9 @@ impl Writer {
         raw_id: i64,
     ) {
         if !self.cache.newer.contains_key(&enrollment_id) {
-            let status = match self.cache.older.remove(&enrollment_id) {
-                Some(status) => status,
-                None => self.read_status(&enrollment_id).await,
+            let cached = match self.cache.older.remove(&enrollment_id) {
+                Some(cached) => cached,
+                None => self.read_cached(&enrollment_id).await,
             };
             if self.cache.newer.len() >= self.cache.generation {
                 // Unmerged statuses live only in the cache: write them all before the older
@@ -289,13 +326,13 @@ impl Writer {
                     Err(error) => tracing::warn!(%error, "merging status reports failed"),
                 }
             }
-            self.cache.newer.insert(enrollment_id.clone(), status);
+            self.cache.newer.insert(enrollment_id.clone(), cached);
         }
-        if let Some(status) = self.cache.newer.get_mut(&enrollment_id) {
-            status.absorb(report);
-        }
+        let evicted = self.cache.newer.get_mut(&enrollment_id).and_then(|cached| {
+            cached.status.absorb(report);
+            cached.record(raw_id)
+        });
         self.through = self.through.max(raw_id);
-        *self.unpruned.entry(enrollment_id.clone()).or_default() += 1;
         let pending = match self.pending.entry(enrollment_id) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
@@ -304,10 +341,12 @@ impl Writer {
                     received_at: String::new(),
                     first_id: raw_id,
                     since: Instant::now(),
+                    evicted: Vec::new(),
                 })
             }
         };
         pending.received_at = received_at.to_owned();
+        pending.evicted.extend(evicted);
     }
 
     /// The pending status waiting longest, dropping stale queue entries on the way.
@@ -324,14 +363,17 @@ impl Writer {
         self.pending.get(id)
     }
 
-    async fn read_status(&self, enrollment_id: &str) -> DeviceStatus {
-        let mut status = DeviceStatus::default();
-        if let Ok(Some(report)) = self.db.status(enrollment_id).await
-            && let Ok(parsed) = StatusReport::parse(report.as_bytes())
-        {
-            status.apply(&parsed);
+    async fn read_cached(&self, enrollment_id: &str) -> Cached {
+        let mut cached = Cached::default();
+        let Ok((report, recent_reports)) = self.db.status_and_recent_reports(enrollment_id).await
+        else {
+            return cached;
+        };
+        if let Some(parsed) = report.and_then(|r| StatusReport::parse(r.as_bytes()).ok()) {
+            cached.status.apply(&parsed);
         }
-        status
+        cached.recent_reports = recent_reports;
+        cached
     }
 
     async fn fold_logged(&mut self, limit: usize) {
@@ -344,7 +386,7 @@ impl Writer {
     /// Writes up to `limit` pending merged statuses (the oldest first), their change numbers and
     /// `status_through`, in one transaction.
     async fn fold(&mut self, limit: usize) -> Result<(), DbError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.orphans.is_empty() {
             return Ok(());
         }
         let mut taken: Vec<(String, Pending)> = Vec::new();
@@ -360,47 +402,45 @@ impl Writer {
         let through = self
             .oldest_pending()
             .map_or(merged_through, |pending| pending.first_id - 1);
-        let prune: Vec<&str> = taken
+        let orphans = std::mem::take(&mut self.orphans);
+        let unkept: Vec<i64> = taken
             .iter()
-            .map(|(id, _)| id.as_str())
-            .filter(|id| self.unpruned.get(*id).copied().unwrap_or(0) >= 2 * RAW_REPORTS_KEPT)
+            .flat_map(|(_, pending)| pending.evicted.iter().copied())
+            .chain(orphans.iter().copied())
             .collect();
-        let written = self.write_statuses(&taken, &prune, through).await;
-        match written {
-            Ok(()) => {
-                for id in prune {
-                    self.unpruned.insert(id.to_owned(), RAW_REPORTS_KEPT);
-                }
+        let written = self.write_statuses(&taken, &unkept, through).await;
+        if written.is_err() {
+            for (id, pending) in taken.into_iter().rev() {
+                self.queue.push_front((pending.first_id, id.clone()));
+                self.pending.insert(id, pending);
             }
-            Err(_) => {
-                for (id, pending) in taken.into_iter().rev() {
-                    self.queue.push_front((pending.first_id, id.clone()));
-                    self.pending.insert(id, pending);
-                }
-            }
+            self.orphans.extend(orphans);
         }
         written
     }
 
-    /// Writes the merged statuses and, for the enrollments in `prune`, deletes all but their
-    /// newest raw reports: those are merged in this same transaction, so a crash replays nothing
-    /// that was deleted.
+    /// Writes the merged statuses with their lists of kept raw reports, and deletes the raw
+    /// reports in `unkept`: those are merged in this same transaction, so a crash replays
+    /// nothing that was deleted.
     async fn write_statuses(
         &self,
         taken: &[(String, Pending)],
-        prune: &[&str],
+        unkept: &[i64],
         through: i64,
     ) -> Result<(), DbError> {
-        let rows: Vec<(&str, String, &str)> = taken
+        let rows: Vec<StatusRow> = taken
             .iter()
             .map(|(id, pending)| {
-                let json = self
-                    .cache
-                    .newer
-                    .get(id)
-                    .map(|status| status.to_full_report_json())
-                    .unwrap_or_else(|| "{}".to_owned());
-                (id.as_str(), json, pending.received_at.as_str())
+                let cached = self.cache.newer.get(id);
+                StatusRow {
+                    enrollment_id: id,
+                    report: cached
+                        .map_or_else(|| "{}".to_owned(), |c| c.status.to_full_report_json()),
+                    recent_reports: cached
+                        .map(Cached::recent_reports_column)
+                        .unwrap_or_default(),
+                    received_at: &pending.received_at,
+                }
             })
             .collect();
         let mut tx = self.db.write().await?;
@@ -409,8 +449,10 @@ impl Writer {
             let mut upsert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO status (enrollment_id, report, updated_at) ",
             );
-            upsert.push_values(chunk, |mut row, (id, report, at)| {
-                row.push_bind(*id).push_bind(report).push_bind(*at);
+            upsert.push_values(chunk, |mut row, status| {
+                row.push_bind(status.enrollment_id)
+                    .push_bind(&status.report)
+                    .push_bind(status.received_at);
             });
             upsert.push(" ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report, updated_at = excluded.updated_at");
             upsert
@@ -420,41 +462,37 @@ impl Writer {
                 .context("merging status")?;
 
             let first = first_seq + (chunk_index * FOLD_CHUNK) as i64;
-            let mut seqs =
-                QueryBuilder::<Sqlite>::new("INSERT INTO enrollments (id, seq, last_seen_at) ");
-            seqs.push_values(
-                chunk.iter().enumerate(),
-                |mut row, (offset, (id, _, at))| {
-                    row.push_bind(*id)
-                        .push_bind(first + offset as i64)
-                        .push_bind(*at);
-                },
+            let mut seqs = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO enrollments (id, seq, last_seen_at, recent_reports) ",
             );
+            seqs.push_values(chunk.iter().enumerate(), |mut row, (offset, status)| {
+                row.push_bind(status.enrollment_id)
+                    .push_bind(first + offset as i64)
+                    .push_bind(status.received_at)
+                    .push_bind(&status.recent_reports);
+            });
             seqs.push(
-                " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at",
+                " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at,
+                  recent_reports = excluded.recent_reports",
             );
             seqs.build()
                 .execute(&mut *tx)
                 .await
                 .context("advancing change numbers")?;
         }
-        for chunk in prune.chunks(FOLD_CHUNK) {
-            let mut delete = QueryBuilder::<Sqlite>::new("WITH pruned(enrollment_id) AS (");
-            delete.push_values(chunk, |mut row, id| {
-                row.push_bind(*id);
-            });
-            delete.push(
-                ") DELETE FROM status_reports WHERE id IN (
-                   SELECT r.id FROM pruned p JOIN status_reports r ON r.enrollment_id = p.enrollment_id
-                   WHERE r.id < (SELECT k.id FROM status_reports k WHERE k.enrollment_id = p.enrollment_id
-                                 ORDER BY k.id DESC LIMIT 1 OFFSET ",
-            );
-            delete.push_bind(RAW_REPORTS_KEPT - 1).push("))");
+        for chunk in unkept.chunks(FOLD_CHUNK) {
+            let mut delete =
+                QueryBuilder::<Sqlite>::new("DELETE FROM status_reports WHERE id IN (");
+            let mut ids = delete.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            delete.push(")");
             delete
                 .build()
                 .execute(&mut *tx)
                 .await
-                .context("deleting old raw reports")?;
+                .context("deleting raw reports no longer kept")?;
         }
         sqlx::query("UPDATE counters SET value = ? WHERE name = 'status_through'")
             .bind(through)
@@ -473,10 +511,10 @@ impl Writer {
                 .await
                 .context("reading status_through")?;
         let rows = sqlx::query(
-            "SELECT r.id, r.enrollment_id, r.received_at, r.body FROM status_reports r
-             LEFT JOIN enrollments e ON e.id = r.enrollment_id
-             WHERE r.id > ? AND (e.enrolled_at IS NULL OR r.received_at >= e.enrolled_at)
-             ORDER BY r.id",
+            "SELECT r.id, r.enrollment_id, r.received_at, r.body,
+                 e.enrolled_at IS NOT NULL AND r.received_at < e.enrolled_at AS before_enrollment
+             FROM status_reports r LEFT JOIN enrollments e ON e.id = r.enrollment_id
+             WHERE r.id > ? ORDER BY r.id",
         )
         .bind(self.through)
         .fetch_all(&self.db.pool)
@@ -490,20 +528,28 @@ impl Writer {
             "merging status reports left by a stop"
         );
         for row in rows {
+            let id: i64 = row.get("id");
             let body: Vec<u8> = row.get("body");
             let received_at: String = row.get("received_at");
-            if let Ok(report) = StatusReport::parse(&body) {
-                self.merge(
-                    row.get("enrollment_id"),
-                    report,
-                    &received_at,
-                    row.get("id"),
-                )
-                .await;
+            match StatusReport::parse(&body) {
+                Ok(report) if !row.get::<bool, _>("before_enrollment") => {
+                    self.merge(row.get("enrollment_id"), report, &received_at, id)
+                        .await;
+                }
+                // Its enrollment started over since: no list keeps it.
+                _ => self.orphans.push(id),
             }
         }
         self.fold(usize::MAX).await
     }
+}
+
+/// A merged status as a fold writes it.
+struct StatusRow<'a> {
+    enrollment_id: &'a str,
+    report: String,
+    recent_reports: String,
+    received_at: &'a str,
 }
 
 /// Inserts the raw reports in one transaction; returns the id of the last one.

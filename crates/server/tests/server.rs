@@ -117,6 +117,19 @@ impl Server {
         )
     }
 
+    /// Raw reports in the database, whoever they belong to.
+    async fn stored_raw_reports(&self) -> i64 {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .unwrap();
+        let stored = sqlx::query_scalar("SELECT COUNT(*) FROM status_reports")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        stored
+    }
+
     async fn enroll(&self) {
         for file in ["Authenticate.2.plist", "TokenUpdate.2.plist"] {
             let (status, body) = self.checkin(fixture(file)).await;
@@ -310,7 +323,7 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
     server.enroll().await;
     let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
-    let kept = updraft_server::ingest::RAW_REPORTS_KEPT as usize;
+    let kept = updraft_server::ingest::RAW_REPORTS_KEPT;
     let sent = 3 * kept + 5;
     for n in 0..sent {
         let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
@@ -340,15 +353,104 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
     assert_eq!(json_body(&newest)["StatusItems"]["test"]["n"], sent - 1);
     let (status, oldest_kept) = raw_report(kept - 1).await;
     assert_eq!(status, StatusCode::OK);
-    let oldest_kept_n = json_body(&oldest_kept)["StatusItems"]["test"]["n"]
-        .as_u64()
-        .unwrap() as usize;
-    assert!(
-        oldest_kept_n <= sent - kept,
-        "the newest {kept} are all kept"
+    assert_eq!(
+        json_body(&oldest_kept)["StatusItems"]["test"]["n"],
+        sent - kept,
+        "exactly the newest {kept} are kept"
     );
-    // Pruning runs once every `kept` reports, so fewer than twice as many are ever stored.
-    assert_eq!(raw_report(2 * kept - 1).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(raw_report(kept).await.0, StatusCode::NOT_FOUND);
+    // And nothing older is left behind in the database.
+    assert_eq!(server.stored_raw_reports().await, kept as i64);
+}
+
+#[tokio::test]
+async fn a_re_enrollment_starts_without_the_old_raw_reports() {
+    let server = server(None).await;
+    server.enroll().await;
+    assert_eq!(
+        server.ddm("status", Some(first_status_report())).await.0,
+        StatusCode::OK
+    );
+    server.merged_status_items().await;
+    for n in 0..3 {
+        // Acknowledged, not yet merged when the device enrolls again.
+        let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
+        let body = report.to_string().into_bytes();
+        assert_eq!(server.ddm("status", Some(body)).await.0, StatusCode::OK);
+    }
+    server.enroll().await;
+    let report_path = format!("/v1/status-report/{UDID}?index=0");
+    assert_eq!(
+        server.admin("GET", &report_path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(server.stored_raw_reports().await, 0);
+
+    let fresh = json!({"StatusItems": {"test": {"n": "fresh"}}, "Errors": []});
+    let body = fresh.to_string().into_bytes();
+    assert_eq!(server.ddm("status", Some(body)).await.0, StatusCode::OK);
+    let (status, raw) = server.admin("GET", &report_path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_body(&raw), fresh);
+    assert_eq!(server.stored_raw_reports().await, 1);
+}
+
+#[tokio::test]
+async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade() {
+    // A database as the previous release left it: every raw report in one table, the last two
+    // not yet merged when it stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("server.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db_path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut previous = sqlx::migrate!("./migrations");
+    previous.migrations = previous.migrations[..2].to_vec().into();
+    previous.run(&pool).await.unwrap();
+    sqlx::query("INSERT INTO enrollments (id, enrolled_at) VALUES (?, '2026-04-01T00:00:00.000Z')")
+        .bind(UDID)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for n in 0..40 {
+        let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
+        sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, '2026-04-02T00:00:00.000Z', ?)")
+            .bind(UDID)
+            .bind(report.to_string().into_bytes())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE counters SET value = 38 WHERE name = 'status_through'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let server = Server {
+        state: state_on(&db_path, None).await,
+        _dir: dir,
+        db_path,
+    };
+    let kept = updraft_server::ingest::RAW_REPORTS_KEPT;
+    for index in [0, kept - 1] {
+        let path = format!("/v1/status-report/{UDID}?index={index}");
+        let (status, raw) = server.admin("GET", &path, None).await;
+        assert_eq!(status, StatusCode::OK, "index {index}");
+        assert_eq!(json_body(&raw)["StatusItems"]["test"]["n"], 39 - index);
+    }
+    let (status, _) = server
+        .admin(
+            "GET",
+            &format!("/v1/status-report/{UDID}?index={kept}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(server.stored_raw_reports().await, kept as i64);
+    let (items, _) = server.merged_status_items().await;
+    assert_eq!(items["test"]["n"], 39, "the unmerged reports are merged");
 }
 
 #[tokio::test]
