@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use updraft_ddm::Declaration;
@@ -15,16 +15,28 @@ use updraft_ddm::Declaration;
 pub struct DbError {
     context: &'static str,
     #[source]
-    source: sqlx::Error,
+    source: SqlError,
+}
+
+/// The driver's error: sqlx for most of the server, rusqlite for the status writer's connection.
+#[derive(Debug, thiserror::Error)]
+enum SqlError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Rusqlite(#[from] rusqlite::Error),
 }
 
 pub(crate) trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, DbError>;
 }
 
-impl<T> Context<T> for Result<T, sqlx::Error> {
+impl<T, E: Into<SqlError>> Context<T> for Result<T, E> {
     fn context(self, context: &'static str) -> Result<T, DbError> {
-        self.map_err(|source| DbError { context, source })
+        self.map_err(|source| DbError {
+            context,
+            source: source.into(),
+        })
     }
 }
 
@@ -84,11 +96,15 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
 #[derive(Clone, Debug)]
 pub struct Db {
     pub(crate) pool: SqlitePool,
+    path: PathBuf,
 }
 
 /// Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them spill into
 /// overflow pages. Takes effect only when the file is created.
 const PAGE_SIZE: u32 = 16384;
+
+/// How long a write waits for another writer (or a RESTART checkpoint) before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over.
 const WAL_FRAMES_LIMIT: i64 = 16384;
@@ -132,7 +148,7 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .page_size(PAGE_SIZE)
             // Checkpoints run beside the writers (below), not inside whichever commit happens
             // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
@@ -153,12 +169,35 @@ impl Db {
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|error| DbError {
-                context: "applying migrations",
-                source: error.into(),
-            })?;
+            .map_err(sqlx::Error::from)
+            .context("applying migrations")?;
         tokio::spawn(checkpoint_beside_writers(pool.clone()));
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A connection of the status writer's own, used from its thread: a whole transaction runs
+    /// there without a hand-off per statement (sqlx sends each statement to a worker thread and
+    /// waits for the answer, which under load cost more than the statements themselves).
+    pub(crate) fn open_writer(&self) -> Result<rusqlite::Connection, DbError> {
+        let connection = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .context("opening the status writer's connection")?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .context("setting the busy timeout")?;
+        // The same per-connection settings as the pool's (the WAL mode is the file's own).
+        connection
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+                 PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
+            )
+            .context("configuring the status writer's connection")?;
+        Ok(connection)
     }
 
     /// A write transaction. Every write starts here: `BEGIN IMMEDIATE` takes the write lock at
@@ -520,25 +559,6 @@ impl Db {
         Ok(rows.iter().map(enrollment_from_row).collect())
     }
 
-    /// An enrollment's merged status (if any) and its kept raw reports' ids, newest first.
-    pub(crate) async fn status_and_recent_reports(
-        &self,
-        id: &str,
-    ) -> Result<(Option<String>, VecDeque<i64>), DbError> {
-        let row: Option<(Option<String>, String)> = sqlx::query_as(
-            "SELECT s.report, e.recent_reports FROM enrollments e
-             LEFT JOIN status s ON s.enrollment_id = e.id WHERE e.id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .context("reading status")?;
-        let Some((report, recent)) = row else {
-            return Ok((None, VecDeque::new()));
-        };
-        Ok((report, parse_recent_reports(&recent)))
-    }
-
     /// An enrollment's raw report `index` (0 the newest) if it is kept: its id, time and body.
     pub(crate) async fn recent_report(
         &self,
@@ -625,7 +645,7 @@ pub(crate) fn new_uuid() -> String {
 }
 
 /// The `recent_reports` column: ids newest first, comma-separated (written by the status writer).
-fn parse_recent_reports(column: &str) -> VecDeque<i64> {
+pub(crate) fn parse_recent_reports(column: &str) -> VecDeque<i64> {
     let mut ids: VecDeque<i64> = column
         .split(',')
         .filter_map(|id| id.trim().parse().ok())

@@ -1,4 +1,4 @@
-//! Status ingestion: one writer task owns every status write.
+//! Status ingestion: one writer thread owns every status write, on a connection of its own.
 //!
 //! A report is acknowledged once its raw body is committed: that is all a device waits for, and
 //! all that must survive a crash. Merging reports into each enrollment's status (and advancing
@@ -7,17 +7,17 @@
 //! sees a merged status older than an acknowledged report. A fold records how far every status
 //! is merged (`counters.status_through`); on start the writer folds what a crash left behind.
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 use updraft_clock::SharedClock;
 use updraft_ddm::{DeviceStatus, StatusReport};
 
-use crate::db::{Context, Db, DbError, timestamp};
+use crate::db::{Context, Db, DbError, parse_recent_reports, timestamp};
 
 /// Largest batch of reports committed at once.
 const MAX_BATCH: usize = 512;
@@ -30,8 +30,6 @@ const FOLD_EVERY: Duration = Duration::from_millis(2000);
 const FOLD_STEP: usize = 512;
 /// How long the writer waits for more reports before folding.
 const IDLE: Duration = Duration::from_millis(20);
-/// Rows per multi-row statement in a fold (three bound values each, far below SQLite's limit).
-const FOLD_CHUNK: usize = 1000;
 
 /// Raw reports kept per enrollment (the newest; `GET /v1/status-report/:id?index=N` reads them).
 /// Older ones are deleted when the status that replaced them is written, so the database stays
@@ -59,7 +57,8 @@ enum Job {
     },
 }
 
-/// The handle handlers use to submit reports.
+/// The handle handlers use to submit reports. The queue needs no bound of its own: every
+/// sender waits for its answer, so it never holds more jobs than there are requests in flight.
 #[derive(Clone, Debug)]
 pub struct Ingest {
     jobs: mpsc::Sender<Job>,
@@ -78,10 +77,22 @@ impl std::fmt::Debug for Job {
 const STOPPED: &str = "the status writer has stopped";
 
 impl Ingest {
-    /// Starts the writer task; it first folds any reports a crash left unmerged.
+    /// Starts the writer thread; it first folds any reports a crash left unmerged. If its
+    /// connection cannot be opened, the error is logged and every submit answers that the
+    /// writer has stopped.
     pub fn start(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
-        let (jobs, receiver) = mpsc::channel(8192);
-        tokio::spawn(Writer::new(db, clock, cache_generation.max(1)).run(receiver));
+        let (jobs, receiver) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("status-writer".into())
+            .spawn(move || match db.open_writer() {
+                Ok(connection) => {
+                    Writer::new(connection, clock, cache_generation.max(1)).run(&receiver);
+                }
+                Err(error) => tracing::error!(%error, "the status writer cannot start"),
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "the status writer thread cannot start");
+        }
         Self { jobs }
     }
 
@@ -90,10 +101,7 @@ impl Ingest {
         job: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Job,
     ) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send(job(done))
-            .await
-            .map_err(|_| STOPPED.to_owned())?;
+        self.jobs.send(job(done)).map_err(|_| STOPPED.to_owned())?;
         wait.await.map_err(|_| STOPPED.to_owned())?
     }
 
@@ -195,7 +203,7 @@ struct Pending {
 }
 
 struct Writer {
-    db: Db,
+    connection: Connection,
     clock: SharedClock,
     cache: StatusCache,
     pending: HashMap<String, Pending>,
@@ -210,9 +218,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
+    fn new(connection: Connection, clock: SharedClock, cache_generation: usize) -> Self {
         Self {
-            db,
+            connection,
             clock,
             cache: StatusCache {
                 generation: cache_generation,
@@ -226,38 +234,40 @@ impl Writer {
         }
     }
 
-    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
-        if let Err(error) = self.recover().await {
+    fn run(mut self, receiver: &mpsc::Receiver<Job>) {
+        if let Err(error) = self.recover() {
             tracing::error!(%error, "folding unmerged status reports at start failed");
         }
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let received = if self.pending.is_empty() {
-                receiver.recv_many(&mut batch, MAX_BATCH).await
+            let first = if self.pending.is_empty() && self.orphans.is_empty() {
+                receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
             } else {
-                match tokio::time::timeout(IDLE, receiver.recv_many(&mut batch, MAX_BATCH)).await {
-                    Ok(received) => received,
-                    Err(_) => {
-                        self.fold_logged(usize::MAX).await;
-                        continue;
-                    }
-                }
+                receiver.recv_timeout(IDLE)
             };
-            if received == 0 {
-                self.fold_logged(usize::MAX).await;
-                return;
+            match first {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fold_logged(usize::MAX);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fold_logged(usize::MAX);
+                    return;
+                }
             }
-            self.handle(&mut batch).await;
+            batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
+            self.handle(&mut batch);
             if self
                 .oldest_pending()
                 .is_some_and(|pending| pending.since.elapsed() >= FOLD_EVERY)
             {
-                self.fold_logged(FOLD_STEP).await;
+                self.fold_logged(FOLD_STEP);
             }
         }
     }
 
-    async fn handle(&mut self, batch: &mut Vec<Job>) {
+    fn handle(&mut self, batch: &mut Vec<Job>) {
         let mut reports = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match job {
@@ -267,7 +277,7 @@ impl Writer {
                     done,
                 } => {
                     // Reports received before it re-enrolled are stored first, then dropped here.
-                    self.store(&mut reports).await;
+                    self.store(&mut reports);
                     if let Some(cached) = self.cache.forget(&enrollment_id) {
                         self.orphans.extend(cached.recent_reports);
                     }
@@ -277,36 +287,35 @@ impl Writer {
                     let _ = done.send(Ok(()));
                 }
                 Job::Flush { done } => {
-                    self.store(&mut reports).await;
-                    let folded = self.fold(usize::MAX).await;
+                    self.store(&mut reports);
+                    let folded = self.fold(usize::MAX);
                     let _ = done.send(folded.map_err(|e| e.to_string()));
                 }
             }
         }
-        self.store(&mut reports).await;
+        self.store(&mut reports);
     }
 
     /// Commits the raw reports, answers their senders, and merges them in memory.
-    async fn store(&mut self, reports: &mut Vec<Received>) {
+    fn store(&mut self, reports: &mut Vec<Received>) {
         if reports.is_empty() {
             return;
         }
         let now = timestamp(self.clock.now());
-        let result = insert_raw(&self.db, &now, reports).await;
+        let result = insert_raw(&mut self.connection, &now, reports);
         let answer = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         // One multi-row insert by the only writer: the ids are consecutive.
         let first_id = result.ok().map(|last| last - reports.len() as i64 + 1);
         for (offset, received) in reports.drain(..).enumerate() {
             if let Some(first_id) = first_id {
                 let raw_id = first_id + offset as i64;
-                self.merge(received.enrollment_id, received.report, &now, raw_id)
-                    .await;
+                self.merge(received.enrollment_id, received.report, &now, raw_id);
             }
             let _ = received.done.send(answer.clone());
         }
     }
 
-    async fn merge(
+    fn merge(
         &mut self,
         enrollment_id: String,
         report: StatusReport,
@@ -316,12 +325,12 @@ impl Writer {
         if !self.cache.newer.contains_key(&enrollment_id) {
             let cached = match self.cache.older.remove(&enrollment_id) {
                 Some(cached) => cached,
-                None => self.read_cached(&enrollment_id).await,
+                None => self.read_cached(&enrollment_id),
             };
             if self.cache.newer.len() >= self.cache.generation {
                 // Unmerged statuses live only in the cache: write them all before the older
                 // generation goes (and keep it if that fails).
-                match self.fold(usize::MAX).await {
+                match self.fold(usize::MAX) {
                     Ok(()) => self.cache.older = std::mem::take(&mut self.cache.newer),
                     Err(error) => tracing::warn!(%error, "merging status reports failed"),
                 }
@@ -363,21 +372,36 @@ impl Writer {
         self.pending.get(id)
     }
 
-    async fn read_cached(&self, enrollment_id: &str) -> Cached {
+    /// An enrollment's merged status and kept raw reports, as the database has them.
+    fn read_cached(&self, enrollment_id: &str) -> Cached {
         let mut cached = Cached::default();
-        let Ok((report, recent_reports)) = self.db.status_and_recent_reports(enrollment_id).await
-        else {
-            return cached;
+        let row: Result<Option<(Option<String>, String)>, _> = self
+            .connection
+            .prepare_cached(
+                "SELECT s.report, e.recent_reports FROM enrollments e
+                 LEFT JOIN status s ON s.enrollment_id = e.id WHERE e.id = ?1",
+            )
+            .and_then(|mut read| {
+                read.query_row([enrollment_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            });
+        let (report, recent_reports) = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return cached,
+            Err(error) => {
+                tracing::warn!(%error, enrollment_id, "reading a merged status back failed");
+                return cached;
+            }
         };
         if let Some(parsed) = report.and_then(|r| StatusReport::parse(r.as_bytes()).ok()) {
             cached.status.apply(&parsed);
         }
-        cached.recent_reports = recent_reports;
+        cached.recent_reports = parse_recent_reports(&recent_reports);
         cached
     }
 
-    async fn fold_logged(&mut self, limit: usize) {
-        if let Err(error) = self.fold(limit).await {
+    fn fold_logged(&mut self, limit: usize) {
+        if let Err(error) = self.fold(limit) {
             // The raw reports are safe; the fold is retried at the next one.
             tracing::warn!(%error, "merging status reports failed");
         }
@@ -385,7 +409,7 @@ impl Writer {
 
     /// Writes up to `limit` pending merged statuses (the oldest first), their change numbers and
     /// `status_through`, in one transaction.
-    async fn fold(&mut self, limit: usize) -> Result<(), DbError> {
+    fn fold(&mut self, limit: usize) -> Result<(), DbError> {
         if self.pending.is_empty() && self.orphans.is_empty() {
             return Ok(());
         }
@@ -408,7 +432,7 @@ impl Writer {
             .flat_map(|(_, pending)| pending.evicted.iter().copied())
             .chain(orphans.iter().copied())
             .collect();
-        let written = self.write_statuses(&taken, &unkept, through).await;
+        let written = self.write_statuses(&taken, &unkept, through);
         if written.is_err() {
             for (id, pending) in taken.into_iter().rev() {
                 self.queue.push_front((pending.first_id, id.clone()));
@@ -422,104 +446,104 @@ impl Writer {
     /// Writes the merged statuses with their lists of kept raw reports, and deletes the raw
     /// reports in `unkept`: those are merged in this same transaction, so a crash replays
     /// nothing that was deleted.
-    async fn write_statuses(
-        &self,
+    fn write_statuses(
+        &mut self,
         taken: &[(String, Pending)],
         unkept: &[i64],
         through: i64,
     ) -> Result<(), DbError> {
-        let rows: Vec<StatusRow> = taken
-            .iter()
-            .map(|(id, pending)| {
-                let cached = self.cache.newer.get(id);
-                StatusRow {
-                    enrollment_id: id,
-                    report: cached
-                        .map_or_else(|| "{}".to_owned(), |c| c.status.to_full_report_json()),
-                    recent_reports: cached
-                        .map(Cached::recent_reports_column)
-                        .unwrap_or_default(),
-                    received_at: &pending.received_at,
-                }
-            })
-            .collect();
-        let mut tx = self.db.write().await?;
-        let first_seq = Db::next_seqs(&mut tx, rows.len() as i64).await?;
-        for (chunk_index, chunk) in rows.chunks(FOLD_CHUNK).enumerate() {
-            let mut upsert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO status (enrollment_id, report, updated_at) ",
-            );
-            upsert.push_values(chunk, |mut row, status| {
-                row.push_bind(status.enrollment_id)
-                    .push_bind(&status.report)
-                    .push_bind(status.received_at);
-            });
-            upsert.push(" ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report, updated_at = excluded.updated_at");
-            upsert
-                .build()
-                .execute(&mut *tx)
-                .await
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("begin")?;
+        let count = taken.len() as i64;
+        let last_seq: i64 = tx
+            .query_row(
+                "UPDATE counters SET value = value + ?1 WHERE name = 'seq' RETURNING value",
+                [count],
+                |row| row.get(0),
+            )
+            .context("allocating change numbers")?;
+        let first_seq = last_seq - count + 1;
+        {
+            let mut status = tx
+                .prepare_cached(
+                    "INSERT INTO status (enrollment_id, report, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(enrollment_id) DO UPDATE SET report = excluded.report,
+                         updated_at = excluded.updated_at",
+                )
                 .context("merging status")?;
-
-            let first = first_seq + (chunk_index * FOLD_CHUNK) as i64;
-            let mut seqs = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO enrollments (id, seq, last_seen_at, recent_reports) ",
-            );
-            seqs.push_values(chunk.iter().enumerate(), |mut row, (offset, status)| {
-                row.push_bind(status.enrollment_id)
-                    .push_bind(first + offset as i64)
-                    .push_bind(status.received_at)
-                    .push_bind(&status.recent_reports);
-            });
-            seqs.push(
-                " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, last_seen_at = excluded.last_seen_at,
-                  recent_reports = excluded.recent_reports",
-            );
-            seqs.build()
-                .execute(&mut *tx)
-                .await
+            let mut enrollment = tx
+                .prepare_cached(
+                    "INSERT INTO enrollments (id, seq, last_seen_at, recent_reports)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,
+                         last_seen_at = excluded.last_seen_at, recent_reports = excluded.recent_reports",
+                )
                 .context("advancing change numbers")?;
-        }
-        for chunk in unkept.chunks(FOLD_CHUNK) {
-            let mut delete =
-                QueryBuilder::<Sqlite>::new("DELETE FROM status_reports WHERE id IN (");
-            let mut ids = delete.separated(", ");
-            for id in chunk {
-                ids.push_bind(*id);
+            for (seq, (id, pending)) in (first_seq..).zip(taken) {
+                let cached = self.cache.newer.get(id);
+                let report =
+                    cached.map_or_else(|| "{}".to_owned(), |c| c.status.to_full_report_json());
+                let recent_reports = cached
+                    .map(Cached::recent_reports_column)
+                    .unwrap_or_default();
+                status
+                    .execute(params![id, report, pending.received_at])
+                    .context("merging status")?;
+                enrollment
+                    .execute(params![id, seq, pending.received_at, recent_reports])
+                    .context("advancing change numbers")?;
             }
-            delete.push(")");
-            delete
-                .build()
-                .execute(&mut *tx)
-                .await
+            let mut delete = tx
+                .prepare_cached("DELETE FROM status_reports WHERE id = ?1")
                 .context("deleting raw reports no longer kept")?;
+            for id in unkept {
+                delete
+                    .execute([id])
+                    .context("deleting raw reports no longer kept")?;
+            }
         }
-        sqlx::query("UPDATE counters SET value = ? WHERE name = 'status_through'")
-            .bind(through)
-            .execute(&mut *tx)
-            .await
-            .context("recording the folded reports")?;
-        tx.commit().await.context("commit")
+        tx.execute(
+            "UPDATE counters SET value = ?1 WHERE name = 'status_through'",
+            [through],
+        )
+        .context("recording the folded reports")?;
+        tx.commit().context("commit")
     }
 
     /// Merges the reports committed after the last fold (a crash between the two) and folds them.
     /// A report older than its enrollment's latest enrollment belongs to the previous one.
-    async fn recover(&mut self) -> Result<(), DbError> {
-        self.through =
-            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'status_through'")
-                .fetch_one(&self.db.pool)
-                .await
-                .context("reading status_through")?;
-        let rows = sqlx::query(
-            "SELECT r.id, r.enrollment_id, r.received_at, r.body,
-                 e.enrolled_at IS NOT NULL AND r.received_at < e.enrolled_at AS before_enrollment
-             FROM status_reports r LEFT JOIN enrollments e ON e.id = r.enrollment_id
-             WHERE r.id > ? ORDER BY r.id",
-        )
-        .bind(self.through)
-        .fetch_all(&self.db.pool)
-        .await
-        .context("reading unmerged status reports")?;
+    fn recover(&mut self) -> Result<(), DbError> {
+        self.through = self
+            .connection
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'status_through'",
+                [],
+                |row| row.get(0),
+            )
+            .context("reading status_through")?;
+        let rows: Vec<(i64, String, String, Vec<u8>, bool)> = self
+            .connection
+            .prepare(
+                "SELECT r.id, r.enrollment_id, r.received_at, r.body,
+                     e.enrolled_at IS NOT NULL AND r.received_at < e.enrolled_at
+                 FROM status_reports r LEFT JOIN enrollments e ON e.id = r.enrollment_id
+                 WHERE r.id > ?1 ORDER BY r.id",
+            )
+            .and_then(|mut read| {
+                read.query_map([self.through], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?
+                .collect()
+            })
+            .context("reading unmerged status reports")?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -527,48 +551,41 @@ impl Writer {
             reports = rows.len(),
             "merging status reports left by a stop"
         );
-        for row in rows {
-            let id: i64 = row.get("id");
-            let body: Vec<u8> = row.get("body");
-            let received_at: String = row.get("received_at");
+        for (id, enrollment_id, received_at, body, before_enrollment) in rows {
             match StatusReport::parse(&body) {
-                Ok(report) if !row.get::<bool, _>("before_enrollment") => {
-                    self.merge(row.get("enrollment_id"), report, &received_at, id)
-                        .await;
+                Ok(report) if !before_enrollment => {
+                    self.merge(enrollment_id, report, &received_at, id);
                 }
                 // Its enrollment started over since: no list keeps it.
                 _ => self.orphans.push(id),
             }
         }
-        self.fold(usize::MAX).await
+        self.fold(usize::MAX)
     }
 }
 
-/// A merged status as a fold writes it.
-struct StatusRow<'a> {
-    enrollment_id: &'a str,
-    report: String,
-    recent_reports: String,
-    received_at: &'a str,
-}
-
 /// Inserts the raw reports in one transaction; returns the id of the last one.
-async fn insert_raw(db: &Db, now: &str, reports: &[Received]) -> Result<i64, DbError> {
-    let mut tx = db.write().await?;
-    let mut raw = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO status_reports (enrollment_id, received_at, body) ",
-    );
-    raw.push_values(reports, |mut row, received| {
-        row.push_bind(&received.enrollment_id)
-            .push_bind(now)
-            .push_bind(&received.body);
-    });
-    let last_id = raw
-        .build()
-        .execute(&mut *tx)
-        .await
-        .context("storing reports")?
-        .last_insert_rowid();
-    tx.commit().await.context("commit")?;
+fn insert_raw(
+    connection: &mut Connection,
+    now: &str,
+    reports: &[Received],
+) -> Result<i64, DbError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("begin")?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?1, ?2, ?3)",
+            )
+            .context("storing reports")?;
+        for received in reports {
+            insert
+                .execute(params![received.enrollment_id, now, received.body])
+                .context("storing reports")?;
+        }
+    }
+    let last_id = tx.last_insert_rowid();
+    tx.commit().context("commit")?;
     Ok(last_id)
 }

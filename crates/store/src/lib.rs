@@ -272,7 +272,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(30));
+            .busy_timeout(std::time::Duration::from_secs(30))
+            // Statement journals of multi-row writes in memory, not in temporary files.
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
