@@ -153,8 +153,9 @@ impl Db {
             // Checkpoints run beside the writers (below), not inside whichever commit happens
             // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
             .pragma("wal_autocheckpoint", "0")
-            // Multi-row upserts and deletes inside a transaction keep a statement journal (a copy
-            // of every page they touch); on disk that was a tenth of ingest's time in syscalls.
+            // A statement that may fail halfway through a transaction keeps a statement journal
+            // (a copy of every page it touches); in temporary files that was a tenth of ingest's
+            // time in syscalls.
             .pragma("temp_store", "memory")
             // After a restart of the WAL, the file shrinks back to this size.
             .pragma(
