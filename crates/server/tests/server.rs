@@ -117,6 +117,12 @@ impl Server {
         )
     }
 
+    /// `GET /v1/status-report/<the device>?index=N`.
+    async fn raw_report(&self, index: usize) -> (StatusCode, Vec<u8>) {
+        let path = format!("/v1/status-report/{UDID}?index={index}");
+        self.admin("GET", &path, None).await
+    }
+
     /// Raw reports in the database, whoever they belong to.
     async fn stored_raw_reports(&self) -> i64 {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
@@ -301,9 +307,7 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
     assert_eq!(items["softwareupdate"]["install-state"], "downloading");
     assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
     // The raw reports are kept, newest first.
-    let (status, raw) = server
-        .admin("GET", &format!("/v1/status-report/{UDID}?index=0"), None)
-        .await;
+    let (status, raw) = server.raw_report(0).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_body(&raw), incremental);
     // Nothing after the cursor: an empty page.
@@ -336,29 +340,17 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
     }
     let (items, _) = server.merged_status_items().await;
     assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
-    let raw_report = |index: usize| {
-        let server = &server;
-        async move {
-            server
-                .admin(
-                    "GET",
-                    &format!("/v1/status-report/{UDID}?index={index}"),
-                    None,
-                )
-                .await
-        }
-    };
-    let (status, newest) = raw_report(0).await;
+    let (status, newest) = server.raw_report(0).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_body(&newest)["StatusItems"]["test"]["n"], sent - 1);
-    let (status, oldest_kept) = raw_report(kept - 1).await;
+    let (status, oldest_kept) = server.raw_report(kept - 1).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         json_body(&oldest_kept)["StatusItems"]["test"]["n"],
         sent - kept,
         "exactly the newest {kept} are kept"
     );
-    assert_eq!(raw_report(kept).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(server.raw_report(kept).await.0, StatusCode::NOT_FOUND);
     // And nothing older is left behind in the database.
     assert_eq!(server.stored_raw_reports().await, kept as i64);
 }
@@ -379,17 +371,13 @@ async fn a_re_enrollment_starts_without_the_old_raw_reports() {
         assert_eq!(server.ddm("status", Some(body)).await.0, StatusCode::OK);
     }
     server.enroll().await;
-    let report_path = format!("/v1/status-report/{UDID}?index=0");
-    assert_eq!(
-        server.admin("GET", &report_path, None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(server.raw_report(0).await.0, StatusCode::NOT_FOUND);
     assert_eq!(server.stored_raw_reports().await, 0);
 
     let fresh = json!({"StatusItems": {"test": {"n": "fresh"}}, "Errors": []});
     let body = fresh.to_string().into_bytes();
     assert_eq!(server.ddm("status", Some(body)).await.0, StatusCode::OK);
-    let (status, raw) = server.admin("GET", &report_path, None).await;
+    let (status, raw) = server.raw_report(0).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_body(&raw), fresh);
     assert_eq!(server.stored_raw_reports().await, 1);
@@ -435,19 +423,11 @@ async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade(
     };
     let kept = updraft_server::ingest::RAW_REPORTS_KEPT;
     for index in [0, kept - 1] {
-        let path = format!("/v1/status-report/{UDID}?index={index}");
-        let (status, raw) = server.admin("GET", &path, None).await;
+        let (status, raw) = server.raw_report(index).await;
         assert_eq!(status, StatusCode::OK, "index {index}");
         assert_eq!(json_body(&raw)["StatusItems"]["test"]["n"], 39 - index);
     }
-    let (status, _) = server
-        .admin(
-            "GET",
-            &format!("/v1/status-report/{UDID}?index={kept}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(server.raw_report(kept).await.0, StatusCode::NOT_FOUND);
     assert_eq!(server.stored_raw_reports().await, kept as i64);
     let (items, _) = server.merged_status_items().await;
     assert_eq!(items["test"]["n"], 39, "the unmerged reports are merged");
