@@ -481,6 +481,10 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
     server.enroll().await;
     let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
+    // This process's writer thread outlives the state dropped below (a real stop ends it with
+    // the process): with nothing left to merge it writes nothing more, so it cannot race the
+    // next start's writer.
+    server.merged_status_items().await;
     // A report acknowledged to the device (its raw row committed) while the process stops
     // before merging it: written here the way the writer writes it, behind the server's back.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db_path.display()))
