@@ -158,6 +158,17 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// Stores a raw report of the device the way the status writer does, behind the server's back.
+async fn insert_raw_report(pool: &sqlx::SqlitePool, received_at: &str, report: &Value) {
+    sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, ?, ?)")
+        .bind(UDID)
+        .bind(received_at)
+        .bind(report.to_string().into_bytes())
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 fn json_body(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
@@ -403,12 +414,7 @@ async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade(
         .unwrap();
     for n in 0..40 {
         let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
-        sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, '2026-04-02T00:00:00.000Z', ?)")
-            .bind(UDID)
-            .bind(report.to_string().into_bytes())
-            .execute(&pool)
-            .await
-            .unwrap();
+        insert_raw_report(&pool, "2026-04-02T00:00:00.000Z", &report).await;
     }
     sqlx::query("UPDATE counters SET value = 38 WHERE name = 'status_through'")
         .execute(&pool)
@@ -492,12 +498,7 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
         .unwrap();
     let late =
         json!({"StatusItems": {"softwareupdate": {"install-state": "prepared"}}, "Errors": []});
-    sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, '2026-04-10T09:30:00.000Z', ?)")
-        .bind(UDID)
-        .bind(late.to_string().into_bytes())
-        .execute(&pool)
-        .await
-        .unwrap();
+    insert_raw_report(&pool, "2026-04-10T09:30:00.000Z", &late).await;
     pool.close().await;
 
     server.state = state_on(&server.db_path, None).await;
