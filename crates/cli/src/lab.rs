@@ -5,13 +5,14 @@ use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::io::Write;
 use updraft_feed::{BUNDLED_FEED, LookupResponse};
-use updraft_lab::LabConfig;
+use updraft_lab::{Lab, LabConfig, LabStats};
 use updraft_server::{
     ApnsPusher, AppState, Db, Limits, NoPusher, Pusher, SealingKey, ServerConfig,
 };
 
-use crate::output::{print, print_json, table};
+use crate::output::{print, table};
 
 #[derive(Args)]
 pub struct LabArgs {
@@ -68,28 +69,36 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(updraft_lab::run(&config));
+    let result = runtime.block_on(async {
+        let (lab, stats) = Lab::run(&config).await?;
+        if !stats.device_errors.is_empty() {
+            eprintln!(
+                "warning: {} device requests failed; first: {}",
+                stats.device_errors.len(),
+                stats.device_errors[0]
+            );
+        }
+        if args.json {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            lab.write_report_json(&mut out).await?;
+            return Ok(out.flush()?);
+        }
+        print(&summary_text(&lab, &stats, args.seed).await?)
+    });
     if let Some(dir) = temporary {
         let _ = std::fs::remove_dir_all(dir);
     }
-    let (report, stats) = result?;
-    if !stats.device_errors.is_empty() {
-        eprintln!(
-            "warning: {} device requests failed; first: {}",
-            stats.device_errors.len(),
-            stats.device_errors[0]
-        );
-    }
-    if args.json {
-        return print_json(&report);
-    }
+    result
+}
+
+async fn summary_text(lab: &Lab, stats: &LabStats, seed: u64) -> anyhow::Result<String> {
+    let summary = lab.report_devices(|_| Ok(())).await?;
     let mut text = format!(
-        "lab: {} devices, seed {}, started {}\n",
-        report.devices.len(),
-        args.seed,
-        report.started_at
+        "lab: {} devices, seed {seed}, started {}\n",
+        lab.specs.len(),
+        lab.report_started_at()
     );
-    for release in &report.releases {
+    for release in lab.report_releases() {
         text.push_str(&format!(
             "rollout: {} {} ({})\n",
             release.platform,
@@ -107,17 +116,16 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
         .map(|(part, secs)| format!("{part} {secs:.1} s"))
         .collect();
     text.push_str(&format!("wall time: {}\n\n", seconds.join(", ")));
-    let rows: Vec<Vec<String>> = report
-        .summary
+    let rows: Vec<Vec<String>> = summary
         .iter()
         .map(|(state, count)| vec![state.clone(), count.to_string()])
         .collect();
     text.push_str(&table(&["STATE", "DEVICES"], &rows));
     text.push_str(&format!(
         "\n{} alerts; run with --json for every device's timeline\n",
-        report.alerts.len()
+        lab.report_alerts().await?.len()
     ));
-    print(&text)
+    Ok(text)
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

@@ -485,22 +485,106 @@ impl Lab {
         })
     }
 
-    /// The report.
+    /// Starts, enrolls, rolls out and runs to the end; the lab is handed back for its report
+    /// to be read or streamed.
+    pub async fn run(config: &LabConfig) -> anyhow::Result<(Self, LabStats)> {
+        let mut lab = Self::start(config).await?;
+        lab.begin(config).await?;
+        let stats = lab.run_to_end(config).await?;
+        Ok((lab, stats))
+    }
+
+    /// The report, whole in memory (for tests and small fleets; `write_report_json` streams).
     pub async fn report(&self) -> anyhow::Result<LabReport> {
-        let store = self.console.store();
-        let mut records: HashMap<String, Enforcement> = HashMap::new();
-        for (id, _) in &self.rollouts {
-            for record in store.enforcements(*id).await? {
-                records.insert(record.enrollment_id.clone(), record);
-            }
-        }
-        let devices: HashMap<String, updraft_store::DeviceRow> = store
-            .devices()
+        let mut devices = Vec::with_capacity(self.specs.len());
+        let summary = self
+            .report_devices(|device| {
+                devices.push(device);
+                Ok(())
+            })
+            .await?;
+        Ok(LabReport {
+            started_at: self.report_started_at(),
+            releases: self.report_releases(),
+            devices,
+            alerts: self.report_alerts().await?,
+            summary,
+        })
+    }
+
+    /// The report as pretty JSON, the same document as `report()` serialized, written a device
+    /// at a time so that a fleet of any size never sits in memory whole.
+    pub async fn write_report_json(&self, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        write!(
+            out,
+            "{{\n  \"started_at\": {},\n  \"releases\": {},\n  \"devices\": [",
+            serde_json::to_string(&self.report_started_at())?,
+            indented_json(&self.report_releases(), 2)?,
+        )?;
+        let mut first = true;
+        let summary = self
+            .report_devices(|device| {
+                let separator = if first { "\n" } else { ",\n" };
+                first = false;
+                write!(out, "{separator}{}", " ".repeat(4))?;
+                out.write_all(indented_json(&device, 4)?.as_bytes())?;
+                Ok(())
+            })
+            .await?;
+        let close = if first { "]" } else { "\n  ]" };
+        writeln!(
+            out,
+            "{close},\n  \"alerts\": {},\n  \"summary\": {}\n}}",
+            indented_json(&self.report_alerts().await?, 2)?,
+            indented_json(&summary, 2)?,
+        )?;
+        Ok(())
+    }
+
+    /// The report's start, RFC 3339.
+    pub fn report_started_at(&self) -> String {
+        self.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// What was rolled out.
+    pub fn report_releases(&self) -> Vec<ReportRelease> {
+        self.rollouts
+            .iter()
+            .map(|(_, r)| ReportRelease {
+                platform: r.platform.as_str().into(),
+                product_version: r.product_version.clone(),
+                build: r.build.clone(),
+            })
+            .collect()
+    }
+
+    /// Every alert, oldest first.
+    pub async fn report_alerts(&self) -> anyhow::Result<Vec<ReportAlert>> {
+        Ok(self
+            .console
+            .store()
+            .alerts()
             .await?
             .into_iter()
-            .map(|d| (d.facts.enrollment_id.clone(), d))
-            .collect();
-        let mut timelines = store.all_timelines().await?;
+            .map(|a| ReportAlert {
+                at: rfc3339(&a.at),
+                kind: a.kind,
+                device: a.enrollment_id,
+                detail: a.detail,
+            })
+            .collect())
+    }
+
+    /// Hands every device's report entry to `visit`, in the fleet's order, reading the store a
+    /// chunk of devices at a time; returns the devices per final state.
+    pub async fn report_devices(
+        &self,
+        mut visit: impl FnMut(ReportDevice) -> anyhow::Result<()>,
+    ) -> anyhow::Result<BTreeMap<String, usize>> {
+        // Enough devices per read to keep the statements few, few enough to keep memory flat.
+        const CHUNK: usize = 2000;
+        let store = self.console.store();
         let mut assigned: HashMap<String, Vec<String>> = HashMap::new();
         for assignment in self.client.all_assignments().await? {
             if assignment.set.starts_with("com.updraft.su.") {
@@ -512,81 +596,77 @@ impl Lab {
             }
         }
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
-        let mut out = Vec::with_capacity(self.specs.len());
-        for spec in &self.specs {
-            let record = records.get(&spec.udid);
-            let device = devices.get(&spec.udid);
-            let state = record
-                .map_or("not_planned", |r| r.phase.as_str())
-                .to_owned();
-            *summary.entry(state.clone()).or_default() += 1;
-            let facts = device.map(|d| &d.facts);
-            out.push(ReportDevice {
-                id: spec.udid.clone(),
-                model: spec.model.clone(),
-                device_id: facts
-                    .and_then(|f| f.device_ids())
-                    .map(|(ids, _)| ids[0].clone()),
-                platform: if spec.family == "Mac" {
-                    "macOS".into()
-                } else {
-                    "iOS".into()
-                },
-                time_zone: spec.time_zone.clone(),
-                from_version: spec.os_version.clone(),
-                from_build: spec.build.clone(),
-                target_version: record.map(|r| r.target_version.clone()),
-                target_build: record.and_then(|r| r.target_build.clone()),
-                final_version: facts.and_then(|f| f.os_version.clone()),
-                final_build: facts.and_then(|f| f.supplemental_build.clone().or(f.build.clone())),
-                state,
-                exclusion_reason: record.and_then(|r| r.exclusion_reason.clone()),
-                failure_reason: record
-                    .filter(|r| r.phase == Phase::Failed)
-                    .and_then(|r| r.failure_reason.clone()),
-                bootstrap_token_escrowed: device.is_some_and(|d| d.bootstrap_token_escrowed),
-                declarations_assigned: assigned.remove(&spec.udid).unwrap_or_default(),
-                events: timelines
-                    .remove(&spec.udid)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|e| ReportEvent {
-                        at: rfc3339(&e.at),
-                        kind: e.kind,
-                        detail: e.detail,
-                    })
-                    .collect(),
-            });
+        for chunk in self.specs.chunks(CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|s| s.udid.clone()).collect();
+            let mut records: HashMap<String, Enforcement> = HashMap::new();
+            for (id, _) in &self.rollouts {
+                for record in store.enforcements_for(*id, &ids).await? {
+                    records.insert(record.enrollment_id.clone(), record);
+                }
+            }
+            let devices: HashMap<String, updraft_store::DeviceRow> = store
+                .devices_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|d| (d.facts.enrollment_id.clone(), d))
+                .collect();
+            let mut timelines = store.timelines_of(&ids).await?;
+            for spec in chunk {
+                let record = records.get(&spec.udid);
+                let device = devices.get(&spec.udid);
+                let state = record
+                    .map_or("not_planned", |r| r.phase.as_str())
+                    .to_owned();
+                *summary.entry(state.clone()).or_default() += 1;
+                let facts = device.map(|d| &d.facts);
+                visit(ReportDevice {
+                    id: spec.udid.clone(),
+                    model: spec.model.clone(),
+                    device_id: facts
+                        .and_then(|f| f.device_ids())
+                        .map(|(ids, _)| ids[0].clone()),
+                    platform: if spec.family == "Mac" {
+                        "macOS".into()
+                    } else {
+                        "iOS".into()
+                    },
+                    time_zone: spec.time_zone.clone(),
+                    from_version: spec.os_version.clone(),
+                    from_build: spec.build.clone(),
+                    target_version: record.map(|r| r.target_version.clone()),
+                    target_build: record.and_then(|r| r.target_build.clone()),
+                    final_version: facts.and_then(|f| f.os_version.clone()),
+                    final_build: facts
+                        .and_then(|f| f.supplemental_build.clone().or(f.build.clone())),
+                    state,
+                    exclusion_reason: record.and_then(|r| r.exclusion_reason.clone()),
+                    failure_reason: record
+                        .filter(|r| r.phase == Phase::Failed)
+                        .and_then(|r| r.failure_reason.clone()),
+                    bootstrap_token_escrowed: device.is_some_and(|d| d.bootstrap_token_escrowed),
+                    declarations_assigned: assigned.remove(&spec.udid).unwrap_or_default(),
+                    events: timelines
+                        .remove(&spec.udid)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|e| ReportEvent {
+                            at: rfc3339(&e.at),
+                            kind: e.kind,
+                            detail: e.detail,
+                        })
+                        .collect(),
+                })?;
+            }
         }
-        let alerts = store
-            .alerts()
-            .await?
-            .into_iter()
-            .map(|a| ReportAlert {
-                at: rfc3339(&a.at),
-                kind: a.kind,
-                device: a.enrollment_id,
-                detail: a.detail,
-            })
-            .collect();
-        Ok(LabReport {
-            started_at: self
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            releases: self
-                .rollouts
-                .iter()
-                .map(|(_, r)| ReportRelease {
-                    platform: r.platform.as_str().into(),
-                    product_version: r.product_version.clone(),
-                    build: r.build.clone(),
-                })
-                .collect(),
-            devices: out,
-            alerts,
-            summary,
-        })
+        Ok(summary)
     }
+}
+
+/// `value` as pretty JSON whose lines after the first are indented by `indent` spaces, to sit
+/// inside an enclosing document written by hand (JSON strings hold no raw line breaks).
+fn indented_json(value: &impl Serialize, indent: usize) -> anyhow::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    Ok(text.replace('\n', &format!("\n{}", " ".repeat(indent))))
 }
 
 fn rfc3339(text: &str) -> String {
@@ -601,9 +681,6 @@ fn rfc3339(text: &str) -> String {
 
 /// Runs a whole lab: start, enroll, roll out, run to the end, report.
 pub async fn run(config: &LabConfig) -> anyhow::Result<(LabReport, LabStats)> {
-    let mut lab = Lab::start(config).await?;
-    lab.begin(config).await?;
-    let stats = lab.run_to_end(config).await?;
-    let report = lab.report().await?;
-    Ok((report, stats))
+    let (lab, stats) = Lab::run(config).await?;
+    Ok((lab.report().await?, stats))
 }

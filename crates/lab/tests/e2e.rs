@@ -290,9 +290,15 @@ async fn a_console_restart_mid_rollout_loses_nothing_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_of_300_devices_with_seed_7_ends_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let (report, stats) = updraft_lab::run(&config(&dir, 300, 7)).await.unwrap();
+    let (lab, stats) = Lab::run(&config(&dir, 300, 7)).await.unwrap();
     assert!(stats.device_errors.is_empty(), "{:?}", stats.device_errors);
+    let report = lab.report().await.unwrap();
     assert_eq!(report.devices.len(), 300);
+    // `updraft lab --json` streams the report; it must be the same document.
+    let mut streamed = Vec::new();
+    lab.write_report_json(&mut streamed).await.unwrap();
+    let streamed: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
+    assert_eq!(streamed, serde_json::to_value(&report).unwrap());
     let platforms: BTreeSet<&str> = report
         .releases
         .iter()

@@ -672,27 +672,32 @@ impl Store {
             .collect())
     }
 
-    /// Every device's timeline, by device, oldest first.
-    pub async fn all_timelines(
+    /// The timelines of these devices, by device, oldest first.
+    pub async fn timelines_of(
         &self,
+        ids: &[String],
     ) -> Result<std::collections::HashMap<String, Vec<TimelineEvent>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT enrollment_id, at, kind, detail, rollout_id FROM events ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("reading timelines")?;
+        let mut rows = self
+            .fetch_for_ids(
+                "SELECT id, enrollment_id, at, kind, detail, rollout_id FROM events WHERE enrollment_id IN (",
+                ids,
+                "reading timelines",
+                |row| {
+                    let event = TimelineEvent {
+                        at: row.get("at"),
+                        kind: row.get("kind"),
+                        detail: row.get("detail"),
+                        rollout_id: row.get("rollout_id"),
+                    };
+                    Ok((row.get::<i64, _>("id"), row.get::<String, _>("enrollment_id"), event))
+                },
+            )
+            .await?;
+        rows.sort_unstable_by_key(|(id, _, _)| *id);
         let mut out: std::collections::HashMap<String, Vec<TimelineEvent>> =
             std::collections::HashMap::new();
-        for row in rows {
-            out.entry(row.get("enrollment_id"))
-                .or_default()
-                .push(TimelineEvent {
-                    at: row.get("at"),
-                    kind: row.get("kind"),
-                    detail: row.get("detail"),
-                    rollout_id: row.get("rollout_id"),
-                });
+        for (_, device, event) in rows {
+            out.entry(device).or_default().push(event);
         }
         Ok(out)
     }

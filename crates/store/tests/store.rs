@@ -234,3 +234,48 @@ async fn the_device_list_follows_every_change_of_a_device() {
     assert_eq!(a.serial_number.as_deref(), Some("C02XYZ"));
     assert_eq!(listed[1].os_version, None);
 }
+
+#[tokio::test]
+async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
+    let rollout = store
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
+        .await
+        .unwrap();
+    // Events of three devices interleaved over three commits, as a rollout writes them.
+    for (step, kind) in ["assigned", "pushed", "active"].into_iter().enumerate() {
+        let mut changes = Changes::default();
+        for id in ["E2", "E1", "E3"] {
+            let timeline = Effect::Timeline {
+                kind: kind.into(),
+                detail: format!("{id} {step}"),
+            };
+            changes.effects(&record(rollout, id, Phase::Planned), vec![timeline], now());
+        }
+        store.commit(&changes, now()).await.unwrap();
+    }
+    let ids = ["E1".to_owned(), "E3".to_owned(), "E9".to_owned()];
+    let timelines = store.timelines_of(&ids).await.unwrap();
+    let mut devices: Vec<&String> = timelines.keys().collect();
+    devices.sort();
+    assert_eq!(
+        devices,
+        ["E1", "E3"],
+        "E2 was not asked for, E9 has no events"
+    );
+    for id in ["E1", "E3"] {
+        let events: Vec<(&str, &str)> = timelines[id]
+            .iter()
+            .map(|e| (e.kind.as_str(), e.detail.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("assigned", format!("{id} 0").as_str()),
+                ("pushed", format!("{id} 1").as_str()),
+                ("active", format!("{id} 2").as_str()),
+            ]
+        );
+    }
+}
