@@ -535,7 +535,8 @@ impl Console {
         changes.enforcements.push(record);
     }
 
-    /// Moves time-based flags (past deadline, stale, unresponsive) for every open enforcement.
+    /// Moves time-based flags (past deadline, stale, stuck, unresponsive) of the enforcements
+    /// whose time for it has come.
     pub async fn tick(&self) -> Result<(), ConsoleError> {
         let now = self.clock.now();
         let mut changes = Changes::default();
@@ -555,7 +556,7 @@ impl Console {
                     self.plan_device(&rollout, &device, now, &mut changes);
                 }
             }
-            for record in self.store.open_enforcements(rollout.id).await? {
+            for record in self.store.enforcements_due(rollout.id, now).await? {
                 let (next, effects) = step(&record, &Event::Tick, now, &self.rules);
                 if next != record || !effects.is_empty() {
                     changes.effects(&next, effects, now);

@@ -135,6 +135,11 @@ pub struct Enforcement {
     /// Downloading or installing for longer than the rules allow.
     #[serde(default)]
     pub stuck: bool,
+    /// The earliest time at which a tick can change this record (a flag to raise, or giving up
+    /// on a silent device); none when only an event can. Ticks before it are no-ops, so the
+    /// console ticks only the records that are due instead of every open one.
+    #[serde(default)]
+    pub tick_due: Option<DateTime<Utc>>,
 }
 
 impl Enforcement {
@@ -173,6 +178,7 @@ impl Enforcement {
             stale: false,
             phase_since: None,
             stuck: false,
+            tick_due: None,
         }
     }
 }
@@ -400,6 +406,7 @@ pub fn step(
         next.phase_since = Some(now);
     }
     flags(&mut next, now, rules, &mut effects);
+    next.tick_due = tick_due(&next, rules);
     (next, effects)
 }
 
@@ -561,18 +568,56 @@ fn reached_target(state: &Enforcement, seen: &Observation) -> bool {
 
 /// Whether the deadline, plus the hour Apple gives a device to start installing, has passed.
 fn deadline_passed(state: &Enforcement, now: DateTime<Utc>) -> bool {
+    now > deadline_passes_at(state)
+}
+
+/// The instant after which the deadline, plus Apple's hour, has passed on the device.
+fn deadline_passes_at(state: &Enforcement) -> DateTime<Utc> {
     // Without the device's zone, the deadline has passed everywhere only once it has passed in
     // the last zone to reach it (UTC-12).
     let offset = Duration::minutes(i64::from(state.utc_offset_minutes.unwrap_or(-12 * 60)));
-    now.naive_utc() + offset > state.deadline + Duration::hours(1)
+    (state.deadline + Duration::hours(1) - offset).and_utc()
+}
+
+/// Whether the time-based flags apply: the device has its declaration and is not done.
+fn is_watched(state: &Enforcement) -> bool {
+    !state.phase.is_final()
+        && !matches!(
+            state.phase,
+            Phase::Updated | Phase::Unassigned | Phase::Planned
+        )
+}
+
+fn stuck_limit(phase: Phase, rules: &Rules) -> Option<Duration> {
+    match phase {
+        Phase::Downloading => Some(rules.stuck_downloading_after),
+        Phase::Installing => Some(rules.stuck_installing_after),
+        _ => None,
+    }
+}
+
+/// When `flags` would next change `state` if no event came: each flag's condition is "now is
+/// past a threshold", so the earliest threshold of a flag not yet raised (and of giving up).
+fn tick_due(state: &Enforcement, rules: &Rules) -> Option<DateTime<Utc>> {
+    if !is_watched(state) {
+        return None;
+    }
+    let deadline = deadline_passes_at(state);
+    let stale_at = state.last_report_at.unwrap_or(state.started_at) + rules.stale_after;
+    let since = state.phase_since.unwrap_or(state.started_at);
+    let thresholds = [
+        (!state.past_deadline && state.phase != Phase::Installing).then_some(deadline),
+        (!state.stale).then_some(stale_at),
+        stuck_limit(state.phase, rules)
+            .filter(|_| !state.stuck)
+            .map(|limit| since + limit),
+        Some(stale_at.max(deadline + rules.unresponsive_after_deadline)),
+    ];
+    thresholds.into_iter().flatten().min()
 }
 
 fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mut Vec<Effect>) {
-    let open = !next.phase.is_final()
-        && !matches!(
-            next.phase,
-            Phase::Updated | Phase::Unassigned | Phase::Planned
-        );
+    let open = is_watched(next);
     let past = open && next.phase != Phase::Installing && deadline_passed(next, now);
     if past && !next.past_deadline {
         effects.push(timeline(
@@ -612,12 +657,7 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
     }
     next.stale = stale;
     let since = next.phase_since.unwrap_or(next.started_at);
-    let limit = match next.phase {
-        Phase::Downloading => Some(rules.stuck_downloading_after),
-        Phase::Installing => Some(rules.stuck_installing_after),
-        _ => None,
-    };
-    let stuck = limit.is_some_and(|limit| now - since > limit);
+    let stuck = stuck_limit(next.phase, rules).is_some_and(|limit| now - since > limit);
     if stuck && !next.stuck {
         let detail = format!(
             "{} since {}",

@@ -357,3 +357,106 @@ fn a_prepared_device_waiting_for_its_deadline_is_not_stuck() {
     assert!(!state.stuck);
     assert!(!lines.iter().any(|l| l.starts_with("stuck")), "{lines:?}");
 }
+
+/// Every time-based path: ticking a record only once its `tick_due` has passed must give the same
+/// record and the same effects, at the same times, as ticking it every 15 minutes until it is
+/// final (as the console did before `tick_due`).
+#[test]
+fn ticking_only_when_due_changes_nothing_against_ticking_always() {
+    let id = names::enforcement(1, 1);
+    let state_at = |state: &str, time: &str| {
+        (
+            time.to_owned(),
+            observed(
+                json!({"softwareupdate": {"install-state": state}}),
+                &id,
+                time,
+            ),
+        )
+    };
+    type Reports = Vec<(String, Event)>;
+    let scenarios: Vec<(&str, Option<i32>, Reports)> = vec![
+        ("silent from the start", Some(120), vec![]),
+        ("silent, zone unknown", None, vec![]),
+        (
+            "downloads for ever",
+            Some(-300),
+            vec![state_at("downloading", "2026-04-11T10:00:00Z")],
+        ),
+        (
+            "installs for ever",
+            Some(120),
+            vec![
+                state_at("prepared", "2026-04-11T12:00:00Z"),
+                state_at("installing", "2026-04-16T16:10:00Z"),
+            ],
+        ),
+        (
+            "prepared, then silent past its deadline",
+            Some(600),
+            vec![state_at("prepared", "2026-04-12T08:00:00Z")],
+        ),
+        (
+            "reports daily while waiting",
+            Some(0),
+            (11..25)
+                .map(|day| state_at("waiting", &format!("2026-04-{day}T07:30:00Z")))
+                .collect(),
+        ),
+    ];
+    let rules = Rules::default();
+    for (name, offset, mut events) in scenarios {
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = Enforcement {
+            utc_offset_minutes: offset,
+            ..enforcement()
+        };
+        let (start, _) = step(
+            &start,
+            &Event::Assigned { pushed: true },
+            at("2026-04-11T09:00:00Z"),
+            &rules,
+        );
+        let mut always = (start.clone(), Vec::new());
+        let mut when_due = (start, Vec::new());
+        let mut skipped = 0;
+        let mut now = at("2026-04-11T09:00:00Z");
+        let mut pending = events.iter().peekable();
+        while now < at("2026-04-27T09:00:00Z") {
+            now += chrono::Duration::minutes(15);
+            while let Some((time, event)) = pending.next_if(|(time, _)| at(time) <= now) {
+                for (state, effects) in [&mut always, &mut when_due] {
+                    let (next, more) = step(state, event, at(time), &rules);
+                    *state = next;
+                    effects.extend(more.into_iter().map(|e| (time.clone(), e)));
+                }
+            }
+            if !always.0.phase.is_final() {
+                let (next, more) = step(&always.0, &Event::Tick, now, &rules);
+                always.0 = next;
+                always
+                    .1
+                    .extend(more.into_iter().map(|e| (now.to_rfc3339(), e)));
+            }
+            if when_due.0.tick_due.is_some_and(|due| due < now) {
+                let (next, more) = step(&when_due.0, &Event::Tick, now, &rules);
+                when_due.0 = next;
+                when_due
+                    .1
+                    .extend(more.into_iter().map(|e| (now.to_rfc3339(), e)));
+            } else {
+                skipped += 1;
+            }
+        }
+        assert_eq!(when_due, always, "{name}");
+        assert!(
+            always
+                .1
+                .iter()
+                .any(|(_, e)| matches!(e, Effect::Alert { .. })),
+            "{name}: the scenario raises no flag, so it tests nothing: {:?}",
+            always.1
+        );
+        assert!(skipped > 1000, "{name}: only {skipped} ticks skipped");
+    }
+}

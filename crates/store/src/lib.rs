@@ -520,29 +520,35 @@ impl Store {
         Ok(devices)
     }
 
-    /// The enforcement records of a rollout that are not final (excluded, failed, cleaned up,
-    /// cancelled), for the time-based checks.
-    pub async fn open_enforcements(&self, rollout_id: i64) -> Result<Vec<Enforcement>, StoreError> {
+    /// The enforcement records of a rollout that a tick at `now` can change (their `tick_due` is
+    /// before it).
+    pub async fn enforcements_due(
+        &self,
+        rollout_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Enforcement>, StoreError> {
         self.rollout_records(
-            rollout_id,
-            "SELECT record FROM enforcements WHERE rollout_id = ?
-             AND phase NOT IN ('excluded', 'failed', 'cleaned_up', 'cancelled') ORDER BY enrollment_id",
-            "listing open enforcements",
+            "SELECT record FROM enforcements WHERE rollout_id = ?1 AND tick_due < ?2
+             ORDER BY enrollment_id",
+            vec![rollout_id, now.timestamp()],
+            "listing the enforcements due for a tick",
         )
         .await
     }
 
-    /// The records a query of one rollout selects, read in bulk: a rollout of 50,000 devices is
-    /// read at every tick.
+    /// The records a query of one rollout selects, read in bulk (a report reads a rollout of
+    /// 100,000 devices).
     async fn rollout_records(
         &self,
-        rollout_id: i64,
         sql: &'static str,
+        params: Vec<i64>,
         context: &'static str,
     ) -> Result<Vec<Enforcement>, StoreError> {
         self.bulk_read(context, move |connection| {
             let mut statement = connection.prepare(sql).context(context)?;
-            let mut rows = statement.query([rollout_id]).context(context)?;
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(params))
+                .context(context)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().context(context)? {
                 let record: String = row.get(0).context(context)?;
@@ -622,8 +628,8 @@ impl Store {
     /// Every enforcement record of a rollout.
     pub async fn enforcements(&self, rollout_id: i64) -> Result<Vec<Enforcement>, StoreError> {
         self.rollout_records(
-            rollout_id,
             "SELECT record FROM enforcements WHERE rollout_id = ? ORDER BY enrollment_id",
+            vec![rollout_id],
             "listing enforcements",
         )
         .await
@@ -898,18 +904,19 @@ impl Store {
         }
         for chunk in changes.enforcements.chunks(CHUNK / 5) {
             let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at) ",
+                "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at, tick_due) ",
             );
             query.push_values(chunk, |mut row, record| {
                 row.push_bind(record.rollout_id)
                     .push_bind(&record.enrollment_id)
                     .push_bind(record.phase.as_str())
                     .push_bind(serde_json::to_string(record).unwrap_or_default())
-                    .push_bind(&now);
+                    .push_bind(&now)
+                    .push_bind(record.tick_due.map(|at| at.timestamp()));
             });
             query.push(
                 " ON CONFLICT(rollout_id, enrollment_id) DO UPDATE SET phase = excluded.phase, record = excluded.record,
-                  updated_at = excluded.updated_at",
+                  updated_at = excluded.updated_at, tick_due = excluded.tick_due",
             );
             query
                 .build()

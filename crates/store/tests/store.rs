@@ -126,7 +126,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
 }
 
 #[tokio::test]
-async fn open_enforcements_and_unplanned_devices_are_found() {
+async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("console.db")).await.unwrap();
     let rollout = store
@@ -140,20 +140,31 @@ async fn open_enforcements_and_unplanned_devices_are_found() {
     let changes = Changes {
         devices: vec![device("E1"), device("E2"), device("E3"), iphone, unknown],
         enforcements: vec![
-            record(rollout, "E1", Phase::Downloading),
+            Enforcement {
+                tick_due: Some(now() - chrono::Duration::hours(1)),
+                ..record(rollout, "E1", Phase::Downloading)
+            },
             record(rollout, "E2", Phase::CleanedUp),
+            Enforcement {
+                tick_due: Some(now() + chrono::Duration::hours(1)),
+                ..record(rollout, "E6", Phase::Waiting)
+            },
         ],
         ..Changes::default()
     };
     store.commit(&changes, now()).await.unwrap();
-    let open: Vec<_> = store
-        .open_enforcements(rollout)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.enrollment_id)
-        .collect();
-    assert_eq!(open, ["E1"]);
+    let due = |at: DateTime<Utc>| {
+        let store = &store;
+        async move {
+            let records = store.enforcements_due(rollout, at).await.unwrap();
+            records
+                .into_iter()
+                .map(|r| r.enrollment_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(now()).await, ["E1"]);
+    assert_eq!(due(now() + chrono::Duration::hours(2)).await, ["E1", "E6"]);
     let unplanned: Vec<_> = store
         .devices_without_enforcement(rollout, Platform::MacOs)
         .await
@@ -163,7 +174,7 @@ async fn open_enforcements_and_unplanned_devices_are_found() {
         .collect();
     // The iPhone is not the macOS rollout's; a device of no known model may still be.
     assert_eq!(unplanned, ["E3", "E5"]);
-    assert_eq!(store.rollout_counts(rollout).await.unwrap(), (2, 1));
+    assert_eq!(store.rollout_counts(rollout).await.unwrap(), (3, 2));
 }
 
 #[tokio::test]
@@ -278,4 +289,54 @@ async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
             ]
         );
     }
+}
+
+#[tokio::test]
+async fn records_written_before_tick_times_existed_are_due_at_the_first_tick() {
+    // A database as the previous release left it: records without a tick time.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut previous = sqlx::migrate!("./migrations");
+    previous.migrations = previous.migrations[..3].to_vec().into();
+    previous.run(&pool).await.unwrap();
+    sqlx::query("INSERT INTO rollouts (id, release, deadline_local, state, created_at) VALUES (1, ?, '2026-04-15T17:00:00', 'active', '')")
+        .bind(serde_json::to_string(&release()).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (id, phase) in [
+        ("E1", Phase::Downloading),
+        ("E2", Phase::CleanedUp),
+        ("E3", Phase::Planned),
+        ("E4", Phase::Pushed),
+    ] {
+        let mut old = serde_json::to_value(record(1, id, phase)).unwrap();
+        old.as_object_mut().unwrap().remove("tick_due");
+        sqlx::query("INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at) VALUES (1, ?, ?, ?, '')")
+            .bind(id)
+            .bind(phase.as_str())
+            .bind(old.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let due: Vec<String> = store
+        .enforcements_due(1, now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.enrollment_id)
+        .collect();
+    assert_eq!(
+        due,
+        ["E1", "E4"],
+        "the watched records, not the final or planned ones"
+    );
 }
