@@ -177,17 +177,25 @@ impl Console {
                 ),
             )
             .await?;
+        self.plan_unplanned(id, false).await?;
+        Ok(id)
+    }
+
+    /// Plans the devices a rollout covers that have no record in it yet (only those that never
+    /// reported, when `never_reported`: a device that reports is planned by `sync`).
+    async fn plan_unplanned(&self, id: i64, never_reported: bool) -> Result<(), ConsoleError> {
+        let now = self.clock.now();
         let rollout = self.rollout(id).await?;
         let mut changes = Changes::default();
         for device in self
             .store
-            .devices_without_enforcement(id, rollout.release.platform)
+            .devices_without_enforcement(id, rollout.release.platform, never_reported)
             .await?
         {
             self.plan_device(&rollout, &device, now, &mut changes);
         }
         self.store.commit(&changes, now).await?;
-        Ok(id)
+        Ok(())
     }
 
     async fn rollout(&self, id: i64) -> Result<Rollout, ConsoleError> {
@@ -210,10 +218,12 @@ impl Console {
             .await
     }
 
-    /// Resumes a paused rollout (a cancelled one stays cancelled).
+    /// Resumes a paused rollout (a cancelled one stays cancelled), and plans the devices that
+    /// reported while it was paused.
     pub async fn resume_rollout(&self, id: i64) -> Result<(), ConsoleError> {
         self.set_state(id, "paused", "active", "rollout_resumed")
-            .await
+            .await?;
+        self.plan_unplanned(id, false).await
     }
 
     async fn set_state(
@@ -548,9 +558,11 @@ impl Console {
             .filter(|r| r.state == "active" || r.state == "paused")
         {
             if rollout.state == "active" {
+                // Devices that report are planned as their reports come in; the tick is for the
+                // ones that never did, whose grace period runs out with time alone.
                 for device in self
                     .store
-                    .devices_without_enforcement(rollout.id, rollout.release.platform)
+                    .devices_without_enforcement(rollout.id, rollout.release.platform, true)
                     .await?
                 {
                     self.plan_device(&rollout, &device, now, &mut changes);

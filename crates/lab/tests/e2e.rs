@@ -361,3 +361,37 @@ async fn the_lab_of_300_devices_with_seed_7_ends_clean() {
     assert_eq!(again.summary, report.summary);
     assert_eq!(again.devices, report.devices);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_report_while_a_rollout_is_paused_are_planned_when_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, 0, 1);
+    config.fleet = Some(vec![mac(1), mac(2), iphone(3)]);
+    let lab = Lab::start(&config).await.unwrap();
+    lab.console.prepare_server().await.unwrap();
+    let macos = updraft_lab::newest_releases(&config.feed, lab.started_at.date_naive())
+        .into_iter()
+        .find(|r| r.platform == Platform::MacOs)
+        .unwrap();
+    let deadline = (lab.started_at + chrono::Duration::days(5)).naive_utc();
+    let rollout = lab
+        .console
+        .start_rollout(macos, deadline, None)
+        .await
+        .unwrap();
+    lab.console.pause_rollout(rollout).await.unwrap();
+    // The fleet enrolls, gets its base declarations and reports, all while the rollout waits.
+    for _ in 0..8 {
+        lab.step(15, true).await.unwrap();
+    }
+    let store = lab.console.store();
+    let reported = store.device("00000001-MAC").await.unwrap().unwrap();
+    assert!(reported.last_report_at.is_some(), "the Mac has reported");
+    assert_eq!(store.rollout_counts(rollout).await.unwrap().0, 0);
+    lab.console.resume_rollout(rollout).await.unwrap();
+    assert_eq!(
+        store.rollout_counts(rollout).await.unwrap().0,
+        2,
+        "both Macs are planned on resume, without waiting for their next report"
+    );
+}

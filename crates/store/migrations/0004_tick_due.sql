@@ -5,3 +5,6 @@ ALTER TABLE enforcements ADD COLUMN tick_due INTEGER;
 UPDATE enforcements SET tick_due = 0
  WHERE phase NOT IN ('excluded', 'failed', 'cleaned_up', 'cancelled', 'planned', 'updated', 'unassigned');
 CREATE INDEX enforcements_tick_due ON enforcements(rollout_id, tick_due) WHERE tick_due IS NOT NULL;
+-- The tick plans, past their grace period, the devices that enrolled but never reported (the
+-- others are planned when their reports come in): an index of just those.
+CREATE INDEX devices_never_reported ON devices(enrollment_id) WHERE last_report_at IS NULL;

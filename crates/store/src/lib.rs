@@ -574,25 +574,29 @@ impl Store {
     }
 
     /// Devices with no enforcement record in a rollout yet that may belong to it: of `platform`,
-    /// or of a platform not known yet. The other platforms' devices never get a record, and a
-    /// rollout asks at every tick, so they are told apart on two narrow columns read in bulk
-    /// before any whole row is read.
+    /// or of a platform not known yet. The other platforms' devices never get a record, so they
+    /// are told apart on two narrow columns read in bulk before any whole row is read. With
+    /// `never_reported`, only the devices that never sent a status report (an index of its own
+    /// keeps that cheap for the tick, which asks at every turn).
     pub async fn devices_without_enforcement(
         &self,
         rollout_id: i64,
         platform: Platform,
+        never_reported: bool,
     ) -> Result<Vec<DeviceRow>, StoreError> {
         const CONTEXT: &str = "listing unplanned devices";
+        const UNPLANNED: &str = "SELECT d.enrollment_id, d.model_family, d.model FROM devices d
+             WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ?1 AND e.enrollment_id = d.enrollment_id)
+               AND (NOT EXISTS (SELECT 1 FROM rollout_scope s WHERE s.rollout_id = ?1)
+                    OR d.enrollment_id IN (SELECT s.enrollment_id FROM rollout_scope s WHERE s.rollout_id = ?1))";
         let ids = self
             .bulk_read(CONTEXT, move |connection| {
-                let mut statement = connection
-                    .prepare(
-                        "SELECT d.enrollment_id, d.model_family, d.model FROM devices d
-                         WHERE NOT EXISTS (SELECT 1 FROM enforcements e WHERE e.rollout_id = ?1 AND e.enrollment_id = d.enrollment_id)
-                           AND (NOT EXISTS (SELECT 1 FROM rollout_scope s WHERE s.rollout_id = ?1)
-                                OR d.enrollment_id IN (SELECT s.enrollment_id FROM rollout_scope s WHERE s.rollout_id = ?1))",
-                    )
-                    .context(CONTEXT)?;
+                let sql = if never_reported {
+                    format!("{UNPLANNED} AND d.last_report_at IS NULL")
+                } else {
+                    UNPLANNED.to_owned()
+                };
+                let mut statement = connection.prepare(&sql).context(CONTEXT)?;
                 let mut rows = statement.query([rollout_id]).context(CONTEXT)?;
                 let mut ids = Vec::new();
                 while let Some(row) = rows.next().context(CONTEXT)? {

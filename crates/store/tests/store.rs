@@ -137,8 +137,10 @@ async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
     iphone.facts.model = Some("iPhone17,1".into());
     let mut unknown = device("E5");
     unknown.facts.model = None;
+    let mut reported = device("E3");
+    reported.last_report_at = Some("2026-04-10T08:00:00Z".into());
     let changes = Changes {
-        devices: vec![device("E1"), device("E2"), device("E3"), iphone, unknown],
+        devices: vec![device("E1"), device("E2"), reported, iphone, unknown],
         enforcements: vec![
             Enforcement {
                 tick_due: Some(now() - chrono::Duration::hours(1)),
@@ -166,7 +168,7 @@ async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
     assert_eq!(due(now()).await, ["E1"]);
     assert_eq!(due(now() + chrono::Duration::hours(2)).await, ["E1", "E6"]);
     let unplanned: Vec<_> = store
-        .devices_without_enforcement(rollout, Platform::MacOs)
+        .devices_without_enforcement(rollout, Platform::MacOs, false)
         .await
         .unwrap()
         .into_iter()
@@ -174,6 +176,14 @@ async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
         .collect();
     // The iPhone is not the macOS rollout's; a device of no known model may still be.
     assert_eq!(unplanned, ["E3", "E5"]);
+    let silent: Vec<_> = store
+        .devices_without_enforcement(rollout, Platform::MacOs, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.facts.enrollment_id)
+        .collect();
+    assert_eq!(silent, ["E5"], "E3 has reported");
     assert_eq!(store.rollout_counts(rollout).await.unwrap(), (3, 2));
 }
 
