@@ -664,22 +664,11 @@ impl Store {
 
     /// A device's timeline, oldest first.
     pub async fn timeline(&self, enrollment_id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, kind, detail, rollout_id FROM events WHERE enrollment_id = ? ORDER BY id",
-        )
-        .bind(enrollment_id)
-        .fetch_all(&self.pool)
-        .await
-        .context("reading a timeline")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| TimelineEvent {
-                at: row.get("at"),
-                kind: row.get("kind"),
-                detail: row.get("detail"),
-                rollout_id: row.get("rollout_id"),
-            })
-            .collect())
+        Ok(self
+            .timelines_of(&[enrollment_id.to_owned()])
+            .await?
+            .remove(enrollment_id)
+            .unwrap_or_default())
     }
 
     /// The timelines of these devices, by device, oldest first.

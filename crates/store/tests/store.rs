@@ -53,6 +53,17 @@ fn device(id: &str) -> DeviceRow {
     }
 }
 
+/// A store on a fresh file with one rollout of `release()`; the folder lives as long as the guard.
+async fn store_with_rollout() -> (Store, i64, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
+    let rollout = store
+        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
+        .await
+        .unwrap();
+    (store, rollout, dir)
+}
+
 #[tokio::test]
 async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,12 +138,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
 
 #[tokio::test]
 async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
-    let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
-        .await
-        .unwrap();
+    let (store, rollout, _dir) = store_with_rollout().await;
     let mut iphone = device("E4");
     iphone.facts.model = Some("iPhone17,1".into());
     let mut unknown = device("E5");
@@ -258,12 +264,7 @@ async fn the_device_list_follows_every_change_of_a_device() {
 
 #[tokio::test]
 async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("console.db")).await.unwrap();
-    let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
-        .await
-        .unwrap();
+    let (store, rollout, _dir) = store_with_rollout().await;
     // Events of three devices interleaved over three commits, as a rollout writes them.
     for (step, kind) in ["assigned", "pushed", "active"].into_iter().enumerate() {
         let mut changes = Changes::default();
