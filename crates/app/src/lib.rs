@@ -69,7 +69,7 @@ enum Backend {
     Lab(Box<Lab>),
     /// A DDM server over its admin API, with the console's cache in a file.
     Server {
-        console: Console,
+        console: Box<Console>,
         clock: SharedClock,
     },
 }
@@ -117,7 +117,7 @@ impl Session {
         let store = Store::open(db).await?;
         Ok(Self {
             backend: Backend::Server {
-                console: Console::new(store, backend, clock.clone()),
+                console: Box::new(Console::new(store, backend, clock.clone())),
                 clock,
             },
             advancing: tokio::sync::Mutex::new(()),

@@ -194,7 +194,7 @@ impl Console {
         {
             self.plan_device(&rollout, &device, now, &mut changes);
         }
-        self.store.commit(&changes, now).await?;
+        self.store.commit(changes, now).await?;
         Ok(())
     }
 
@@ -261,7 +261,7 @@ impl Console {
             changes.enforcements.push(next);
         }
         let retried = changes.enforcements.len();
-        self.store.commit(&changes, now).await?;
+        self.store.commit(changes, now).await?;
         self.store
             .audit(
                 now,
@@ -282,7 +282,7 @@ impl Console {
             changes.effects(&next, effects, now);
             changes.enforcements.push(next);
         }
-        self.store.commit(&changes, now).await?;
+        self.store.commit(changes, now).await?;
         self.store.set_rollout_state(id, "cancelled").await?;
         self.store
             .audit(now, "admin", "rollout_cancelled", &format!("rollout {id}"))
@@ -442,7 +442,7 @@ impl Console {
             changes.devices.push(device);
         }
         changes.settings.push((CURSOR.into(), next.to_string()));
-        self.store.commit(&changes, now).await?;
+        self.store.commit(changes, now).await?;
         Ok(())
     }
 
@@ -576,7 +576,7 @@ impl Console {
                 }
             }
         }
-        self.store.commit(&changes, now).await?;
+        self.store.commit(changes, now).await?;
         Ok(())
     }
 
@@ -660,9 +660,10 @@ impl Console {
                 }
                 changes.enforcements.extend(updated.into_values());
             }
-            self.store.commit(&changes, now).await?;
+            let nothing_new = changes.outbox.is_empty();
+            self.store.commit(changes, now).await?;
             // Nothing left behind and nothing new: no need to ask the outbox again.
-            if last_batch && changes.outbox.is_empty() {
+            if last_batch && nothing_new {
                 return Ok(total);
             }
         }

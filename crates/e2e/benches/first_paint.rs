@@ -133,7 +133,7 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
                 ));
             }
         }
-        store.commit(&changes, Utc::now()).await?;
+        store.commit(changes, Utc::now()).await?;
     }
     Ok((sample, began.elapsed().as_secs_f64()))
 }

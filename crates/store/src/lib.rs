@@ -7,11 +7,13 @@
 #![deny(missing_docs)]
 
 use chrono::{DateTime, Utc};
+use rusqlite::{TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use updraft_engine::plan::{DeviceFacts, platform_of_model};
 use updraft_engine::{Effect, Enforcement, Release};
@@ -29,10 +31,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    /// A bulk read (outside sqlx) failed.
+    /// A statement run outside sqlx (bulk reads, the engine's writes) failed.
     #[error("console database: {context}: {source}")]
-    BulkRead {
-        /// What was being read.
+    Direct {
+        /// What was being done.
         context: &'static str,
         /// The cause.
         #[source]
@@ -54,7 +56,7 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, rusqlite::Error> {
     fn context(self, context: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::BulkRead { context, source })
+        self.map_err(|source| StoreError::Direct { context, source })
     }
 }
 
@@ -254,6 +256,55 @@ pub struct Store {
     pool: SqlitePool,
     /// For bulk reads on a connection of their own (see [`Store::bulk_read`]).
     path: std::path::PathBuf,
+    /// The engine's writes (see [`Store::commit`]); beside the pool, as WAL allows.
+    direct: Arc<Mutex<rusqlite::Connection>>,
+    /// Wakes [`checkpoint_beside_writers`] after a commit; it ends with the last clone.
+    checkpoint: tokio::sync::mpsc::Sender<()>,
+}
+
+/// A read-write connection with the pool's per-connection settings (WAL is the file's own).
+fn open_direct(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(30))?;
+    connection.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 0;",
+    )?;
+    Ok(connection)
+}
+
+/// How long the checkpointer lets a burst of commits go by, so one copy serves them all.
+const CHECKPOINT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies the WAL into the database file beside the writers (PASSIVE), after commits. SQLite's
+/// own automatic checkpoint runs inside whichever commit crosses the WAL's size threshold, and
+/// that commit then waits for the copy and two fsyncs: that was most of the engine's write time
+/// in the lab. Between the engine's commits a passive checkpoint catches up, so the WAL starts
+/// over from its beginning and stays small.
+async fn checkpoint_beside_writers(
+    path: std::path::PathBuf,
+    mut wake: tokio::sync::mpsc::Receiver<()>,
+) {
+    let mut connection = None;
+    while wake.recv().await.is_some() {
+        tokio::time::sleep(CHECKPOINT_DELAY).await;
+        let open = connection.take();
+        let path = path.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let connection = match open {
+                Some(connection) => connection,
+                None => open_direct(&path)?,
+            };
+            connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok::<_, rusqlite::Error>(connection)
+        })
+        .await;
+        match done {
+            Ok(Ok(open)) => connection = Some(open),
+            Ok(Err(error)) => tracing::warn!(%error, "console database: WAL checkpoint failed"),
+            Err(error) => tracing::warn!(%error, "console database: WAL checkpoint stopped"),
+        }
+    }
 }
 
 const CHUNK: usize = 400;
@@ -274,7 +325,9 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(30))
             // Statement journals of multi-row writes in memory, not in temporary files.
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // See [`checkpoint_beside_writers`].
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -287,10 +340,45 @@ impl Store {
                 context: "applying migrations",
                 source: error.into(),
             })?;
+        let (checkpoint, wake) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(checkpoint_beside_writers(path.to_owned(), wake));
         Ok(Self {
             pool,
             path: path.to_owned(),
+            direct: Arc::new(Mutex::new(open_direct(path).context("opening")?)),
+            checkpoint,
         })
+    }
+
+    /// Runs `work` on a thread where blocking is allowed.
+    async fn blocking<T: Send + 'static>(
+        context: &'static str,
+        work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| StoreError::Corrupt {
+                what: context.to_owned(),
+                reason: error.to_string(),
+            })?
+    }
+
+    /// Runs `work` on the store's own read-write rusqlite connection, in a blocking thread.
+    async fn direct<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = self.direct.clone();
+        Self::blocking(context, move || {
+            // A panic inside `work` dropped its transaction, which rolled it back: the
+            // connection itself is still sound.
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut connection)
+        })
+        .await
     }
 
     /// Runs a read of many rows on a read-only rusqlite connection in a blocking thread. sqlx
@@ -302,7 +390,7 @@ impl Store {
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        Self::blocking(context, move || {
             let connection = rusqlite::Connection::open_with_flags(
                 &path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -315,10 +403,6 @@ impl Store {
             read(&connection)
         })
         .await
-        .map_err(|error| StoreError::Corrupt {
-            what: context.to_owned(),
-            reason: error.to_string(),
-        })?
     }
 
     /// A setting.
@@ -411,7 +495,8 @@ impl Store {
         );
         let found = self
             .fetch_for_ids(&prefix, ids, "reading a rollout's devices", |row| {
-                Ok(row.get::<String, _>(0))
+                row.get::<_, String>(0)
+                    .context("reading a rollout's devices")
             })
             .await?;
         Ok(Some(found.into_iter().collect()))
@@ -479,27 +564,33 @@ impl Store {
             .await
     }
 
-    /// Rows of `prefix ... enrollment_id IN (<ids>)`, a chunk of ids per statement.
-    async fn fetch_for_ids<T>(
+    /// Rows of `prefix ... enrollment_id IN (<ids>)`, a chunk of ids per statement, in one
+    /// blocking hop on the store's own connection (the engine reads these for every page of
+    /// status changes; through sqlx each row would be a hand-off between threads).
+    async fn fetch_for_ids<T: Send + 'static>(
         &self,
         prefix: &str,
         ids: &[String],
         context: &'static str,
-        read: fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+        read: fn(&rusqlite::Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(prefix);
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
+        let prefix = prefix.to_owned();
+        let ids = ids.to_vec();
+        self.direct(context, move |connection| {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!("{prefix}{})", vec!["?"; chunk.len()].join(", "));
+                let mut statement = connection.prepare_cached(&sql).context(context)?;
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(chunk))
+                    .context(context)?;
+                while let Some(row) = rows.next().context(context)? {
+                    out.push(read(row)?);
+                }
             }
-            query.push(")");
-            for row in query.build().fetch_all(&self.pool).await.context(context)? {
-                out.push(read(&row)?);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// Every device, ordered by enrollment id.
@@ -511,7 +602,7 @@ impl Store {
                 let mut rows = statement.query([]).context(CONTEXT)?;
                 let mut devices = Vec::new();
                 while let Some(row) = rows.next().context(CONTEXT)? {
-                    devices.push(device_from_bulk_row(row)?);
+                    devices.push(device_from_row(row)?);
                 }
                 Ok(devices)
             })
@@ -682,13 +773,16 @@ impl Store {
                 ids,
                 "reading timelines",
                 |row| {
-                    let event = TimelineEvent {
-                        at: row.get("at"),
-                        kind: row.get("kind"),
-                        detail: row.get("detail"),
-                        rollout_id: row.get("rollout_id"),
+                    let read = || -> rusqlite::Result<(i64, String, TimelineEvent)> {
+                        let event = TimelineEvent {
+                            at: row.get(2)?,
+                            kind: row.get(3)?,
+                            detail: row.get(4)?,
+                            rollout_id: row.get(5)?,
+                        };
+                        Ok((row.get(0)?, row.get(1)?, event))
                     };
-                    Ok((row.get::<i64, _>("id"), row.get::<String, _>("enrollment_id"), event))
+                    read().context("reading timelines")
                 },
             )
             .await?;
@@ -846,136 +940,148 @@ impl Store {
     }
 
     /// Writes everything in `changes` in one transaction.
-    pub async fn commit(&self, changes: &Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
+    ///
+    /// This is the engine's hot path (every page of status changes, every outbox batch), so it
+    /// runs on the store's own rusqlite connection in one blocking hop with cached single-row
+    /// statements: through sqlx every statement is a hand-off between threads, and its
+    /// multi-row statements are prepared anew for every row count.
+    pub async fn commit(&self, changes: Changes, now: DateTime<Utc>) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let now = ts(now);
-        let mut tx = self.write().await?;
-        for chunk in changes.devices.chunks(CHUNK / 10) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
-                    bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at,
-                    model, model_family, serial_number, os_version, build, supplemental_build, extra) ",
-            );
-            query.push_values(chunk, |mut row, device| {
-                let facts = &device.facts;
-                row.push_bind(&facts.enrollment_id)
-                    .push_bind(serde_json::to_string(facts).unwrap_or_default())
-                    .push_bind(&device.name)
-                    .push_bind(&device.time_zone)
-                    .push_bind(device.utc_offset_minutes)
-                    .push_bind(&device.last_report_at)
-                    .push_bind(device.bootstrap_token_escrowed)
-                    .push_bind(&device.bootstrap_token_requested_at)
-                    .push_bind(device.server_seq)
-                    .push_bind(&now)
-                    .push_bind(&facts.model)
-                    .push_bind(&facts.model_family)
-                    .push_bind(&facts.serial_number)
-                    .push_bind(&facts.os_version)
-                    .push_bind(&facts.build)
-                    .push_bind(&facts.supplemental_build)
-                    .push_bind(&facts.extra);
-            });
-            query.push(
-                " ON CONFLICT(enrollment_id) DO UPDATE SET facts = excluded.facts, name = excluded.name,
-                  model = excluded.model, model_family = excluded.model_family,
-                  serial_number = excluded.serial_number, os_version = excluded.os_version,
-                  build = excluded.build, supplemental_build = excluded.supplemental_build,
-                  extra = excluded.extra,
-                  time_zone = excluded.time_zone, utc_offset_minutes = excluded.utc_offset_minutes,
-                  last_report_at = excluded.last_report_at, bootstrap_token_escrowed = excluded.bootstrap_token_escrowed,
-                  bootstrap_token_requested_at = excluded.bootstrap_token_requested_at,
-                  server_seq = excluded.server_seq, updated_at = excluded.updated_at",
-            );
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("writing devices")?;
-        }
-        for chunk in changes.enforcements.chunks(CHUNK / 5) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at, tick_due) ",
-            );
-            query.push_values(chunk, |mut row, record| {
-                row.push_bind(record.rollout_id)
-                    .push_bind(&record.enrollment_id)
-                    .push_bind(record.phase.as_str())
-                    .push_bind(serde_json::to_string(record).unwrap_or_default())
-                    .push_bind(&now)
-                    .push_bind(record.tick_due.map(|at| at.timestamp()));
-            });
-            query.push(
-                " ON CONFLICT(rollout_id, enrollment_id) DO UPDATE SET phase = excluded.phase, record = excluded.record,
-                  updated_at = excluded.updated_at, tick_due = excluded.tick_due",
-            );
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("writing enforcements")?;
-        }
-        for chunk in changes.outbox.chunks(CHUNK / 4) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO outbox (rollout_id, enrollment_id, effect, created_at) ",
-            );
-            query.push_values(chunk, |mut row, (rollout, device, effect)| {
-                row.push_bind(*rollout)
-                    .push_bind(device)
-                    .push_bind(serde_json::to_string(effect).unwrap_or_default())
-                    .push_bind(&now);
-            });
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("writing the outbox")?;
-        }
-        for (table, rows) in [("events", &changes.events), ("alerts", &changes.alerts)] {
-            for chunk in rows.chunks(CHUNK / 5) {
-                let mut query = QueryBuilder::<Sqlite>::new(format!(
-                    "INSERT INTO {table} (enrollment_id, rollout_id, at, kind, detail) "
-                ));
-                query.push_values(chunk, |mut row, (device, rollout, at, kind, detail)| {
-                    row.push_bind(device)
-                        .push_bind(*rollout)
-                        .push_bind(ts(*at))
-                        .push_bind(kind)
-                        .push_bind(detail);
-                });
-                query
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .context("writing the timeline")?;
-            }
-        }
-        for chunk in changes.done.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new("UPDATE outbox SET done_at = ");
-            query.push_bind(&now).push(" WHERE id IN (");
-            let mut list = query.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
-            }
-            query.push(")");
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("closing outbox items")?;
-        }
-        for (key, value) in &changes.settings {
-            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await
-                .context("writing a setting")?;
-        }
-        tx.commit().await.context("commit")
+        self.direct("writing changes", move |connection| {
+            write_changes(connection, &changes, &ts(now))
+        })
+        .await?;
+        // Full means a checkpoint is already due.
+        let _ = self.checkpoint.try_send(());
+        Ok(())
     }
+}
+
+fn write_changes(
+    connection: &mut rusqlite::Connection,
+    changes: &Changes,
+    now: &str,
+) -> Result<(), StoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("begin")?;
+    write_rows(&tx, changes, now)?;
+    tx.commit().context("commit")
+}
+
+fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Result<(), StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
+                bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at,
+                model, model_family, serial_number, os_version, build, supplemental_build, extra)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             ON CONFLICT(enrollment_id) DO UPDATE SET facts = excluded.facts, name = excluded.name,
+              model = excluded.model, model_family = excluded.model_family,
+              serial_number = excluded.serial_number, os_version = excluded.os_version,
+              build = excluded.build, supplemental_build = excluded.supplemental_build,
+              extra = excluded.extra,
+              time_zone = excluded.time_zone, utc_offset_minutes = excluded.utc_offset_minutes,
+              last_report_at = excluded.last_report_at, bootstrap_token_escrowed = excluded.bootstrap_token_escrowed,
+              bootstrap_token_requested_at = excluded.bootstrap_token_requested_at,
+              server_seq = excluded.server_seq, updated_at = excluded.updated_at",
+        )
+        .context("writing devices")?;
+    for device in &changes.devices {
+        let facts = &device.facts;
+        statement
+            .execute(params![
+                facts.enrollment_id,
+                serde_json::to_string(facts).unwrap_or_default(),
+                device.name,
+                device.time_zone,
+                device.utc_offset_minutes,
+                device.last_report_at,
+                device.bootstrap_token_escrowed,
+                device.bootstrap_token_requested_at,
+                device.server_seq,
+                now,
+                facts.model,
+                facts.model_family,
+                facts.serial_number,
+                facts.os_version,
+                facts.build,
+                facts.supplemental_build,
+                facts.extra,
+            ])
+            .context("writing devices")?;
+    }
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at, tick_due)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(rollout_id, enrollment_id) DO UPDATE SET phase = excluded.phase, record = excluded.record,
+              updated_at = excluded.updated_at, tick_due = excluded.tick_due",
+        )
+        .context("writing enforcements")?;
+    for record in &changes.enforcements {
+        statement
+            .execute(params![
+                record.rollout_id,
+                record.enrollment_id,
+                record.phase.as_str(),
+                serde_json::to_string(record).unwrap_or_default(),
+                now,
+                record.tick_due.map(|at| at.timestamp()),
+            ])
+            .context("writing enforcements")?;
+    }
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO outbox (rollout_id, enrollment_id, effect, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .context("writing the outbox")?;
+    for (rollout, device, effect) in &changes.outbox {
+        statement
+            .execute(params![
+                rollout,
+                device,
+                serde_json::to_string(effect).unwrap_or_default(),
+                now
+            ])
+            .context("writing the outbox")?;
+    }
+    for (table, rows, context) in [
+        ("events", &changes.events, "writing the timeline"),
+        ("alerts", &changes.alerts, "writing alerts"),
+    ] {
+        let mut statement = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (enrollment_id, rollout_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .context(context)?;
+        for (device, rollout, at, kind, detail) in rows {
+            statement
+                .execute(params![device, rollout, ts(*at), kind, detail])
+                .context(context)?;
+        }
+    }
+    let mut statement = tx
+        .prepare_cached("UPDATE outbox SET done_at = ?1 WHERE id = ?2")
+        .context("closing outbox items")?;
+    for id in &changes.done {
+        statement
+            .execute(params![now, id])
+            .context("closing outbox items")?;
+    }
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .context("writing a setting")?;
+    for (key, value) in &changes.settings {
+        statement
+            .execute(params![key, value])
+            .context("writing a setting")?;
+    }
+    Ok(())
 }
 
 fn parse_facts(facts: &str) -> Result<DeviceFacts, StoreError> {
@@ -985,8 +1091,8 @@ fn parse_facts(facts: &str) -> Result<DeviceFacts, StoreError> {
     })
 }
 
-/// [`device_from_row`] for a rusqlite row of [`DEVICE_SELECT`].
-fn device_from_bulk_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
+/// A device from a row of [`DEVICE_SELECT`].
+fn device_from_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
     let read = || -> rusqlite::Result<(&str, DeviceRow)> {
         let device = DeviceRow {
             facts: DeviceFacts::default(),
@@ -1005,22 +1111,9 @@ fn device_from_bulk_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
     Ok(device)
 }
 
-fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRow, StoreError> {
-    let facts: String = row.get("facts");
-    Ok(DeviceRow {
-        facts: parse_facts(&facts)?,
-        name: row.get("name"),
-        time_zone: row.get("time_zone"),
-        utc_offset_minutes: row.get("utc_offset_minutes"),
-        last_report_at: row.get("last_report_at"),
-        bootstrap_token_escrowed: row.get("bootstrap_token_escrowed"),
-        bootstrap_token_requested_at: row.get("bootstrap_token_requested_at"),
-        server_seq: row.get("server_seq"),
-    })
-}
-
-fn enforcement_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Enforcement, StoreError> {
-    parse_enforcement(row.get("record"))
+fn enforcement_from_row(row: &rusqlite::Row) -> Result<Enforcement, StoreError> {
+    let record = row.get_ref(0).and_then(|value| Ok(value.as_str()?));
+    parse_enforcement(record.context("reading an enforcement record")?)
 }
 
 fn parse_enforcement(record: &str) -> Result<Enforcement, StoreError> {

@@ -93,7 +93,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     changes
         .settings
         .push(("server.status_cursor".into(), "42".into()));
-    store.commit(&changes, now()).await.unwrap();
+    store.commit(changes, now()).await.unwrap();
 
     let pending = store.pending_outbox(10).await.unwrap();
     assert_eq!(pending.len(), 1);
@@ -115,7 +115,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
         enforcements: vec![pushed.clone()],
         ..Changes::default()
     };
-    store.commit(&done, now()).await.unwrap();
+    store.commit(done, now()).await.unwrap();
     drop(store);
 
     let reopened = Store::open(&path).await.unwrap();
@@ -160,7 +160,7 @@ async fn records_due_for_a_tick_and_unplanned_devices_are_found() {
         ],
         ..Changes::default()
     };
-    store.commit(&changes, now()).await.unwrap();
+    store.commit(changes, now()).await.unwrap();
     let due = |at: DateTime<Utc>| {
         let store = &store;
         async move {
@@ -204,7 +204,7 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
         .unwrap();
     store
         .commit(
-            &Changes {
+            Changes {
                 enforcements: vec![record(rollout, "E1", Phase::Pushed)],
                 ..Changes::default()
             },
@@ -229,6 +229,61 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
 }
 
 #[tokio::test]
+async fn a_commit_that_fails_part_way_writes_nothing_and_the_store_goes_on() {
+    let (store, rollout, _dir) = store_with_rollout().await;
+    // Devices are written before records: the record of a rollout that does not exist fails
+    // after the device row went in.
+    let broken = Changes {
+        devices: vec![device("E1")],
+        enforcements: vec![record(rollout + 1, "E1", Phase::Planned)],
+        events: vec![("E1".into(), None, now(), "enrolled".into(), String::new())],
+        ..Changes::default()
+    };
+    let error = store.commit(broken, now()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("writing enforcements"),
+        "the error names what failed: {error}"
+    );
+    assert_eq!(store.device("E1").await.unwrap(), None);
+    assert!(store.timeline("E1").await.unwrap().is_empty());
+
+    let good = Changes {
+        devices: vec![device("E1")],
+        enforcements: vec![record(rollout, "E1", Phase::Planned)],
+        ..Changes::default()
+    };
+    store.commit(good, now()).await.unwrap();
+    assert_eq!(store.device("E1").await.unwrap(), Some(device("E1")));
+    assert_eq!(store.rollout_counts(rollout).await.unwrap(), (1, 1));
+}
+
+#[tokio::test]
+async fn committed_changes_reach_the_database_file_without_waiting_for_a_close() {
+    let (store, _rollout, dir) = store_with_rollout().await;
+    let path = dir.path().join("console.db");
+    let before = std::fs::metadata(&path).unwrap().len();
+    let devices: Vec<DeviceRow> = (0..2000).map(|n| device(&format!("E{n}"))).collect();
+    store
+        .commit(
+            Changes {
+                devices,
+                ..Changes::default()
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    // The commit leaves its pages in the WAL; the checkpointer copies them in beside it.
+    let mut waited = 0;
+    while std::fs::metadata(&path).unwrap().len() < before + 500_000 {
+        assert!(waited < 100, "no checkpoint within 10 s of the commit");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(store.devices().await.unwrap().len(), 2000);
+}
+
+#[tokio::test]
 async fn the_device_list_follows_every_change_of_a_device() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("console.db")).await.unwrap();
@@ -239,14 +294,14 @@ async fn the_device_list_follows_every_change_of_a_device() {
         devices: vec![row.clone()],
         ..Default::default()
     };
-    store.commit(&changes(&mac), now()).await.unwrap();
-    store.commit(&changes(&device("B")), now()).await.unwrap();
+    store.commit(changes(&mac), now()).await.unwrap();
+    store.commit(changes(&device("B")), now()).await.unwrap();
     // An update with a BSI installed: the list shows the new facts, not the first ones.
     mac.facts.os_version = Some("26.3.1".into());
     mac.facts.supplemental_build = Some("25D771280a".into());
     mac.facts.extra = "(a)".into();
     mac.facts.serial_number = Some("C02XYZ".into());
-    store.commit(&changes(&mac), now()).await.unwrap();
+    store.commit(changes(&mac), now()).await.unwrap();
 
     let mut listed = store.device_summaries().await.unwrap();
     listed.sort_by(|a, b| a.enrollment_id.cmp(&b.enrollment_id));
@@ -275,7 +330,7 @@ async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
             };
             changes.effects(&record(rollout, id, Phase::Planned), vec![timeline], now());
         }
-        store.commit(&changes, now()).await.unwrap();
+        store.commit(changes, now()).await.unwrap();
     }
     let ids = ["E1".to_owned(), "E3".to_owned(), "E9".to_owned()];
     let timelines = store.timelines_of(&ids).await.unwrap();
