@@ -1,11 +1,13 @@
 //! The server's SQLite database: enrollments, declarations and sets, status, commands.
 
 use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use updraft_ddm::Declaration;
 
@@ -18,13 +20,16 @@ pub struct DbError {
     source: SqlError,
 }
 
-/// The driver's error: sqlx for most of the server, rusqlite for the status writer's connection.
+/// The driver's error: sqlx for most of the server, rusqlite for the status writer and the paths
+/// every device request takes.
 #[derive(Debug, thiserror::Error)]
 enum SqlError {
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
     Rusqlite(#[from] rusqlite::Error),
+    #[error("the work stopped before it finished: {0}")]
+    Stopped(String),
 }
 
 pub(crate) trait Context<T> {
@@ -97,7 +102,21 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
 pub struct Db {
     pub(crate) pool: SqlitePool,
     path: PathBuf,
+    /// rusqlite connections for the paths every device request takes (see [`Db::direct`]).
+    direct: Arc<DirectConnections>,
 }
+
+/// At most [`DIRECT_CONNECTIONS`] connections, opened as first needed and then kept: opening
+/// one reads the whole schema, which is too dear to do per request.
+#[derive(Debug)]
+struct DirectConnections {
+    permits: Arc<tokio::sync::Semaphore>,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Connections [`Db::direct`] uses at once. SQLite runs one writer at a time and this machine
+/// class has two cores, so more would only queue inside SQLite instead of here.
+const DIRECT_CONNECTIONS: usize = 4;
 
 /// Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them spill into
 /// overflow pages. Takes effect only when the file is created.
@@ -176,18 +195,23 @@ impl Db {
         Ok(Self {
             pool,
             path: path.to_owned(),
+            direct: Arc::new(DirectConnections {
+                permits: Arc::new(tokio::sync::Semaphore::new(DIRECT_CONNECTIONS)),
+                idle: Mutex::new(Vec::new()),
+            }),
         })
     }
 
-    /// A connection of the status writer's own, used from its thread: a whole transaction runs
-    /// there without a hand-off per statement (sqlx sends each statement to a worker thread and
-    /// waits for the answer, which under load cost more than the statements themselves).
-    pub(crate) fn open_writer(&self) -> Result<rusqlite::Connection, DbError> {
+    /// A rusqlite connection, used from one thread at a time: a whole transaction or read runs
+    /// there without a hand-off per statement and per row (sqlx sends each to a worker thread
+    /// and waits for the answer, which under load cost more than the statements themselves).
+    /// The status writer holds one; [`Db::direct`] lends the others.
+    pub(crate) fn open_direct(&self) -> Result<rusqlite::Connection, DbError> {
         let connection = rusqlite::Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .context("opening the status writer's connection")?;
+        .context("opening a connection")?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .context("setting the busy timeout")?;
@@ -197,8 +221,56 @@ impl Db {
                 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
                  PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
             )
-            .context("configuring the status writer's connection")?;
+            .context("configuring a connection")?;
         Ok(connection)
+    }
+
+    /// Runs `work` on a rusqlite connection in a blocking thread: one hop for the whole of it.
+    /// For the paths every device request takes (its declarations, its command queue) and the
+    /// changes feed the console reads at every step.
+    pub(crate) async fn direct<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let stopped = |reason: String| DbError {
+            context,
+            source: SqlError::Stopped(reason),
+        };
+        let permit = self
+            .direct
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|error| stopped(error.to_string()))?;
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let idle = db
+                .direct
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let mut connection = match idle {
+                Some(connection) => connection,
+                None => db.open_direct()?,
+            };
+            let result = work(&mut connection);
+            // Dropping a transaction rolls it back, so a connection is always clean here; a
+            // panic in `work` drops the connection instead, and the next use opens another.
+            if connection.is_autocommit() {
+                db.direct
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|error| stopped(error.to_string()))?
     }
 
     /// A write transaction. Every write starts here: `BEGIN IMMEDIATE` takes the write lock at
@@ -388,30 +460,44 @@ impl Db {
 
     /// The declarations assigned to an enrollment through its sets.
     pub async fn declarations_for(&self, enrollment_id: &str) -> Result<Vec<Declaration>, DbError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT d.identifier, d.type, d.payload, d.server_token
-             FROM enrollment_sets es
-             JOIN set_declarations sd ON sd.set_name = es.set_name
-             JOIN declarations d ON d.identifier = sd.identifier
-             WHERE es.enrollment_id = ?",
-        )
-        .bind(enrollment_id)
-        .fetch_all(&self.pool)
+        const CONTEXT: &str = "reading an enrollment's declarations";
+        let enrollment_id = enrollment_id.to_owned();
+        self.direct(CONTEXT, move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT DISTINCT d.identifier, d.type, d.payload, d.server_token
+                     FROM enrollment_sets es
+                     JOIN set_declarations sd ON sd.set_name = es.set_name
+                     JOIN declarations d ON d.identifier = sd.identifier
+                     WHERE es.enrollment_id = ?1",
+                )
+                .context(CONTEXT)?;
+            let mut rows = statement.query([&enrollment_id]).context(CONTEXT)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().context(CONTEXT)? {
+                out.extend(declaration_from_row(row).context(CONTEXT)?);
+            }
+            Ok(out)
+        })
         .await
-        .context("reading an enrollment's declarations")?;
-        Ok(rows.into_iter().filter_map(declaration_from_row).collect())
     }
 
     /// All declarations.
     pub async fn declaration(&self, identifier: &str) -> Result<Option<Declaration>, DbError> {
-        let row = sqlx::query(
-            "SELECT identifier, type, payload, server_token FROM declarations WHERE identifier = ?",
-        )
-        .bind(identifier)
-        .fetch_optional(&self.pool)
+        const CONTEXT: &str = "reading a declaration";
+        let identifier = identifier.to_owned();
+        self.direct(CONTEXT, move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT identifier, type, payload, server_token FROM declarations WHERE identifier = ?1",
+                )
+                .context(CONTEXT)?
+                .query_row([&identifier], declaration_from_row)
+                .optional()
+                .context(CONTEXT)
+                .map(Option::flatten)
+        })
         .await
-        .context("reading a declaration")?;
-        Ok(row.and_then(declaration_from_row))
     }
 
     /// Push coordinates of the given enrollments that can be pushed.
@@ -492,34 +578,34 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>, DbError> {
         let now = timestamp(now);
-        let mut tx = self.write().await?;
-        if let Some((uuid, status)) = result {
-            sqlx::query("UPDATE commands SET result = ? WHERE uuid = ? AND enrollment_id = ?")
-                .bind(status)
-                .bind(uuid)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
+        let id = id.to_owned();
+        let result = result.map(|(uuid, status)| (uuid.to_owned(), status.to_owned()));
+        self.direct("taking a command report", move |connection| {
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .context("begin")?;
+            if let Some((uuid, status)) = &result {
+                tx.prepare_cached(
+                    "UPDATE commands SET result = ?1 WHERE uuid = ?2 AND enrollment_id = ?3",
+                )
+                .and_then(|mut statement| statement.execute((status, uuid, &id)))
                 .context("recording a command result")?;
-        }
-        sqlx::query("UPDATE enrollments SET last_seen_at = ? WHERE id = ?")
-            .bind(&now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .context("noting contact")?;
-        let row = sqlx::query(
-            "UPDATE commands SET sent_at = ? WHERE uuid = (
-                 SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL ORDER BY queued_at LIMIT 1)
-             RETURNING body",
-        )
-        .bind(&now)
-        .bind(id)
-        .fetch_optional(&mut *tx)
+            }
+            tx.prepare_cached("UPDATE enrollments SET last_seen_at = ?1 WHERE id = ?2")
+                .and_then(|mut statement| statement.execute((&now, &id)))
+                .context("noting contact")?;
+            let body: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "UPDATE commands SET sent_at = ?1 WHERE uuid = (
+                         SELECT uuid FROM commands WHERE enrollment_id = ?2 AND result IS NULL ORDER BY queued_at LIMIT 1)
+                     RETURNING body",
+                )
+                .and_then(|mut statement| statement.query_row((&now, &id), |row| row.get(0)).optional())
+                .context("dequeuing a command")?;
+            tx.commit().context("commit")?;
+            Ok(body)
+        })
         .await
-        .context("dequeuing a command")?;
-        tx.commit().await.context("commit")?;
-        Ok(row.map(|row| row.get("body")))
     }
 
     /// Enrollments changed after `after`, oldest change first.
@@ -528,19 +614,22 @@ impl Db {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(EnrollmentRecord, Option<String>)>, DbError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENROLLMENT_COLUMNS}, s.report FROM enrollments e LEFT JOIN status s ON s.enrollment_id = e.id
-             WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
-        )))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
+        const CONTEXT: &str = "listing changes";
+        self.direct(CONTEXT, move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {ENROLLMENT_COLUMNS}, s.report FROM enrollments e LEFT JOIN status s ON s.enrollment_id = e.id
+                     WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ))
+                .context(CONTEXT)?;
+            let rows = statement
+                .query_map((after, limit), |row| {
+                    Ok((enrollment_from_row(row)?, row.get(ENROLLMENT_COLUMN_COUNT)?))
+                })
+                .context(CONTEXT)?;
+            rows.collect::<Result<_, _>>().context(CONTEXT)
+        })
         .await
-        .context("listing changes")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (enrollment_from_row(&row), row.get("report")))
-            .collect())
     }
 
     /// Enrollments ordered by id, after `after`.
@@ -549,15 +638,20 @@ impl Db {
         after: &str,
         limit: i64,
     ) -> Result<Vec<EnrollmentRecord>, DbError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENROLLMENT_COLUMNS} FROM enrollments e WHERE e.id > ? ORDER BY e.id LIMIT ?"
-        )))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
+        const CONTEXT: &str = "listing enrollments";
+        let after = after.to_owned();
+        self.direct(CONTEXT, move |connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT {ENROLLMENT_COLUMNS} FROM enrollments e WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
+                ))
+                .context(CONTEXT)?;
+            let rows = statement
+                .query_map((&after, limit), enrollment_from_row)
+                .context(CONTEXT)?;
+            rows.collect::<Result<_, _>>().context(CONTEXT)
+        })
         .await
-        .context("listing enrollments")?;
-        Ok(rows.iter().map(enrollment_from_row).collect())
     }
 
     /// An enrollment's raw report `index` (0 the newest) if it is kept: its id, time and body.
@@ -598,34 +692,42 @@ const ENROLLMENT_COLUMNS: &str = "e.id, e.udid, e.serial_number, e.product_name,
     e.os_version, e.build_version, e.enrolled_at, e.push_token IS NOT NULL AS push_ready, e.checked_out_at,
     e.last_seen_at, e.bootstrap_token IS NOT NULL AS escrowed, e.bootstrap_token_requested_at, e.seq";
 
-fn enrollment_from_row(row: &sqlx::sqlite::SqliteRow) -> EnrollmentRecord {
-    EnrollmentRecord {
-        id: row.get("id"),
-        udid: row.get("udid"),
-        serial_number: row.get("serial_number"),
-        product_name: row.get("product_name"),
-        model: row.get("model"),
-        device_name: row.get("device_name"),
-        os_version: row.get("os_version"),
-        build_version: row.get("build_version"),
-        enrolled_at: row.get("enrolled_at"),
-        push_ready: row.get("push_ready"),
-        checked_out_at: row.get("checked_out_at"),
-        last_seen_at: row.get("last_seen_at"),
-        bootstrap_token_escrowed: row.get("escrowed"),
-        bootstrap_token_requested_at: row.get("bootstrap_token_requested_at"),
-        seq: row.get("seq"),
-    }
+/// How many columns [`ENROLLMENT_COLUMNS`] lists.
+const ENROLLMENT_COLUMN_COUNT: usize = 15;
+
+fn enrollment_from_row(row: &rusqlite::Row) -> rusqlite::Result<EnrollmentRecord> {
+    Ok(EnrollmentRecord {
+        id: row.get(0)?,
+        udid: row.get(1)?,
+        serial_number: row.get(2)?,
+        product_name: row.get(3)?,
+        model: row.get(4)?,
+        device_name: row.get(5)?,
+        os_version: row.get(6)?,
+        build_version: row.get(7)?,
+        enrolled_at: row.get(8)?,
+        push_ready: row.get(9)?,
+        checked_out_at: row.get(10)?,
+        last_seen_at: row.get(11)?,
+        bootstrap_token_escrowed: row.get(12)?,
+        bootstrap_token_requested_at: row.get(13)?,
+        seq: row.get(14)?,
+    })
 }
 
-pub(crate) fn declaration_from_row(row: sqlx::sqlite::SqliteRow) -> Option<Declaration> {
-    let payload: String = row.get("payload");
-    Some(Declaration {
-        identifier: row.get("identifier"),
-        declaration_type: row.get("type"),
-        server_token: row.get("server_token"),
-        payload: serde_json::from_str(&payload).ok()?,
-    })
+/// A declaration from `identifier, type, payload, server_token`; none if its stored payload is
+/// not JSON (the admin API accepts only JSON, so only a damaged row is skipped).
+fn declaration_from_row(row: &rusqlite::Row) -> rusqlite::Result<Option<Declaration>> {
+    let payload = row.get_ref(2)?.as_str()?;
+    let Ok(payload) = serde_json::from_str(payload) else {
+        return Ok(None);
+    };
+    Ok(Some(Declaration {
+        identifier: row.get(0)?,
+        declaration_type: row.get(1)?,
+        server_token: row.get(3)?,
+        payload,
+    }))
 }
 
 /// A random (version 4) UUID, upper-case as Apple writes them.

@@ -84,7 +84,7 @@ impl Ingest {
         let (jobs, receiver) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("status-writer".into())
-            .spawn(move || match db.open_writer() {
+            .spawn(move || match db.open_direct() {
                 Ok(connection) => {
                     Writer::new(connection, clock, cache_generation.max(1)).run(&receiver);
                 }
