@@ -7,7 +7,6 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
 use updraft_ddm::Declaration;
 
@@ -28,8 +27,9 @@ enum SqlError {
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
     Rusqlite(#[from] rusqlite::Error),
-    #[error("the work stopped before it finished: {0}")]
-    Stopped(String),
+    /// A connection thread of [`Db::direct`] refused or dropped the work.
+    #[error("{0}")]
+    Direct(String),
 }
 
 pub(crate) trait Context<T> {
@@ -103,18 +103,10 @@ pub struct Db {
     pub(crate) pool: SqlitePool,
     path: PathBuf,
     /// rusqlite connections for the paths every device request takes (see [`Db::direct`]).
-    direct: Arc<DirectConnections>,
+    direct: updraft_sqlite::Connections,
 }
 
-/// At most [`DIRECT_CONNECTIONS`] connections, opened as first needed and then kept: opening
-/// one reads the whole schema, which is too dear to do per request.
-#[derive(Debug)]
-struct DirectConnections {
-    permits: Arc<tokio::sync::Semaphore>,
-    idle: Mutex<Vec<rusqlite::Connection>>,
-}
-
-/// Connections [`Db::direct`] uses at once. SQLite runs one writer at a time and this machine
+/// Connections [`Db::direct`] runs work on. SQLite runs one writer at a time and this machine
 /// class has two cores, so more would only queue inside SQLite instead of here.
 const DIRECT_CONNECTIONS: usize = 4;
 
@@ -158,6 +150,21 @@ async fn checkpoint_beside_writers(pool: SqlitePool) {
     }
 }
 
+/// A rusqlite connection with the pool's per-connection settings (WAL is the file's own), for
+/// use from one thread at a time.
+fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
+    )?;
+    Ok(connection)
+}
+
 impl Db {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
@@ -195,82 +202,33 @@ impl Db {
         Ok(Self {
             pool,
             path: path.to_owned(),
-            direct: Arc::new(DirectConnections {
-                permits: Arc::new(tokio::sync::Semaphore::new(DIRECT_CONNECTIONS)),
-                idle: Mutex::new(Vec::new()),
-            }),
+            direct: updraft_sqlite::Connections::open("server-db", DIRECT_CONNECTIONS, || {
+                open_connection(path)
+            })
+            .map_err(|error| DbError {
+                context: "opening connections",
+                source: SqlError::Direct(error.to_string()),
+            })?,
         })
     }
 
-    /// A rusqlite connection, used from one thread at a time: a whole transaction or read runs
-    /// there without a hand-off per statement and per row (sqlx sends each to a worker thread
-    /// and waits for the answer, which under load cost more than the statements themselves).
-    /// The status writer holds one; [`Db::direct`] lends the others.
-    pub(crate) fn open_direct(&self) -> Result<rusqlite::Connection, DbError> {
-        let connection = rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .context("opening a connection")?;
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .context("setting the busy timeout")?;
-        // The same per-connection settings as the pool's (the WAL mode is the file's own).
-        connection
-            .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-                 PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
-            )
-            .context("configuring a connection")?;
-        Ok(connection)
+    /// A connection of the status writer's own.
+    pub(crate) fn open_writer(&self) -> Result<rusqlite::Connection, DbError> {
+        open_connection(&self.path).context("opening the status writer's connection")
     }
 
-    /// Runs `work` on a rusqlite connection in a blocking thread: one hop for the whole of it.
-    /// For the paths every device request takes (its declarations, its command queue) and the
-    /// changes feed the console reads at every step.
+    /// Runs `work` on one of the server's rusqlite connections: a whole transaction or read in
+    /// one hand-off (see `updraft_sqlite`). For the paths every device request takes (its
+    /// declarations, its command queue) and the changes feed the console reads at every step.
     pub(crate) async fn direct<T: Send + 'static>(
         &self,
         context: &'static str,
         work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let stopped = |reason: String| DbError {
+        self.direct.run(work).await.map_err(|error| DbError {
             context,
-            source: SqlError::Stopped(reason),
-        };
-        let permit = self
-            .direct
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|error| stopped(error.to_string()))?;
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let idle = db
-                .direct
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let mut connection = match idle {
-                Some(connection) => connection,
-                None => db.open_direct()?,
-            };
-            let result = work(&mut connection);
-            // Dropping a transaction rolls it back, so a connection is always clean here; a
-            // panic in `work` drops the connection instead, and the next use opens another.
-            if connection.is_autocommit() {
-                db.direct
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(connection);
-            }
-            result
-        })
-        .await
-        .map_err(|error| stopped(error.to_string()))?
+            source: SqlError::Direct(error.to_string()),
+        })?
     }
 
     /// A write transaction. Every write starts here: `BEGIN IMMEDIATE` takes the write lock at

@@ -84,7 +84,7 @@ impl Ingest {
         let (jobs, receiver) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("status-writer".into())
-            .spawn(move || match db.open_direct() {
+            .spawn(move || match db.open_writer() {
                 Ok(connection) => {
                     Writer::new(connection, clock, cache_generation.max(1)).run(&receiver);
                 }

@@ -13,7 +13,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
 use updraft_engine::plan::{DeviceFacts, platform_of_model};
 use updraft_engine::{Effect, Enforcement, Release};
@@ -39,6 +38,14 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The thread that runs the work could not start it or finish it.
+    #[error("console database: {context}: {reason}")]
+    Stopped {
+        /// What was being done.
+        context: String,
+        /// Why it stopped.
+        reason: String,
     },
     /// A stored JSON value could not be read.
     #[error("console database: {what} is not readable: {reason}")]
@@ -257,7 +264,7 @@ pub struct Store {
     /// For bulk reads on a connection of their own (see [`Store::bulk_read`]).
     path: std::path::PathBuf,
     /// The engine's writes (see [`Store::commit`]); beside the pool, as WAL allows.
-    direct: Arc<Mutex<rusqlite::Connection>>,
+    direct: updraft_sqlite::Connections,
     /// Wakes [`checkpoint_beside_writers`] after a commit; it ends with the last clone.
     checkpoint: tokio::sync::mpsc::Sender<()>,
 }
@@ -282,25 +289,18 @@ const CHECKPOINT_DELAY: std::time::Duration = std::time::Duration::from_millis(1
 /// in the lab. Between the engine's commits a passive checkpoint catches up, so the WAL starts
 /// over from its beginning and stays small.
 async fn checkpoint_beside_writers(
-    path: std::path::PathBuf,
+    checkpointer: updraft_sqlite::Connections,
     mut wake: tokio::sync::mpsc::Receiver<()>,
 ) {
-    let mut connection = None;
     while wake.recv().await.is_some() {
         tokio::time::sleep(CHECKPOINT_DELAY).await;
-        let open = connection.take();
-        let path = path.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let connection = match open {
-                Some(connection) => connection,
-                None => open_direct(&path)?,
-            };
-            connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-            Ok::<_, rusqlite::Error>(connection)
-        })
-        .await;
+        let done = checkpointer
+            .run(|connection| {
+                connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            })
+            .await;
         match done {
-            Ok(Ok(open)) => connection = Some(open),
+            Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "console database: WAL checkpoint failed"),
             Err(error) => tracing::warn!(%error, "console database: WAL checkpoint stopped"),
         }
@@ -340,45 +340,40 @@ impl Store {
                 context: "applying migrations",
                 source: error.into(),
             })?;
+        let connections = |name| {
+            updraft_sqlite::Connections::open(name, 1, || open_direct(path)).map_err(|error| {
+                StoreError::Stopped {
+                    context: "opening".into(),
+                    reason: error.to_string(),
+                }
+            })
+        };
         let (checkpoint, wake) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(checkpoint_beside_writers(path.to_owned(), wake));
+        tokio::spawn(checkpoint_beside_writers(
+            connections("console-db-checkpoint")?,
+            wake,
+        ));
         Ok(Self {
             pool,
             path: path.to_owned(),
-            direct: Arc::new(Mutex::new(open_direct(path).context("opening")?)),
+            direct: connections("console-db")?,
             checkpoint,
         })
     }
 
-    /// Runs `work` on a thread where blocking is allowed.
-    async fn blocking<T: Send + 'static>(
-        context: &'static str,
-        work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| StoreError::Corrupt {
-                what: context.to_owned(),
-                reason: error.to_string(),
-            })?
-    }
-
-    /// Runs `work` on the store's own read-write rusqlite connection, in a blocking thread.
+    /// Runs `work` on the store's own read-write rusqlite connection, on its thread.
     async fn direct<T: Send + 'static>(
         &self,
         context: &'static str,
         work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = self.direct.clone();
-        Self::blocking(context, move || {
-            // A panic inside `work` dropped its transaction, which rolled it back: the
-            // connection itself is still sound.
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection)
-        })
-        .await
+        self.direct
+            .run(work)
+            .await
+            .map_err(|error| StoreError::Stopped {
+                context: context.to_owned(),
+                reason: error.to_string(),
+            })?
     }
 
     /// Runs a read of many rows on a read-only rusqlite connection in a blocking thread. sqlx
@@ -390,7 +385,7 @@ impl Store {
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
-        Self::blocking(context, move || {
+        tokio::task::spawn_blocking(move || {
             let connection = rusqlite::Connection::open_with_flags(
                 &path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -403,6 +398,10 @@ impl Store {
             read(&connection)
         })
         .await
+        .map_err(|error| StoreError::Stopped {
+            context: context.to_owned(),
+            reason: error.to_string(),
+        })?
     }
 
     /// A setting.
