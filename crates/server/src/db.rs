@@ -160,7 +160,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.execute_batch(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     Ok(connection)
 }
@@ -214,7 +214,14 @@ impl Db {
 
     /// A connection of the status writer's own.
     pub(crate) fn open_writer(&self) -> Result<rusqlite::Connection, DbError> {
-        open_connection(&self.path).context("opening the status writer's connection")
+        let connection =
+            open_connection(&self.path).context("opening the status writer's connection")?;
+        // The writer reads back the statuses it merges into; the other connections' caches
+        // are emptied by every write of another connection anyway, so they keep SQLite's default.
+        connection
+            .pragma_update(None, "cache_size", -16384)
+            .context("sizing the status writer's cache")?;
+        Ok(connection)
     }
 
     /// Runs `work` on one of the server's rusqlite connections: a whole transaction or read in
@@ -440,7 +447,7 @@ impl Db {
         .await
     }
 
-    /// All declarations.
+    /// A declaration by its identifier.
     pub async fn declaration(&self, identifier: &str) -> Result<Option<Declaration>, DbError> {
         const CONTEXT: &str = "reading a declaration";
         let identifier = identifier.to_owned();

@@ -564,7 +564,7 @@ impl Store {
     }
 
     /// Rows of `prefix ... enrollment_id IN (<ids>)`, a chunk of ids per statement, in one
-    /// blocking hop on the store's own connection (the engine reads these for every page of
+    /// hand-off to the store's own connection (the engine reads these for every page of
     /// status changes; through sqlx each row would be a hand-off between threads).
     async fn fetch_for_ids<T: Send + 'static>(
         &self,
