@@ -17,6 +17,7 @@ use updraft_ddm::{Declaration, StatusReport};
 
 use crate::AppState;
 use crate::db::{EnrollmentRecord, timestamp};
+use crate::writes;
 
 /// An admin failure: KMFDDM's `{"error": "..."}` body.
 pub(crate) struct AdminError(StatusCode, String);
@@ -417,7 +418,7 @@ pub(crate) async fn declaration_status(
     State(state): State<AppState>,
     Path(ids): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
-    state.ingest.flush().await.map_err(internal)?;
+    state.writer.flush().await.map_err(internal)?;
     let mut out = serde_json::Map::new();
     for id in split_ids(&ids) {
         let Some(report) = state.db.status(&id).await.map_err(internal)? else {
@@ -460,7 +461,7 @@ pub(crate) async fn status_report(
     Query(query): Query<IndexQuery>,
 ) -> Result<Response, AdminError> {
     // The list of kept reports is written with the merged status.
-    state.ingest.flush().await.map_err(internal)?;
+    state.writer.flush().await.map_err(internal)?;
     let index = query.index.unwrap_or(0).max(0);
     let (report_id, received_at, body) = state
         .db
@@ -685,7 +686,7 @@ pub(crate) async fn status_changes(
         .parse()
         .map_err(|_| bad_request("after must be a number"))?;
     let limit = page.limit.unwrap_or(1000).clamp(1, 10_000);
-    state.ingest.flush().await.map_err(internal)?;
+    state.writer.flush().await.map_err(internal)?;
     let rows = state
         .db
         .changes_after(after, limit)
@@ -775,23 +776,20 @@ impl AppState {
         statement: &'static str,
     ) -> Result<u64, sqlx::Error> {
         let mut changed_ids = Vec::new();
+        // In chunks, so reports and check-ins wait for no more than one of them.
         for chunk in assignments.chunks(1000) {
-            let mut tx = self
-                .db
-                .write()
+            let pairs: Vec<(String, String)> = chunk
+                .iter()
+                .map(|a| (a.enrollment_id.clone(), a.set.clone()))
+                .collect();
+            let changed = self
+                .writer
+                .write("changing assignments", move |connection| {
+                    writes::change_assignments(connection, statement, &pairs)
+                })
                 .await
                 .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
-            for assignment in chunk {
-                let result = sqlx::query(statement)
-                    .bind(&assignment.enrollment_id)
-                    .bind(&assignment.set)
-                    .execute(&mut *tx)
-                    .await?;
-                if result.rows_affected() > 0 {
-                    changed_ids.push(assignment.enrollment_id.clone());
-                }
-            }
-            tx.commit().await?;
+            changed_ids.extend(changed);
         }
         let changed = changed_ids.len() as u64;
         if notify {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,7 +19,7 @@ pub struct DbError {
     source: SqlError,
 }
 
-/// The driver's error: sqlx for most of the server, rusqlite for the status writer and the paths
+/// The driver's error: sqlx for the admin API, rusqlite for the writer and the paths
 /// every device request takes.
 #[derive(Debug, thiserror::Error)]
 enum SqlError {
@@ -30,6 +30,19 @@ enum SqlError {
     /// A connection thread of [`Db::direct`] refused or dropped the work.
     #[error("{0}")]
     Direct(String),
+    /// The failure of something shared: a batch of the writer's, or the writer itself.
+    #[error("{0}")]
+    Shared(String),
+}
+
+impl DbError {
+    /// An error shared by every write of a batch (or by every caller of a stopped writer).
+    pub(crate) fn shared(context: &'static str, reason: impl ToString) -> Self {
+        Self {
+            context,
+            source: SqlError::Shared(reason.to_string()),
+        }
+    }
 }
 
 pub(crate) trait Context<T> {
@@ -106,8 +119,8 @@ pub struct Db {
     direct: updraft_sqlite::Connections,
 }
 
-/// Connections [`Db::direct`] runs work on. SQLite runs one writer at a time and this machine
-/// class has two cores, so more would only queue inside SQLite instead of here.
+/// Connections [`Db::direct`] runs reads on: this machine class has two cores, and the writer
+/// takes one of them at full load.
 const DIRECT_CONNECTIONS: usize = 4;
 
 /// Status reports and merged statuses are 2-3 KB each: in 4 KB pages most of them spill into
@@ -212,21 +225,21 @@ impl Db {
         })
     }
 
-    /// A connection of the status writer's own.
+    /// A connection of the writer's own (see [`crate::writer`]).
     pub(crate) fn open_writer(&self) -> Result<rusqlite::Connection, DbError> {
-        let connection =
-            open_connection(&self.path).context("opening the status writer's connection")?;
+        let connection = open_connection(&self.path).context("opening the writer's connection")?;
         // The writer reads back the statuses it merges into; the other connections' caches
         // are emptied by every write of another connection anyway, so they keep SQLite's default.
         connection
             .pragma_update(None, "cache_size", -16384)
-            .context("sizing the status writer's cache")?;
+            .context("sizing the writer's cache")?;
         Ok(connection)
     }
 
-    /// Runs `work` on one of the server's rusqlite connections: a whole transaction or read in
-    /// one hand-off (see `updraft_sqlite`). For the paths every device request takes (its
-    /// declarations, its command queue) and the changes feed the console reads at every step.
+    /// Runs `work` on one of the server's rusqlite read connections: a whole read in one
+    /// hand-off (see `updraft_sqlite`). For the reads every device request makes (its
+    /// declarations) and the changes feed the console reads at every step; writes go through
+    /// the writer (see [`crate::writer`]).
     pub(crate) async fn direct<T: Send + 'static>(
         &self,
         context: &'static str,
@@ -236,191 +249,6 @@ impl Db {
             context,
             source: SqlError::Direct(error.to_string()),
         })?
-    }
-
-    /// A write transaction. Every write starts here: `BEGIN IMMEDIATE` takes the write lock at
-    /// once, because SQLite refuses to upgrade a read lock while another writer is pending, which
-    /// lost writes under load before.
-    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, DbError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin")
-    }
-
-    /// A write transaction with one change number already allocated as its first write, so
-    /// change numbers commit in order.
-    async fn write_with_seq(&self) -> Result<(Transaction<'static, Sqlite>, i64), DbError> {
-        let mut tx = self.write().await?;
-        let seq = Self::next_seqs(&mut tx, 1).await?;
-        Ok((tx, seq))
-    }
-
-    pub(crate) async fn next_seqs(
-        tx: &mut Transaction<'_, Sqlite>,
-        count: i64,
-    ) -> Result<i64, DbError> {
-        let last: i64 = sqlx::query_scalar(
-            "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value",
-        )
-        .bind(count)
-        .fetch_one(&mut **tx)
-        .await
-        .context("allocating change numbers")?;
-        Ok(last - count + 1)
-    }
-
-    /// Records an Authenticate: a (re-)enrollment starts clean, with no sets, no status and no
-    /// raw reports.
-    pub async fn authenticate(
-        &self,
-        message: &updraft_ddm::checkin::Authenticate,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let (mut tx, seq) = self.write_with_seq().await?;
-        let now = timestamp(now);
-        sqlx::query(
-            "DELETE FROM status_reports WHERE id IN (
-                 SELECT value FROM json_each('[' || (SELECT recent_reports FROM enrollments WHERE id = ?) || ']'))",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .context("clearing a re-enrollment's raw reports")?;
-        sqlx::query(
-            "INSERT INTO enrollments (id, udid, topic, serial_number, product_name, model, model_name, device_name,
-                 os_version, build_version, enrolled_at, last_seen_at, seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET udid = excluded.udid, topic = excluded.topic,
-                 serial_number = excluded.serial_number, product_name = excluded.product_name,
-                 model = excluded.model, model_name = excluded.model_name, device_name = excluded.device_name,
-                 os_version = excluded.os_version, build_version = excluded.build_version,
-                 enrolled_at = excluded.enrolled_at, last_seen_at = excluded.last_seen_at,
-                 push_token = NULL, push_magic = NULL, checked_out_at = NULL, seq = excluded.seq,
-                 recent_reports = ''",
-        )
-        .bind(id)
-        .bind(&message.enrollment.udid)
-        .bind(&message.topic)
-        .bind(&message.serial_number)
-        .bind(&message.product_name)
-        .bind(&message.model)
-        .bind(&message.model_name)
-        .bind(&message.device_name)
-        .bind(&message.os_version)
-        .bind(&message.build_version)
-        .bind(&now)
-        .bind(&now)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await
-        .context("recording Authenticate")?;
-        for table in ["enrollment_sets", "status", "commands"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE enrollment_id = ?"
-            )))
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .context("clearing a re-enrollment")?;
-        }
-        tx.commit().await.context("commit")
-    }
-
-    /// Records a TokenUpdate. Returns whether it was the enrollment's first.
-    pub async fn token_update(
-        &self,
-        message: &updraft_ddm::checkin::TokenUpdate,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, DbError> {
-        let (mut tx, seq) = self.write_with_seq().await?;
-        let now = timestamp(now);
-        let previous: Option<Option<String>> =
-            sqlx::query_scalar("SELECT token_updated_at FROM enrollments WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .context("reading the enrollment")?;
-        sqlx::query(
-            "INSERT INTO enrollments (id, udid, topic, push_token, push_magic, token_updated_at, last_seen_at, enrolled_at, seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET topic = excluded.topic, push_token = excluded.push_token,
-                 push_magic = excluded.push_magic, token_updated_at = excluded.token_updated_at,
-                 last_seen_at = excluded.last_seen_at, checked_out_at = NULL, seq = excluded.seq",
-        )
-        .bind(id)
-        .bind(&message.enrollment.udid)
-        .bind(&message.topic)
-        .bind(&message.token)
-        .bind(&message.push_magic)
-        .bind(&now)
-        .bind(&now)
-        .bind(&now)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await
-        .context("recording TokenUpdate")?;
-        tx.commit().await.context("commit")?;
-        Ok(!matches!(previous, Some(Some(_))))
-    }
-
-    /// Records a CheckOut.
-    pub async fn check_out(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-        let (mut tx, seq) = self.write_with_seq().await?;
-        sqlx::query(
-            "UPDATE enrollments SET checked_out_at = ?, push_token = NULL, seq = ? WHERE id = ?",
-        )
-        .bind(timestamp(now))
-        .bind(seq)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .context("recording CheckOut")?;
-        tx.commit().await.context("commit")
-    }
-
-    /// Stores (Some) or removes (None) the encrypted bootstrap token.
-    pub async fn set_bootstrap_token(
-        &self,
-        id: &str,
-        sealed: Option<Vec<u8>>,
-        now: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let (mut tx, seq) = self.write_with_seq().await?;
-        let escrowed_at = sealed.as_ref().map(|_| timestamp(now));
-        sqlx::query(
-            "UPDATE enrollments SET bootstrap_token = ?, bootstrap_token_escrowed_at = ?, seq = ? WHERE id = ?",
-        )
-        .bind(sealed)
-        .bind(escrowed_at)
-        .bind(seq)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .context("escrowing the bootstrap token")?;
-        tx.commit().await.context("commit")
-    }
-
-    /// The sealed bootstrap token, noting that the device asked for it.
-    pub async fn take_bootstrap_request(
-        &self,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Vec<u8>>, DbError> {
-        let (mut tx, seq) = self.write_with_seq().await?;
-        let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
-            "UPDATE enrollments SET bootstrap_token_requested_at = ?, seq = ? WHERE id = ? RETURNING bootstrap_token",
-        )
-        .bind(timestamp(now))
-        .bind(seq)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .context("serving the bootstrap token")?;
-        tx.commit().await.context("commit")?;
-        Ok(sealed.flatten())
     }
 
     /// The declarations assigned to an enrollment through its sets.
@@ -495,82 +323,6 @@ impl Db {
             }));
         }
         Ok(found)
-    }
-
-    /// Queues a DeclarativeManagement command for each enrollment that has none waiting.
-    pub async fn queue_declarative_management(
-        &self,
-        ids: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let now = timestamp(now);
-        for chunk in ids.chunks(400) {
-            let mut tx = self.write().await?;
-            for id in chunk {
-                let waiting: Option<String> = sqlx::query_scalar(
-                    "SELECT uuid FROM commands WHERE enrollment_id = ? AND result IS NULL LIMIT 1",
-                )
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .context("checking queued commands")?;
-                if waiting.is_some() {
-                    continue;
-                }
-                let uuid = new_uuid();
-                let body =
-                    updraft_ddm::checkin::DeclarativeManagementCommand::new(&uuid, None).to_xml();
-                sqlx::query("INSERT INTO commands (uuid, enrollment_id, body, queued_at) VALUES (?, ?, ?, ?)")
-                    .bind(&uuid)
-                    .bind(id)
-                    .bind(body)
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await
-                    .context("queueing a command")?;
-            }
-            tx.commit().await.context("commit")?;
-        }
-        Ok(())
-    }
-
-    /// One command-connection round in one transaction: records the result the device
-    /// reports (if any), notes the contact, and hands out the next command, marked as sent.
-    pub async fn connect(
-        &self,
-        id: &str,
-        result: Option<(&str, &str)>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Vec<u8>>, DbError> {
-        let now = timestamp(now);
-        let id = id.to_owned();
-        let result = result.map(|(uuid, status)| (uuid.to_owned(), status.to_owned()));
-        self.direct("taking a command report", move |connection| {
-            let tx = connection
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .context("begin")?;
-            if let Some((uuid, status)) = &result {
-                tx.prepare_cached(
-                    "UPDATE commands SET result = ?1 WHERE uuid = ?2 AND enrollment_id = ?3",
-                )
-                .and_then(|mut statement| statement.execute((status, uuid, &id)))
-                .context("recording a command result")?;
-            }
-            tx.prepare_cached("UPDATE enrollments SET last_seen_at = ?1 WHERE id = ?2")
-                .and_then(|mut statement| statement.execute((&now, &id)))
-                .context("noting contact")?;
-            let body: Option<Vec<u8>> = tx
-                .prepare_cached(
-                    "UPDATE commands SET sent_at = ?1 WHERE uuid = (
-                         SELECT uuid FROM commands WHERE enrollment_id = ?2 AND result IS NULL ORDER BY queued_at LIMIT 1)
-                     RETURNING body",
-                )
-                .and_then(|mut statement| statement.query_row((&now, &id), |row| row.get(0)).optional())
-                .context("dequeuing a command")?;
-            tx.commit().context("commit")?;
-            Ok(body)
-        })
-        .await
     }
 
     /// Enrollments changed after `after`, oldest change first.
@@ -712,7 +464,7 @@ pub(crate) fn new_uuid() -> String {
     )
 }
 
-/// The `recent_reports` column: ids newest first, comma-separated (written by the status writer).
+/// The `recent_reports` column: ids newest first, comma-separated (written by the writer).
 pub(crate) fn parse_recent_reports(column: &str) -> VecDeque<i64> {
     let mut ids: VecDeque<i64> = column
         .split(',')

@@ -10,7 +10,9 @@ use updraft_ddm::checkin::{CheckinMessage, DdmEndpoint, GetBootstrapTokenRespons
 use updraft_ddm::{DeclarationItemsResponse, StatusReport};
 
 use crate::AppState;
+use crate::db::timestamp;
 use crate::secrets::verify_hmac;
+use crate::writes;
 
 /// A device-facing failure: a status and a reason in plain text. Never 401 to a device.
 pub(crate) struct DeviceError(StatusCode, String);
@@ -42,21 +44,27 @@ pub(crate) async fn checkin(
         .enrollment()
         .enrollment_id()
         .ok_or_else(|| bad_request("no enrollment id"))?;
-    let now = state.clock.now();
+    let now = timestamp(state.clock.now());
     match message {
         CheckinMessage::Authenticate(authenticate) => {
+            let key = id.clone();
             state
-                .db
-                .authenticate(&authenticate, &id, now)
+                .writer
+                .write("recording Authenticate", move |c| {
+                    writes::authenticate(c, &authenticate, &key, &now)
+                })
                 .await
                 .map_err(internal)?;
             // A re-enrollment starts with no status; the writer must not merge into the old one.
-            state.ingest.forget(id.clone()).await;
+            state.writer.forget(id.clone()).await;
         }
         CheckinMessage::TokenUpdate(update) => {
+            let key = id.clone();
             let first = state
-                .db
-                .token_update(&update, &id, now)
+                .writer
+                .write("recording TokenUpdate", move |c| {
+                    writes::token_update(c, &update, &key, &now)
+                })
                 .await
                 .map_err(internal)?;
             if first {
@@ -64,22 +72,37 @@ pub(crate) async fn checkin(
                 state.notify(vec![id.clone()]).await.map_err(internal)?;
             }
         }
-        CheckinMessage::CheckOut(_) => state.db.check_out(&id, now).await.map_err(internal)?,
+        CheckinMessage::CheckOut(_) => {
+            let key = id.clone();
+            state
+                .writer
+                .write("recording CheckOut", move |c| {
+                    writes::check_out(c, &key, &now)
+                })
+                .await
+                .map_err(internal)?;
+        }
         CheckinMessage::SetBootstrapToken(set) => {
             let sealed = set
                 .bootstrap_token
                 .filter(|token| !token.is_empty())
                 .map(|token| state.sealing_key.seal(&token));
+            let key = id.clone();
             state
-                .db
-                .set_bootstrap_token(&id, sealed, now)
+                .writer
+                .write("escrowing the bootstrap token", move |c| {
+                    writes::set_bootstrap_token(c, &key, sealed.as_deref(), &now)
+                })
                 .await
                 .map_err(internal)?;
         }
         CheckinMessage::GetBootstrapToken(_) => {
+            let key = id.clone();
             let sealed = state
-                .db
-                .take_bootstrap_request(&id, now)
+                .writer
+                .write("serving the bootstrap token", move |c| {
+                    writes::take_bootstrap_request(c, &key, &now)
+                })
                 .await
                 .map_err(internal)?;
             let token = sealed.and_then(|sealed| state.sealing_key.open(&sealed));
@@ -120,10 +143,16 @@ pub(crate) async fn connect(
     let status = text("Status").ok_or_else(|| bad_request("command report has no Status"))?;
     let result = text("CommandUUID")
         .filter(|_| status != "Idle")
-        .map(|uuid| (uuid, status));
+        .map(|uuid| (uuid.to_owned(), status.to_owned()));
+    let now = timestamp(state.clock.now());
     let next = state
-        .db
-        .connect(&id, result, state.clock.now())
+        .writer
+        .write("taking a command report", move |c| {
+            let result = result
+                .as_ref()
+                .map(|(uuid, status)| (uuid.as_str(), status.as_str()));
+            writes::connect(c, &id, result, &now)
+        })
         .await
         .map_err(internal)?;
     match next {
@@ -216,7 +245,7 @@ async fn ddm(
             }
             let report = StatusReport::parse(&data).map_err(bad_request)?;
             state
-                .ingest
+                .writer
                 .submit(id.to_owned(), data, report)
                 .await
                 .map_err(internal)?;

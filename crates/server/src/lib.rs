@@ -12,9 +12,10 @@
 mod admin;
 pub mod db;
 mod device;
-pub mod ingest;
 pub mod push;
 pub mod secrets;
+pub mod writer;
+mod writes;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,7 +35,7 @@ pub struct Limits {
     pub max_checkin_bytes: usize,
     /// Largest status report.
     pub max_status_bytes: usize,
-    /// Merged statuses kept in memory, per generation of the status writer's cache (two are
+    /// Merged statuses kept in memory, per generation of the writer's cache (two are
     /// kept): a larger fleet reporting at once costs reads of stored statuses beyond it.
     pub status_cache_generation: usize,
 }
@@ -53,7 +54,7 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) db: Db,
-    pub(crate) ingest: ingest::Ingest,
+    pub(crate) writer: writer::Writer,
     pub(crate) clock: SharedClock,
     pub(crate) pusher: Arc<dyn Pusher>,
     pub(crate) sealing_key: SealingKey,
@@ -81,10 +82,10 @@ pub struct ServerConfig {
 }
 
 impl AppState {
-    /// Builds the state and starts the status writer (needs a Tokio runtime).
+    /// Builds the state and starts the writer (needs a Tokio runtime).
     pub fn new(config: ServerConfig) -> Self {
         Self {
-            ingest: ingest::Ingest::start(
+            writer: writer::Writer::start(
                 config.db.clone(),
                 config.clock.clone(),
                 config.limits.status_cache_generation,
@@ -106,9 +107,16 @@ impl AppState {
         if ids.is_empty() {
             return Ok(());
         }
-        self.db
-            .queue_declarative_management(&ids, self.clock.now())
-            .await?;
+        let now = db::timestamp(self.clock.now());
+        // In chunks, so reports and check-ins wait for no more than one of them.
+        for chunk in ids.chunks(400) {
+            let (chunk, now) = (chunk.to_vec(), now.clone());
+            self.writer
+                .write("queueing commands", move |connection| {
+                    writes::queue_declarative_management(connection, &chunk, &now)
+                })
+                .await?;
+        }
         let targets = self.db.push_info(&ids).await?;
         for outcome in self.pusher.push(targets).await {
             if let Some(error) = outcome.error {

@@ -338,7 +338,7 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
     server.enroll().await;
     let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
-    let kept = updraft_server::ingest::RAW_REPORTS_KEPT;
+    let kept = updraft_server::writer::RAW_REPORTS_KEPT;
     let sent = 3 * kept + 5;
     for n in 0..sent {
         let report = json!({"StatusItems": {"test": {"n": n}}, "Errors": []});
@@ -427,7 +427,7 @@ async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade(
         _dir: dir,
         db_path,
     };
-    let kept = updraft_server::ingest::RAW_REPORTS_KEPT;
+    let kept = updraft_server::writer::RAW_REPORTS_KEPT;
     for index in [0, kept - 1] {
         let (status, raw) = server.raw_report(index).await;
         assert_eq!(status, StatusCode::OK, "index {index}");

@@ -1,15 +1,24 @@
-//! Status ingestion: one writer thread owns every status write, on a connection of its own.
+//! The server's writer: one thread, on a connection of its own, makes every write of a device
+//! request (status reports, check-ins, the command connection) and of the bulk admin calls.
+//! Whatever arrives while it commits is written in its next transaction, one commit for the
+//! lot: SQLite runs one writer at a time, and connections that took turns at its write lock
+//! waited on each other in sleeps of SQLite's busy handler (1 to 100 ms each, tens of thousands
+//! of them in a 2,000-device lab). Each write runs in a savepoint of its own, so one that fails
+//! leaves the others of its batch in place; every caller is answered once the batch commits.
 //!
-//! A report is acknowledged once its raw body is committed: that is all a device waits for, and
-//! all that must survive a crash. Merging reports into each enrollment's status (and advancing
-//! its change number) is folded later, for many reports at once: when the writer falls idle,
-//! in steps under load, or before anyone reads status ([`Ingest::flush`]), so no reader ever
-//! sees a merged status older than an acknowledged report. A fold records how far every status
-//! is merged (`counters.status_through`); on start the writer folds what a crash left behind.
+//! A status report is acknowledged once its raw body is committed: that is all a device waits
+//! for, and all that must survive a crash. Merging reports into each enrollment's status (and
+//! advancing its change number) is folded later, for many reports at once: when the writer falls
+//! idle, in steps under load, or before anyone reads status ([`Writer::flush`]), so no reader
+//! ever sees a merged status older than an acknowledged report. A fold records how far every
+//! status is merged (`counters.status_through`); on start the writer folds what a crash left
+//! behind.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -19,7 +28,7 @@ use updraft_ddm::{DeviceStatus, StatusReport};
 
 use crate::db::{Context, Db, DbError, parse_recent_reports, timestamp};
 
-/// Largest batch of reports committed at once.
+/// Largest batch of jobs committed at once.
 const MAX_BATCH: usize = 512;
 /// Longest a merged status lags behind its reports while reports keep arriving (readers never
 /// see the lag: they flush first). Long enough that the several reports of one device's sync, or
@@ -44,8 +53,18 @@ struct Received {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+type WriteWork = Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, DbError> + Send>;
+
+/// A write handed over by [`Writer::write`]: it runs in the batch's transaction and returns its
+/// outcome, erased to be carried back, which the caller receives once the batch has committed.
+struct Write {
+    work: WriteWork,
+    done: oneshot::Sender<Result<Box<dyn Any + Send>, DbError>>,
+}
+
 enum Job {
     Report(Received),
+    Write(Write),
     /// Forget the status of this enrollment (it re-enrolled).
     Forget {
         enrollment_id: String,
@@ -57,10 +76,11 @@ enum Job {
     },
 }
 
-/// The handle handlers use to submit reports. The queue needs no bound of its own: every
-/// sender waits for its answer, so it never holds more jobs than there are requests in flight.
+/// The handle handlers use to submit reports and writes. The queue needs no bound of its own:
+/// every sender waits for its answer, so it never holds more jobs than there are requests in
+/// flight.
 #[derive(Clone, Debug)]
-pub struct Ingest {
+pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
@@ -68,30 +88,31 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Job::Report(received) => write!(f, "Report({})", received.enrollment_id),
+            Job::Write(_) => write!(f, "Write"),
             Job::Forget { enrollment_id, .. } => write!(f, "Forget({enrollment_id})"),
             Job::Flush { .. } => write!(f, "Flush"),
         }
     }
 }
 
-const STOPPED: &str = "the status writer has stopped";
+const STOPPED: &str = "the server's writer has stopped";
 
-impl Ingest {
+impl Writer {
     /// Starts the writer thread; it first folds any reports a crash left unmerged. If its
     /// connection cannot be opened, the error is logged and every submit answers that the
     /// writer has stopped.
     pub fn start(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
         let (jobs, receiver) = mpsc::channel();
         let spawned = std::thread::Builder::new()
-            .name("status-writer".into())
+            .name("server-writer".into())
             .spawn(move || match db.open_writer() {
                 Ok(connection) => {
-                    Writer::new(connection, clock, cache_generation.max(1)).run(&receiver);
+                    WriterThread::new(connection, clock, cache_generation.max(1)).run(&receiver);
                 }
-                Err(error) => tracing::error!(%error, "the status writer cannot start"),
+                Err(error) => tracing::error!(%error, "the server's writer cannot start"),
             });
         if let Err(error) = spawned {
-            tracing::error!(%error, "the status writer thread cannot start");
+            tracing::error!(%error, "the server's writer thread cannot start");
         }
         Self { jobs }
     }
@@ -136,6 +157,28 @@ impl Ingest {
     /// Returns once every report acknowledged before the call is merged into `status`.
     pub async fn flush(&self) -> Result<(), String> {
         self.send(|done| Job::Flush { done }).await
+    }
+
+    /// Runs `work` in the writer's next transaction; returns what it returned once that commits.
+    /// An error from `work` undoes only its own changes; a failed commit is every write's error.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        work: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let stopped = || DbError::shared(context, STOPPED);
+        let (done, wait) = oneshot::channel();
+        let work = Box::new(move |connection: &Connection| {
+            work(connection).map(|value| Box::new(value) as Box<dyn Any + Send>)
+        });
+        self.jobs
+            .send(Job::Write(Write { work, done }))
+            .map_err(|_| stopped())?;
+        let value = wait.await.map_err(|_| stopped())??;
+        value
+            .downcast::<T>()
+            .map(|value| *value)
+            .map_err(|_| DbError::shared(context, "the writer answered with another type"))
     }
 }
 
@@ -202,7 +245,7 @@ struct Pending {
     evicted: Vec<i64>,
 }
 
-struct Writer {
+struct WriterThread {
     connection: Connection,
     clock: SharedClock,
     cache: StatusCache,
@@ -217,7 +260,7 @@ struct Writer {
     orphans: Vec<i64>,
 }
 
-impl Writer {
+impl WriterThread {
     fn new(connection: Connection, clock: SharedClock, cache_generation: usize) -> Self {
         Self {
             connection,
@@ -269,15 +312,17 @@ impl Writer {
 
     fn handle(&mut self, batch: &mut Vec<Job>) {
         let mut reports = Vec::with_capacity(batch.len());
+        let mut writes = Vec::new();
         for job in batch.drain(..) {
             match job {
                 Job::Report(received) => reports.push(received),
+                Job::Write(write) => writes.push(write),
                 Job::Forget {
                     enrollment_id,
                     done,
                 } => {
                     // Reports received before it re-enrolled are stored first, then dropped here.
-                    self.store(&mut reports);
+                    self.commit(&mut writes, &mut reports);
                     if let Some(cached) = self.cache.forget(&enrollment_id) {
                         self.orphans.extend(cached.recent_reports);
                     }
@@ -287,25 +332,35 @@ impl Writer {
                     let _ = done.send(Ok(()));
                 }
                 Job::Flush { done } => {
-                    self.store(&mut reports);
+                    self.commit(&mut writes, &mut reports);
                     let folded = self.fold(usize::MAX);
                     let _ = done.send(folded.map_err(|e| e.to_string()));
                 }
             }
         }
-        self.store(&mut reports);
+        self.commit(&mut writes, &mut reports);
     }
 
-    /// Commits the raw reports, answers their senders, and merges them in memory.
-    fn store(&mut self, reports: &mut Vec<Received>) {
-        if reports.is_empty() {
+    /// Runs the writes and stores the raw reports in one transaction, answers every sender once
+    /// it commits, and merges the reports in memory.
+    fn commit(&mut self, writes: &mut Vec<Write>, reports: &mut Vec<Received>) {
+        if writes.is_empty() && reports.is_empty() {
             return;
         }
         let now = timestamp(self.clock.now());
-        let result = insert_raw(&mut self.connection, &now, reports);
-        let answer = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
-        // One multi-row insert by the only writer: the ids are consecutive.
-        let first_id = result.ok().map(|last| last - reports.len() as i64 + 1);
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let committed = write_batch(&mut self.connection, writes, reports, &now, &mut outcomes);
+        let error = committed.as_ref().err().map(ToString::to_string);
+        for (done, outcome) in outcomes {
+            let answer = match (&error, outcome) {
+                (None, Some(outcome)) => outcome,
+                (Some(error), _) => Err(DbError::shared("writing a batch", error)),
+                (None, None) => Err(DbError::shared("writing a batch", "the write did not run")),
+            };
+            let _ = done.send(answer);
+        }
+        let answer = error.map_or(Ok(()), Err);
+        let first_id = committed.ok().map(|last| last - reports.len() as i64 + 1);
         for (offset, received) in reports.drain(..).enumerate() {
             if let Some(first_id) = first_id {
                 let raw_id = first_id + offset as i64;
@@ -564,28 +619,146 @@ impl Writer {
     }
 }
 
-/// Inserts the raw reports in one transaction; returns the id of the last one.
-fn insert_raw(
+/// The outcome of a write, if it ran, and where it goes.
+type Outcome = (
+    oneshot::Sender<Result<Box<dyn Any + Send>, DbError>>,
+    Option<Result<Box<dyn Any + Send>, DbError>>,
+);
+
+/// Runs the writes, then inserts the raw reports, in one transaction; returns the last report's
+/// id. Every write's sender lands in `outcomes`, with its outcome if it ran.
+fn write_batch(
     connection: &mut Connection,
-    now: &str,
+    writes: &mut Vec<Write>,
     reports: &[Received],
+    now: &str,
+    outcomes: &mut Vec<Outcome>,
 ) -> Result<i64, DbError> {
+    let mut writes = writes.drain(..);
     let tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context("begin")?;
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?1, ?2, ?3)",
-            )
-            .context("storing reports")?;
-        for received in reports {
-            insert
-                .execute(params![received.enrollment_id, now, received.body])
-                .context("storing reports")?;
+        .context("begin");
+    let tx = match tx {
+        Ok(tx) => tx,
+        Err(error) => {
+            outcomes.extend(writes.map(|write| (write.done, None)));
+            return Err(error);
+        }
+    };
+    for write in writes.by_ref() {
+        match run_in_savepoint(&tx, write.work) {
+            Ok(outcome) => outcomes.push((write.done, Some(outcome))),
+            Err(error) => {
+                outcomes.push((write.done, None));
+                outcomes.extend(writes.map(|write| (write.done, None)));
+                return Err(error);
+            }
         }
     }
-    let last_id = tx.last_insert_rowid();
+    // Inserted last and together by the only writer: their ids are consecutive.
+    let last_id = insert_raw(&tx, now, reports)?;
     tx.commit().context("commit")?;
     Ok(last_id)
+}
+
+/// Inserts the raw reports; returns the id of the last one.
+fn insert_raw(connection: &Connection, now: &str, reports: &[Received]) -> Result<i64, DbError> {
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?1, ?2, ?3)",
+        )
+        .context("storing reports")?;
+    for received in reports {
+        insert
+            .execute(params![received.enrollment_id, now, received.body])
+            .context("storing reports")?;
+    }
+    Ok(connection.last_insert_rowid())
+}
+
+/// Runs one write in a savepoint of its own: its error (or panic) undoes its changes only and
+/// becomes its outcome. An error here means the savepoint itself failed, and the whole batch
+/// with it.
+fn run_in_savepoint(
+    connection: &Connection,
+    work: WriteWork,
+) -> Result<Result<Box<dyn Any + Send>, DbError>, DbError> {
+    connection
+        .execute_batch("SAVEPOINT write")
+        .context("starting a write")?;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(connection)))
+        .unwrap_or_else(|_| Err(DbError::shared("writing", "the write panicked")));
+    let end = if outcome.is_ok() {
+        "RELEASE write"
+    } else {
+        "ROLLBACK TO write; RELEASE write"
+    };
+    connection.execute_batch(end).context("ending a write")?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_fails_or_panics_undoes_only_itself_and_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("server.db")).await.unwrap();
+        let clock = Arc::new(updraft_clock::ManualClock::new(chrono::Utc::now()));
+        let writer = Writer::start(db.clone(), clock, 16);
+        // Hold the writer so that the forty writes below queue up and share one batch.
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let holding = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write("holding", move |_| Ok(release.recv().is_ok()))
+                    .await
+            }
+        });
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..40_i64 {
+            let writer = writer.clone();
+            writes.spawn(async move {
+                let outcome = writer
+                    .write("a test write", move |c| {
+                        c.execute(
+                            "INSERT INTO counters (name, value) VALUES (?1, ?2)",
+                            (format!("n{n}"), n),
+                        )
+                        .context("inserting")?;
+                        match n {
+                            3 | 17 => Err(DbError::shared("a test write", "refused")),
+                            25 => panic!("halfway through a write"),
+                            _ => Ok(n * 2),
+                        }
+                    })
+                    .await;
+                (n, outcome)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held.send(()).unwrap();
+        assert!(holding.await.unwrap().unwrap());
+        while let Some(joined) = writes.join_next().await {
+            let (n, outcome) = joined.unwrap();
+            match n {
+                3 | 17 => assert!(outcome.unwrap_err().to_string().contains("refused")),
+                25 => assert!(outcome.unwrap_err().to_string().contains("panicked")),
+                _ => assert_eq!(outcome.unwrap(), n * 2),
+            }
+        }
+        let mut written: Vec<i64> =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name LIKE 'n%'")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        written.sort_unstable();
+        let expected: Vec<i64> = (0..40).filter(|n| ![3, 17, 25].contains(n)).collect();
+        assert_eq!(written, expected);
+        // The writer goes on after a panic.
+        assert_eq!(writer.write("after", |_| Ok(7)).await.unwrap(), 7);
+    }
 }

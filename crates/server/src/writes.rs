@@ -1,0 +1,244 @@
+//! The writes device requests and the bulk admin calls make. Each runs on the writer's thread
+//! (see [`crate::writer`]) inside the transaction of its batch, so a thousand devices checking in
+//! at once cost a few commits, not a thousand, and no two connections wait on each other for
+//! SQLite's write lock.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use updraft_ddm::checkin::{Authenticate, DeclarativeManagementCommand, TokenUpdate};
+
+use crate::db::{Context, DbError, new_uuid};
+
+/// Allocates `count` change numbers; returns the first. The writer is the only writer of
+/// enrollments' change numbers, so they commit in the order they are allocated.
+pub(crate) fn next_seqs(connection: &Connection, count: i64) -> Result<i64, DbError> {
+    let last: i64 = connection
+        .prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = 'seq' RETURNING value")
+        .and_then(|mut statement| statement.query_row([count], |row| row.get(0)))
+        .context("allocating change numbers")?;
+    Ok(last - count + 1)
+}
+
+/// Records an Authenticate: a (re-)enrollment starts clean, with no sets, no status, no
+/// commands and no raw reports.
+pub(crate) fn authenticate(
+    connection: &Connection,
+    message: &Authenticate,
+    id: &str,
+    now: &str,
+) -> Result<(), DbError> {
+    let seq = next_seqs(connection, 1)?;
+    connection
+        .prepare_cached(
+            "DELETE FROM status_reports WHERE id IN (
+                 SELECT value FROM json_each('[' || (SELECT recent_reports FROM enrollments WHERE id = ?1) || ']'))",
+        )
+        .and_then(|mut statement| statement.execute([id]))
+        .context("clearing a re-enrollment's raw reports")?;
+    connection
+        .prepare_cached(
+            "INSERT INTO enrollments (id, udid, topic, serial_number, product_name, model, model_name, device_name,
+                 os_version, build_version, enrolled_at, last_seen_at, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)
+             ON CONFLICT(id) DO UPDATE SET udid = excluded.udid, topic = excluded.topic,
+                 serial_number = excluded.serial_number, product_name = excluded.product_name,
+                 model = excluded.model, model_name = excluded.model_name, device_name = excluded.device_name,
+                 os_version = excluded.os_version, build_version = excluded.build_version,
+                 enrolled_at = excluded.enrolled_at, last_seen_at = excluded.last_seen_at,
+                 push_token = NULL, push_magic = NULL, checked_out_at = NULL, seq = excluded.seq,
+                 recent_reports = ''",
+        )
+        .and_then(|mut statement| {
+            statement.execute(rusqlite::params![
+                id,
+                message.enrollment.udid,
+                message.topic,
+                message.serial_number,
+                message.product_name,
+                message.model,
+                message.model_name,
+                message.device_name,
+                message.os_version,
+                message.build_version,
+                now,
+                seq,
+            ])
+        })
+        .context("recording Authenticate")?;
+    for table in ["enrollment_sets", "status", "commands"] {
+        connection
+            .prepare_cached(&format!("DELETE FROM {table} WHERE enrollment_id = ?1"))
+            .and_then(|mut statement| statement.execute([id]))
+            .context("clearing a re-enrollment")?;
+    }
+    Ok(())
+}
+
+/// Records a TokenUpdate. Returns whether it was the enrollment's first.
+pub(crate) fn token_update(
+    connection: &Connection,
+    message: &TokenUpdate,
+    id: &str,
+    now: &str,
+) -> Result<bool, DbError> {
+    let seq = next_seqs(connection, 1)?;
+    let previous: Option<Option<String>> = connection
+        .prepare_cached("SELECT token_updated_at FROM enrollments WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([id], |row| row.get(0)).optional())
+        .context("reading the enrollment")?;
+    connection
+        .prepare_cached(
+            "INSERT INTO enrollments (id, udid, topic, push_token, push_magic, token_updated_at, last_seen_at, enrolled_at, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7)
+             ON CONFLICT(id) DO UPDATE SET topic = excluded.topic, push_token = excluded.push_token,
+                 push_magic = excluded.push_magic, token_updated_at = excluded.token_updated_at,
+                 last_seen_at = excluded.last_seen_at, checked_out_at = NULL, seq = excluded.seq",
+        )
+        .and_then(|mut statement| {
+            statement.execute(rusqlite::params![
+                id,
+                message.enrollment.udid,
+                message.topic,
+                message.token,
+                message.push_magic,
+                now,
+                seq,
+            ])
+        })
+        .context("recording TokenUpdate")?;
+    Ok(!matches!(previous, Some(Some(_))))
+}
+
+/// Records a CheckOut.
+pub(crate) fn check_out(connection: &Connection, id: &str, now: &str) -> Result<(), DbError> {
+    let seq = next_seqs(connection, 1)?;
+    connection
+        .prepare_cached(
+            "UPDATE enrollments SET checked_out_at = ?1, push_token = NULL, seq = ?2 WHERE id = ?3",
+        )
+        .and_then(|mut statement| statement.execute(rusqlite::params![now, seq, id]))
+        .context("recording CheckOut")?;
+    Ok(())
+}
+
+/// Stores (Some) or removes (None) the sealed bootstrap token.
+pub(crate) fn set_bootstrap_token(
+    connection: &Connection,
+    id: &str,
+    sealed: Option<&[u8]>,
+    now: &str,
+) -> Result<(), DbError> {
+    let seq = next_seqs(connection, 1)?;
+    let escrowed_at = sealed.map(|_| now);
+    connection
+        .prepare_cached(
+            "UPDATE enrollments SET bootstrap_token = ?1, bootstrap_token_escrowed_at = ?2, seq = ?3
+             WHERE id = ?4",
+        )
+        .and_then(|mut statement| statement.execute(rusqlite::params![sealed, escrowed_at, seq, id]))
+        .context("escrowing the bootstrap token")?;
+    Ok(())
+}
+
+/// The sealed bootstrap token, noting that the device asked for it.
+pub(crate) fn take_bootstrap_request(
+    connection: &Connection,
+    id: &str,
+    now: &str,
+) -> Result<Option<Vec<u8>>, DbError> {
+    let seq = next_seqs(connection, 1)?;
+    let sealed: Option<Option<Vec<u8>>> = connection
+        .prepare_cached(
+            "UPDATE enrollments SET bootstrap_token_requested_at = ?1, seq = ?2 WHERE id = ?3
+             RETURNING bootstrap_token",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row(rusqlite::params![now, seq, id], |row| row.get(0))
+                .optional()
+        })
+        .context("serving the bootstrap token")?;
+    Ok(sealed.flatten())
+}
+
+/// One command-connection round: records the result the device reports (if any), notes the
+/// contact, and hands out the next command, marked as sent.
+pub(crate) fn connect(
+    connection: &Connection,
+    id: &str,
+    result: Option<(&str, &str)>,
+    now: &str,
+) -> Result<Option<Vec<u8>>, DbError> {
+    if let Some((uuid, status)) = result {
+        connection
+            .prepare_cached(
+                "UPDATE commands SET result = ?1 WHERE uuid = ?2 AND enrollment_id = ?3",
+            )
+            .and_then(|mut statement| statement.execute((status, uuid, id)))
+            .context("recording a command result")?;
+    }
+    connection
+        .prepare_cached("UPDATE enrollments SET last_seen_at = ?1 WHERE id = ?2")
+        .and_then(|mut statement| statement.execute((now, id)))
+        .context("noting contact")?;
+    connection
+        .prepare_cached(
+            "UPDATE commands SET sent_at = ?1 WHERE uuid = (
+                 SELECT uuid FROM commands WHERE enrollment_id = ?2 AND result IS NULL ORDER BY queued_at LIMIT 1)
+             RETURNING body",
+        )
+        .and_then(|mut statement| statement.query_row((now, id), |row| row.get(0)).optional())
+        .context("dequeuing a command")
+}
+
+/// Queues a DeclarativeManagement command for each enrollment that has none waiting.
+pub(crate) fn queue_declarative_management(
+    connection: &Connection,
+    ids: &[String],
+    now: &str,
+) -> Result<(), DbError> {
+    let mut waiting = connection
+        .prepare_cached(
+            "SELECT 1 FROM commands WHERE enrollment_id = ?1 AND result IS NULL LIMIT 1",
+        )
+        .context("checking queued commands")?;
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO commands (uuid, enrollment_id, body, queued_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .context("queueing a command")?;
+    for id in ids {
+        if waiting.exists([id]).context("checking queued commands")? {
+            continue;
+        }
+        let uuid = new_uuid();
+        let body = DeclarativeManagementCommand::new(&uuid, None).to_xml();
+        insert
+            .execute(rusqlite::params![uuid, id, body, now])
+            .context("queueing a command")?;
+    }
+    Ok(())
+}
+
+/// Runs `statement` (with the enrollment id and the set name as its two parameters) for each
+/// assignment; returns the enrollments it changed, in order, possibly repeated.
+pub(crate) fn change_assignments(
+    connection: &Connection,
+    statement: &str,
+    assignments: &[(String, String)],
+) -> Result<Vec<String>, DbError> {
+    let mut statement = connection
+        .prepare_cached(statement)
+        .context("changing assignments")?;
+    let mut changed = Vec::new();
+    for (enrollment_id, set) in assignments {
+        if statement
+            .execute([enrollment_id, set])
+            .context("changing assignments")?
+            > 0
+        {
+            changed.push(enrollment_id.clone());
+        }
+    }
+    Ok(changed)
+}
