@@ -428,8 +428,9 @@ impl Store {
             .bind(detail)
             .execute(&self.pool)
             .await
-            .context("writing the audit log")
-            .map(|_| ())
+            .context("writing the audit log")?;
+        self.checkpoint_soon();
+        Ok(())
     }
 
     /// Creates a rollout, limited to `scope` when given (else every device of its platform), in
@@ -470,6 +471,7 @@ impl Store {
                 .context("recording a rollout's devices")?;
         }
         tx.commit().await.context("committing a rollout")?;
+        self.checkpoint_soon();
         Ok(id)
     }
 
@@ -519,8 +521,9 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await
-            .context("updating a rollout")
-            .map(|_| ())
+            .context("updating a rollout")?;
+        self.checkpoint_soon();
+        Ok(())
     }
 
     /// Rollouts, oldest first.
@@ -835,8 +838,9 @@ impl Store {
             .bind(detail)
             .execute(&self.pool)
             .await
-            .context("raising an alert")
-            .map(|_| ())
+            .context("raising an alert")?;
+        self.checkpoint_soon();
+        Ok(())
     }
 
     /// The newest alerts, newest first.
@@ -952,9 +956,15 @@ impl Store {
             write_changes(connection, &changes, &ts(now))
         })
         .await?;
-        // Full means a checkpoint is already due.
-        let _ = self.checkpoint.try_send(());
+        self.checkpoint_soon();
         Ok(())
+    }
+
+    /// Wakes the checkpointer after a write: SQLite's automatic checkpoint is off on every
+    /// connection (see [`checkpoint_beside_writers`]), so a write that did not wake it would sit
+    /// in the WAL until the next one did. A full channel means a checkpoint is already due.
+    fn checkpoint_soon(&self) {
+        let _ = self.checkpoint.try_send(());
     }
 }
 

@@ -284,6 +284,35 @@ async fn committed_changes_reach_the_database_file_without_waiting_for_a_close()
 }
 
 #[tokio::test]
+async fn a_rollout_written_with_no_engine_commit_after_it_reaches_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let store = Store::open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    let scope: Vec<String> = (0..20_000).map(|n| format!("E{n:05}")).collect();
+    let rollout = store
+        .create_rollout(
+            &release(),
+            1,
+            "2026-04-15T17:00:00",
+            None,
+            Some(&scope),
+            now(),
+        )
+        .await
+        .unwrap();
+    // The desktop writes rollouts, audit entries and alerts through the pool; those wake the
+    // checkpointer too, or they would wait in the WAL for the engine's next commit.
+    let mut waited = 0;
+    while std::fs::metadata(&path).unwrap().len() < before + 500_000 {
+        assert!(waited < 100, "no checkpoint within 10 s of the rollout");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(store.rollout_scope(rollout).await.unwrap().len(), 20_000);
+}
+
+#[tokio::test]
 async fn the_device_list_follows_every_change_of_a_device() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("console.db")).await.unwrap();
