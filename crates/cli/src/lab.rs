@@ -163,6 +163,31 @@ pub struct ServeArgs {
     hmac_key: Option<String>,
 }
 
+/// Resolves on Ctrl-C, or on SIGTERM where there is one (a service manager's stop).
+async fn shutdown_requested() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("updraft serve: stopping (finishing requests in flight, then the writer)");
+}
+
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -208,7 +233,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "updraft serve: listening on http://{}",
             listener.local_addr()?
         );
-        axum::serve(listener, updraft_server::app(state)).await?;
+        axum::serve(listener, updraft_server::app(state.clone()))
+            .with_graceful_shutdown(shutdown_requested())
+            .await?;
+        state
+            .shut_down()
+            .await
+            .map_err(|error| anyhow::anyhow!("stopping the server's writer: {error}"))?;
+        eprintln!("updraft serve: stopped");
         Ok(())
     })
 }

@@ -300,3 +300,89 @@ fn fetch_saves_a_good_answer_and_keeps_it_over_an_empty_one() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), saved);
 }
+
+/// `updraft serve` stopped by its service manager (SIGTERM): it finishes, merges every status
+/// report it acknowledged into the device's status, and exits 0.
+#[cfg(unix)]
+#[test]
+fn serve_stops_cleanly_on_sigterm_with_every_report_merged() {
+    use std::io::BufRead;
+    let dir = tempfile_dir();
+    let db = dir.join("server.db");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args([
+            "serve",
+            "--db",
+            &db.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve ended early"
+        );
+        if let Some(address) = line
+            .trim()
+            .strip_prefix("updraft serve: listening on http://")
+        {
+            break address.to_owned();
+        }
+    };
+    let report = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/ddm-status/status.1st.json"),
+    )
+    .unwrap();
+    let mut connection = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        connection,
+        "PUT /ddm/status HTTP/1.1\r\nHost: {address}\r\nX-Enrollment-ID: SERVE-STOP-1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        report.len()
+    )
+    .unwrap();
+    connection.write_all(&report).unwrap();
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = server.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "exit {status:?}; stderr: {rest}");
+    assert!(rest.contains("updraft serve: stopped"), "{rest}");
+
+    let database = rusqlite::Connection::open(&db).unwrap();
+    let (through, newest): (i64, i64) = database
+        .query_row(
+            "SELECT (SELECT value FROM counters WHERE name = 'status_through'),
+                    (SELECT max(id) FROM status_reports)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(through, newest, "a report was left unmerged");
+    let merged: String = database
+        .query_row(
+            "SELECT report FROM status WHERE enrollment_id = 'SERVE-STOP-1'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        merged.contains("\"serial-number\":\"ZRMXJQTTFX\""),
+        "{merged}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -100,6 +100,12 @@ impl AppState {
         }
     }
 
+    /// Commits and folds everything the writer holds, then stops it: call once the listener has
+    /// stopped, before the process exits.
+    pub async fn shut_down(&self) -> Result<(), String> {
+        self.writer.stop().await
+    }
+
     /// Queues a DeclarativeManagement command for each enrollment and pushes it. A failed push
     /// is logged (APNs is best effort; the command waits for the device's next connection); a
     /// failure to queue is returned, so the caller answers with an error and nothing is lost.

@@ -53,6 +53,9 @@ struct Received {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// A stop's sender and what to tell it.
+type Answer = (oneshot::Sender<Result<(), String>>, Result<(), String>);
+
 type WriteWork = Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, DbError> + Send>;
 
 /// A write handed over by [`Writer::write`]: it runs in the batch's transaction and returns its
@@ -74,6 +77,10 @@ enum Job {
     Flush {
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// Fold everything, answer, and take no more jobs.
+    Stop {
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The handle handlers use to submit reports and writes. The queue needs no bound of its own:
@@ -91,6 +98,7 @@ impl std::fmt::Debug for Job {
             Job::Write(_) => write!(f, "Write"),
             Job::Forget { enrollment_id, .. } => write!(f, "Forget({enrollment_id})"),
             Job::Flush { .. } => write!(f, "Flush"),
+            Job::Stop { .. } => write!(f, "Stop"),
         }
     }
 }
@@ -157,6 +165,13 @@ impl Writer {
     /// Returns once every report acknowledged before the call is merged into `status`.
     pub async fn flush(&self) -> Result<(), String> {
         self.send(|done| Job::Flush { done }).await
+    }
+
+    /// Commits and folds everything handed over before the call, then stops taking jobs (every
+    /// later one is answered that the writer has stopped). For a clean shutdown: nothing is lost
+    /// without it, but the next start then merges the reports a stop left unmerged.
+    pub async fn stop(&self) -> Result<(), String> {
+        self.send(|done| Job::Stop { done }).await
     }
 
     /// Runs `work` in the writer's next transaction; returns what it returned once that commits.
@@ -300,7 +315,10 @@ impl WriterThread {
                 }
             }
             batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-            self.handle(&mut batch);
+            if let Some((done, folded)) = self.handle(&mut batch) {
+                let _ = done.send(folded);
+                return;
+            }
             if self
                 .oldest_pending()
                 .is_some_and(|pending| pending.since.elapsed() >= FOLD_EVERY)
@@ -310,9 +328,11 @@ impl WriterThread {
         }
     }
 
-    fn handle(&mut self, batch: &mut Vec<Job>) {
+    /// Handles a batch; returns the answer to a stop, if the batch held one.
+    fn handle(&mut self, batch: &mut Vec<Job>) -> Option<Answer> {
         let mut reports = Vec::with_capacity(batch.len());
         let mut writes = Vec::new();
+        let mut stop = None;
         for job in batch.drain(..) {
             match job {
                 Job::Report(received) => reports.push(received),
@@ -336,9 +356,12 @@ impl WriterThread {
                     let folded = self.fold(usize::MAX);
                     let _ = done.send(folded.map_err(|e| e.to_string()));
                 }
+                Job::Stop { done } => stop = Some(done),
             }
         }
         self.commit(&mut writes, &mut reports);
+        let done = stop?;
+        Some((done, self.fold(usize::MAX).map_err(|e| e.to_string())))
     }
 
     /// Runs the writes and stores the raw reports in one transaction, answers every sender once
