@@ -257,6 +257,16 @@ async fn a_commit_that_fails_part_way_writes_nothing_and_the_store_goes_on() {
     assert_eq!(store.rollout_counts(rollout).await.unwrap(), (1, 1));
 }
 
+/// Waits up to 10 s for the database file (not its WAL) to grow by half a megabyte past `before`.
+async fn grows_by_half_a_megabyte(path: &std::path::Path, before: u64, after_what: &str) {
+    let mut waited = 0;
+    while std::fs::metadata(path).unwrap().len() < before + 500_000 {
+        assert!(waited < 100, "no checkpoint within 10 s of {after_what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+}
+
 #[tokio::test]
 async fn committed_changes_reach_the_database_file_without_waiting_for_a_close() {
     let (store, _rollout, dir) = store_with_rollout().await;
@@ -274,12 +284,7 @@ async fn committed_changes_reach_the_database_file_without_waiting_for_a_close()
         .await
         .unwrap();
     // The commit leaves its pages in the WAL; the checkpointer copies them in beside it.
-    let mut waited = 0;
-    while std::fs::metadata(&path).unwrap().len() < before + 500_000 {
-        assert!(waited < 100, "no checkpoint within 10 s of the commit");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    grows_by_half_a_megabyte(&path, before, "the commit").await;
     assert_eq!(store.devices().await.unwrap().len(), 2000);
 }
 
@@ -303,12 +308,7 @@ async fn a_rollout_written_with_no_engine_commit_after_it_reaches_the_database_f
         .unwrap();
     // The desktop writes rollouts, audit entries and alerts through the pool; those wake the
     // checkpointer too, or they would wait in the WAL for the engine's next commit.
-    let mut waited = 0;
-    while std::fs::metadata(&path).unwrap().len() < before + 500_000 {
-        assert!(waited < 100, "no checkpoint within 10 s of the rollout");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        waited += 1;
-    }
+    grows_by_half_a_megabyte(&path, before, "the rollout").await;
     assert_eq!(store.rollout_scope(rollout).await.unwrap().len(), 20_000);
 }
 
