@@ -373,16 +373,15 @@ impl WriterThread {
         let now = timestamp(self.clock.now());
         let mut outcomes = Vec::with_capacity(writes.len());
         let committed = write_batch(&mut self.connection, writes, reports, &now, &mut outcomes);
-        let error = committed.as_ref().err().map(ToString::to_string);
         for (done, outcome) in outcomes {
-            let answer = match (&error, outcome) {
-                (None, Some(outcome)) => outcome,
-                (Some(error), _) => Err(DbError::shared("writing a batch", error)),
-                (None, None) => Err(DbError::shared("writing a batch", "the write did not run")),
+            // A write that ran is undone with its batch if the commit fails.
+            let answer = match &committed {
+                Ok(_) => outcome,
+                Err(error) => Err(batch_failed(error)),
             };
             let _ = done.send(answer);
         }
-        let answer = error.map_or(Ok(()), Err);
+        let answer = committed.as_ref().map(|_| ()).map_err(ToString::to_string);
         let first_id = committed.ok().map(|last| last - reports.len() as i64 + 1);
         for (offset, received) in reports.drain(..).enumerate() {
             if let Some(first_id) = first_id {
@@ -645,11 +644,12 @@ impl WriterThread {
 /// The outcome of a write, if it ran, and where it goes.
 type Outcome = (
     oneshot::Sender<Result<Box<dyn Any + Send>, DbError>>,
-    Option<Result<Box<dyn Any + Send>, DbError>>,
+    Result<Box<dyn Any + Send>, DbError>,
 );
 
 /// Runs the writes, then inserts the raw reports, in one transaction; returns the last report's
-/// id. Every write's sender lands in `outcomes`, with its outcome if it ran.
+/// id. Every write's sender lands in `outcomes` with its outcome, or, if the batch failed before
+/// the write ran, with the batch's error.
 fn write_batch(
     connection: &mut Connection,
     writes: &mut Vec<Write>,
@@ -664,16 +664,16 @@ fn write_batch(
     let tx = match tx {
         Ok(tx) => tx,
         Err(error) => {
-            outcomes.extend(writes.map(|write| (write.done, None)));
+            outcomes.extend(writes.map(|write| (write.done, Err(batch_failed(&error)))));
             return Err(error);
         }
     };
     for write in writes.by_ref() {
         match run_in_savepoint(&tx, write.work) {
-            Ok(outcome) => outcomes.push((write.done, Some(outcome))),
+            Ok(outcome) => outcomes.push((write.done, outcome)),
             Err(error) => {
-                outcomes.push((write.done, None));
-                outcomes.extend(writes.map(|write| (write.done, None)));
+                outcomes.push((write.done, Err(batch_failed(&error))));
+                outcomes.extend(writes.map(|write| (write.done, Err(batch_failed(&error)))));
                 return Err(error);
             }
         }
@@ -682,6 +682,11 @@ fn write_batch(
     let last_id = insert_raw(&tx, now, reports)?;
     tx.commit().context("commit")?;
     Ok(last_id)
+}
+
+/// A batch's error, as each of its writes is told it.
+fn batch_failed(error: &DbError) -> DbError {
+    DbError::shared("writing a batch", error)
 }
 
 /// Inserts the raw reports; returns the id of the last one.
