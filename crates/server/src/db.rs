@@ -253,24 +253,9 @@ impl Db {
 
     /// The declarations assigned to an enrollment through its sets.
     pub async fn declarations_for(&self, enrollment_id: &str) -> Result<Vec<Declaration>, DbError> {
-        const CONTEXT: &str = "reading an enrollment's declarations";
         let enrollment_id = enrollment_id.to_owned();
-        self.direct(CONTEXT, move |connection| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT DISTINCT d.identifier, d.type, d.payload, d.server_token
-                     FROM enrollment_sets es
-                     JOIN set_declarations sd ON sd.set_name = es.set_name
-                     JOIN declarations d ON d.identifier = sd.identifier
-                     WHERE es.enrollment_id = ?1",
-                )
-                .context(CONTEXT)?;
-            let mut rows = statement.query([&enrollment_id]).context(CONTEXT)?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().context(CONTEXT)? {
-                out.extend(declaration_from_row(row).context(CONTEXT)?);
-            }
-            Ok(out)
+        self.direct(ASSIGNED_CONTEXT, move |connection| {
+            assigned_declarations(connection, &enrollment_id)
         })
         .await
     }
@@ -430,6 +415,31 @@ fn enrollment_from_row(row: &rusqlite::Row) -> rusqlite::Result<EnrollmentRecord
         bootstrap_token_requested_at: row.get(13)?,
         seq: row.get(14)?,
     })
+}
+
+const ASSIGNED_CONTEXT: &str = "reading an enrollment's declarations";
+
+/// The declarations assigned to an enrollment through its sets, on any connection (the readers'
+/// or the writer's, which builds a command's tokens with them).
+pub(crate) fn assigned_declarations(
+    connection: &rusqlite::Connection,
+    enrollment_id: &str,
+) -> Result<Vec<Declaration>, DbError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT DISTINCT d.identifier, d.type, d.payload, d.server_token
+             FROM enrollment_sets es
+             JOIN set_declarations sd ON sd.set_name = es.set_name
+             JOIN declarations d ON d.identifier = sd.identifier
+             WHERE es.enrollment_id = ?1",
+        )
+        .context(ASSIGNED_CONTEXT)?;
+    let mut rows = statement.query([enrollment_id]).context(ASSIGNED_CONTEXT)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().context(ASSIGNED_CONTEXT)? {
+        out.extend(declaration_from_row(row).context(ASSIGNED_CONTEXT)?);
+    }
+    Ok(out)
 }
 
 /// A declaration from `identifier, type, payload, server_token`; none if its stored payload is

@@ -144,14 +144,14 @@ pub(crate) async fn connect(
     let result = text("CommandUUID")
         .filter(|_| status != "Idle")
         .map(|uuid| (uuid.to_owned(), status.to_owned()));
-    let now = timestamp(state.clock.now());
+    let now = state.clock.now();
     let next = state
         .writer
         .write("taking a command report", move |c| {
             let result = result
                 .as_ref()
                 .map(|(uuid, status)| (uuid.as_str(), status.as_str()));
-            writes::connect(c, &id, result, &now)
+            writes::connect(c, &id, result, now)
         })
         .await
         .map_err(internal)?;

@@ -3,11 +3,13 @@
 //! at once cost a few commits, not a thousand, and no two connections wait on each other for
 //! SQLite's write lock.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
 
+use updraft_ddm::DeclarationItemsResponse;
 use updraft_ddm::checkin::{Authenticate, DeclarativeManagementCommand, TokenUpdate};
 
-use crate::db::{Context, DbError, new_uuid};
+use crate::db::{Context, DbError, assigned_declarations, new_uuid, timestamp};
 
 /// Allocates `count` change numbers; returns the first. The writer is the only writer of
 /// enrollments' change numbers, so they commit in the order they are allocated.
@@ -163,35 +165,73 @@ pub(crate) fn take_bootstrap_request(
 
 /// One command-connection round: records the result the device reports (if any), notes the
 /// contact, and hands out the next command, marked as sent.
+///
+/// A command's body is built as it is sent, with the enrollment's declarations token of that
+/// moment in its `Data` (Apple: the device then compares it with its own and skips the `tokens`
+/// request). A token written when the command was queued could be older than the assignments
+/// the device would be told about, and a device holding that token would not sync at all.
+///
+/// An acknowledged command is deleted: nothing reads it again. `NotNow` keeps it for the
+/// device's next `Idle`, as Apple asks; other results stay on the row for diagnosis.
 pub(crate) fn connect(
     connection: &Connection,
     id: &str,
     result: Option<(&str, &str)>,
-    now: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Vec<u8>>, DbError> {
-    if let Some((uuid, status)) = result {
-        connection
+    let now_text = timestamp(now);
+    match result {
+        Some((uuid, "Acknowledged")) => connection
+            .prepare_cached("DELETE FROM commands WHERE uuid = ?1 AND enrollment_id = ?2")
+            .and_then(|mut statement| statement.execute((uuid, id)))
+            .context("recording a command result")?,
+        Some((uuid, status)) => connection
             .prepare_cached(
                 "UPDATE commands SET result = ?1 WHERE uuid = ?2 AND enrollment_id = ?3",
             )
             .and_then(|mut statement| statement.execute((status, uuid, id)))
-            .context("recording a command result")?;
-    }
+            .context("recording a command result")?,
+        None => 0,
+    };
     connection
         .prepare_cached("UPDATE enrollments SET last_seen_at = ?1 WHERE id = ?2")
-        .and_then(|mut statement| statement.execute((now, id)))
+        .and_then(|mut statement| statement.execute((&now_text, id)))
         .context("noting contact")?;
+    // After a result, only what was never sent; at `Idle`, also what went unanswered or NotNow.
+    let next: Option<String> = connection
+        .prepare_cached(
+            "SELECT uuid FROM commands WHERE enrollment_id = ?1
+                 AND (result IS NULL AND sent_at IS NULL OR ?2 AND (result IS NULL OR result = 'NotNow'))
+             ORDER BY queued_at LIMIT 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row((id, result.is_none()), |row| row.get(0))
+                .optional()
+        })
+        .context("dequeuing a command")?;
+    let Some(uuid) = next else {
+        return Ok(None);
+    };
+    let declarations = assigned_declarations(connection, id)?;
+    // A declaration the manifest cannot take: no token, so the device asks for one and meets the
+    // same error at the `tokens` endpoint, where it is reported.
+    let tokens = DeclarationItemsResponse::from_declarations(&declarations)
+        .ok()
+        .and_then(|items| serde_json::to_vec(&items.tokens_response(now)).ok());
+    let body = DeclarativeManagementCommand::new(&uuid, tokens).to_xml();
     connection
         .prepare_cached(
-            "UPDATE commands SET sent_at = ?1 WHERE uuid = (
-                 SELECT uuid FROM commands WHERE enrollment_id = ?2 AND result IS NULL ORDER BY queued_at LIMIT 1)
-             RETURNING body",
+            "UPDATE commands SET sent_at = ?1, body = ?2, result = NULL WHERE uuid = ?3",
         )
-        .and_then(|mut statement| statement.query_row((now, id), |row| row.get(0)).optional())
-        .context("dequeuing a command")
+        .and_then(|mut statement| statement.execute(rusqlite::params![now_text, body, uuid]))
+        .context("sending a command")?;
+    Ok(Some(body))
 }
 
-/// Queues a DeclarativeManagement command for each enrollment that has none waiting.
+/// Queues a DeclarativeManagement command for each enrollment that has none waiting to be sent.
+/// One already sent but not yet answered does not count: the change being announced may have
+/// come after the device read its tokens for that one, so it needs a sync of its own.
 pub(crate) fn queue_declarative_management(
     connection: &Connection,
     ids: &[String],
@@ -199,22 +239,22 @@ pub(crate) fn queue_declarative_management(
 ) -> Result<(), DbError> {
     let mut waiting = connection
         .prepare_cached(
-            "SELECT 1 FROM commands WHERE enrollment_id = ?1 AND result IS NULL LIMIT 1",
+            "SELECT 1 FROM commands WHERE enrollment_id = ?1
+                 AND (result IS NULL AND sent_at IS NULL OR result = 'NotNow') LIMIT 1",
         )
         .context("checking queued commands")?;
+    // The body is written when the command is sent (see `connect`).
     let mut insert = connection
         .prepare_cached(
-            "INSERT INTO commands (uuid, enrollment_id, body, queued_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO commands (uuid, enrollment_id, body, queued_at) VALUES (?1, ?2, x'', ?3)",
         )
         .context("queueing a command")?;
     for id in ids {
         if waiting.exists([id]).context("checking queued commands")? {
             continue;
         }
-        let uuid = new_uuid();
-        let body = DeclarativeManagementCommand::new(&uuid, None).to_xml();
         insert
-            .execute(rusqlite::params![uuid, id, body, now])
+            .execute(rusqlite::params![new_uuid(), id, now])
             .context("queueing a command")?;
     }
     Ok(())

@@ -11,7 +11,8 @@ use tower::ServiceExt;
 
 use updraft_clock::ManualClock;
 use updraft_ddm::checkin::{
-    CheckinMessage, DeclarativeManagementCheckin, EnrollmentKeys, GetBootstrapTokenResponse,
+    CheckinMessage, DeclarativeManagementCheckin, DeclarativeManagementCommand, EnrollmentKeys,
+    GetBootstrapTokenResponse,
 };
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig, app};
 
@@ -125,15 +126,38 @@ impl Server {
 
     /// Raw reports in the database, whoever they belong to.
     async fn stored_raw_reports(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM status_reports").await
+    }
+
+    /// A count read straight from the database file.
+    async fn count(&self, sql: &'static str) -> i64 {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
             .await
             .unwrap();
-        let stored = sqlx::query_scalar("SELECT COUNT(*) FROM status_reports")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let count = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
         pool.close().await;
-        stored
+        count
+    }
+
+    /// `PUT /mdm/connect` with `Idle` or a command's result; the next command, if one is sent.
+    async fn connect(&self, result: Option<(&str, &str)>) -> Option<DeclarativeManagementCommand> {
+        let (status, uuid) = result.unwrap_or(("Idle", ""));
+        let body = format!(
+            "<plist version=\"1.0\"><dict><key>Status</key><string>{status}</string>\
+             <key>CommandUUID</key><string>{uuid}</string><key>UDID</key><string>{UDID}</string></dict></plist>"
+        );
+        let (code, command) = self
+            .send(Request::put("/mdm/connect").body(Body::from(body)).unwrap())
+            .await;
+        assert_eq!(code, StatusCode::OK);
+        (!command.is_empty()).then(|| DeclarativeManagementCommand::parse(&command).unwrap())
+    }
+
+    /// The declarations token the `tokens` endpoint gives the Mac now.
+    async fn declarations_token(&self) -> Value {
+        let (status, tokens) = self.ddm("tokens", None).await;
+        assert_eq!(status, StatusCode::OK);
+        json_body(&tokens)["SyncTokens"]["DeclarationsToken"].clone()
     }
 
     async fn enroll(&self) {
@@ -202,6 +226,93 @@ async fn nanomdm_captures_enroll_a_device() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&command).contains("<string>DeclarativeManagement</string>"));
+}
+
+/// The token carried in a command's `Data`.
+fn carried_token(command: &DeclarativeManagementCommand) -> Value {
+    json_body(
+        command
+            .command
+            .data
+            .as_deref()
+            .expect("the command carries tokens"),
+    )["SyncTokens"]["DeclarationsToken"]
+        .clone()
+}
+
+#[tokio::test]
+async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_sync_gets_its_own() {
+    let server = server(None).await;
+    server.enroll().await;
+    let declaration = json!({"Type": "com.apple.configuration.passcode.settings", "Identifier": "passcode",
+        "Payload": {"MinimumLength": 6}});
+    server
+        .admin("PUT", "/v1/declarations", Some(declaration))
+        .await;
+    server
+        .admin(
+            "PUT",
+            "/v1/set-declarations/base?declaration=passcode",
+            None,
+        )
+        .await;
+
+    // Queued at TokenUpdate with no sets; sent after one was assigned: the token of the sending.
+    let before = server.declarations_token().await;
+    server
+        .admin("PUT", &format!("/v1/enrollment-sets/{UDID}?set=base"), None)
+        .await;
+    let first = server
+        .connect(None)
+        .await
+        .expect("the command from enrollment");
+    let assigned = server.declarations_token().await;
+    assert_ne!(assigned, before);
+    assert_eq!(carried_token(&first), assigned);
+
+    // Unassigned while the device syncs for the first command: a second one is queued, and the
+    // answer to the first gets it, carrying the token without the set.
+    server
+        .admin(
+            "DELETE",
+            &format!("/v1/enrollment-sets/{UDID}?set=base"),
+            None,
+        )
+        .await;
+    let second = server
+        .connect(Some(("Acknowledged", &first.command_uuid)))
+        .await
+        .expect("a command for the change made during the sync");
+    assert_ne!(second.command_uuid, first.command_uuid);
+    assert_eq!(carried_token(&second), before);
+
+    // NotNow: not sent again in the same session, but at the next Idle.
+    assert!(
+        server
+            .connect(Some(("NotNow", &second.command_uuid)))
+            .await
+            .is_none()
+    );
+    let again = server
+        .connect(None)
+        .await
+        .expect("NotNow is sent again at Idle");
+    assert_eq!(again.command_uuid, second.command_uuid);
+    assert!(
+        server
+            .connect(Some(("Acknowledged", &again.command_uuid)))
+            .await
+            .is_none()
+    );
+    assert!(
+        server.connect(None).await.is_none(),
+        "nothing is left to send"
+    );
+    assert_eq!(
+        server.count("SELECT COUNT(*) FROM commands").await,
+        0,
+        "acknowledged commands are deleted"
+    );
 }
 
 #[tokio::test]

@@ -348,7 +348,14 @@ impl SimDevice {
                 return Ok(());
             }
             let command = DeclarativeManagementCommand::parse(&body).map_err(|e| e.to_string())?;
-            self.sync(transport, now).await?;
+            let tokens = command
+                .command
+                .data
+                .as_deref()
+                .map(serde_json::from_slice::<TokensResponse>)
+                .transpose()
+                .map_err(|e| format!("the command's Data is not a tokens response: {e}"))?;
+            self.sync(transport, now, tokens).await?;
             report = plist_dictionary(&[
                 ("Status", "Acknowledged"),
                 ("UDID", &self.spec.udid),
@@ -371,10 +378,18 @@ impl SimDevice {
         self.checkin(transport, message).await
     }
 
-    /// The DDM synchronization: tokens, manifest, changed declarations, then a status report.
-    async fn sync(&mut self, transport: &impl Transport, now: DateTime<Utc>) -> Result<(), String> {
-        let tokens: TokensResponse =
-            parse_json(expect_ok(self.ddm(transport, "tokens", None).await?)?)?;
+    /// The DDM synchronization: tokens (from the command's `Data` when it carries them, as
+    /// Apple's devices read them), manifest, changed declarations, then a status report.
+    async fn sync(
+        &mut self,
+        transport: &impl Transport,
+        now: DateTime<Utc>,
+        tokens: Option<TokensResponse>,
+    ) -> Result<(), String> {
+        let tokens = match tokens {
+            Some(tokens) => tokens,
+            None => parse_json(expect_ok(self.ddm(transport, "tokens", None).await?)?)?,
+        };
         if self.ddm_token.as_deref() == Some(tokens.sync_tokens.declarations_token.as_str()) {
             return Ok(());
         }
