@@ -809,14 +809,24 @@ impl DeviceStatus {
         self.absorb(report.clone());
     }
 
-    /// Applies one report, taking its items rather than copying them.
-    pub fn absorb(&mut self, report: StatusReport) {
+    /// Applies one report, taking its items rather than copying them. Returns whether the
+    /// status changed: most reports (a daily full report above all) repeat what is known, and a
+    /// server need not write again what did not change.
+    pub fn absorb(&mut self, report: StatusReport) -> bool {
         if report.full_report {
-            self.items.clear();
-            self.errors.clear();
+            let items = std::mem::take(&mut self.items);
+            let errors = std::mem::take(&mut self.errors);
+            self.merge(report);
+            return self.items != items || self.errors != errors;
         }
+        self.merge(report)
+    }
+
+    /// Merges a report's items and errors into this status; whether any differed.
+    fn merge(&mut self, report: StatusReport) -> bool {
+        let mut changed = false;
         for item in report.items {
-            self.errors.remove(item.name());
+            changed |= self.errors.remove(item.name()).is_some();
             let merged = match (self.items.get(item.name()), item, report.full_report) {
                 (
                     Some(StatusItem::Other {
@@ -836,15 +846,21 @@ impl DeviceStatus {
             };
             // Most reports repeat the items already known: replace in place, no new key.
             match self.items.get_mut(merged.name()) {
-                Some(slot) => *slot = merged,
+                Some(slot) => {
+                    changed |= *slot != merged;
+                    *slot = merged;
+                }
                 None => {
+                    changed = true;
                     self.items.insert(merged.name().to_owned(), merged);
                 }
             }
         }
         for error in report.errors {
+            changed |= self.errors.get(&error.status_item) != Some(&error);
             self.errors.insert(error.status_item.clone(), error);
         }
+        changed
     }
 
     /// Every item known, by dotted name.
@@ -1155,6 +1171,37 @@ mod tests {
             "softwareupdate": {"install-state": "none"}}})));
         assert_eq!(status.os_version(), None);
         assert_eq!(status.install_state(), Some(&InstallState::None));
+    }
+
+    #[test]
+    fn absorbing_tells_whether_anything_changed() {
+        let full = json!({"FullReport": true, "StatusItems": {
+            "softwareupdate": {"install-state": "none"},
+            "device": {"operating-system": {"version": "26.3", "build-version": "25D125"}}}});
+        let mut status = DeviceStatus::default();
+        assert!(status.absorb(report(full.clone())), "a first report");
+        assert!(
+            !status.absorb(report(full.clone())),
+            "the daily full report, unchanged"
+        );
+        assert!(!status.absorb(report(
+            json!({"StatusItems": {"softwareupdate": {"install-state": "none"}}})
+        )));
+        assert!(status.absorb(report(
+            json!({"StatusItems": {"softwareupdate": {"install-state": "waiting"}}})
+        )));
+        // A full report that leaves an item out removes it.
+        let mut fewer = full.clone();
+        fewer["StatusItems"]["device"]["operating-system"]
+            .as_object_mut()
+            .unwrap()
+            .remove("build-version");
+        assert!(status.absorb(report(fewer.clone())));
+        assert!(!status.absorb(report(fewer)));
+        let error = json!({"StatusItems": {}, "Errors": [
+            {"StatusItem": "softwareupdate.device-id", "Reasons": [{"Code": "Error.NotSupported"}]}]});
+        assert!(status.absorb(report(error.clone())), "a new error");
+        assert!(!status.absorb(report(error)), "the same error again");
     }
 
     #[test]

@@ -224,6 +224,9 @@ struct Cached {
     status: DeviceStatus,
     /// Ids of the newest raw reports, newest first, at most [`RAW_REPORTS_KEPT`].
     recent_reports: VecDeque<i64>,
+    /// Whether the database has a merged status for it (or will, once its pending one is
+    /// written): a first report is written even if it carries nothing.
+    stored: bool,
 }
 
 impl Cached {
@@ -258,6 +261,10 @@ struct Pending {
     since: Instant,
     /// Raw reports no longer kept, deleted when this status is written.
     evicted: Vec<i64>,
+    /// Whether the merged status differs from the one written. Most reports repeat it (a
+    /// device's daily full report, above all): then only the enrollment's change number, contact
+    /// time and list of raw reports are written, not the status again.
+    status_changed: bool,
 }
 
 struct WriterThread {
@@ -414,10 +421,14 @@ impl WriterThread {
             }
             self.cache.newer.insert(enrollment_id.clone(), cached);
         }
-        let evicted = self.cache.newer.get_mut(&enrollment_id).and_then(|cached| {
-            cached.status.absorb(report);
-            cached.record(raw_id)
-        });
+        let (changed, evicted) = match self.cache.newer.get_mut(&enrollment_id) {
+            Some(cached) => {
+                let changed = cached.status.absorb(report) || !cached.stored;
+                cached.stored = true;
+                (changed, cached.record(raw_id))
+            }
+            None => (false, None),
+        };
         self.through = self.through.max(raw_id);
         let pending = match self.pending.entry(enrollment_id) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -428,10 +439,12 @@ impl WriterThread {
                     first_id: raw_id,
                     since: Instant::now(),
                     evicted: Vec::new(),
+                    status_changed: false,
                 })
             }
         };
         pending.received_at = received_at.to_owned();
+        pending.status_changed |= changed;
         pending.evicted.extend(evicted);
     }
 
@@ -470,6 +483,7 @@ impl WriterThread {
                 return cached;
             }
         };
+        cached.stored = report.is_some();
         if let Some(parsed) = report.and_then(|r| StatusReport::parse(r.as_bytes()).ok()) {
             cached.status.apply(&parsed);
         }
@@ -560,14 +574,16 @@ impl WriterThread {
                 .context("advancing change numbers")?;
             for (seq, (id, pending)) in (first_seq..).zip(taken) {
                 let cached = self.cache.newer.get(id);
-                let report =
-                    cached.map_or_else(|| "{}".to_owned(), |c| c.status.to_full_report_json());
                 let recent_reports = cached
                     .map(Cached::recent_reports_column)
                     .unwrap_or_default();
-                status
-                    .execute(params![id, report, pending.received_at])
-                    .context("merging status")?;
+                if pending.status_changed {
+                    let report =
+                        cached.map_or_else(|| "{}".to_owned(), |c| c.status.to_full_report_json());
+                    status
+                        .execute(params![id, report, pending.received_at])
+                        .context("merging status")?;
+                }
                 enrollment
                     .execute(params![id, seq, pending.received_at, recent_reports])
                     .context("advancing change numbers")?;

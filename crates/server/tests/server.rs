@@ -444,6 +444,57 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
 }
 
 #[tokio::test]
+async fn a_report_that_changes_nothing_advances_the_feed_without_writing_the_status_again() {
+    let server = server(None).await;
+    server.enroll().await;
+    let mut full: Value = serde_json::from_slice(&first_status_report()).unwrap();
+    full["FullReport"] = json!(true);
+    let full = full.to_string().into_bytes();
+    server.ddm("status", Some(full.clone())).await;
+    let (first, cursor) = server.merged_status_items().await;
+    // Marks the stored status, to see whether the next fold writes it again.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db_path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE status SET updated_at = 'marked'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let updated_at = || async {
+        sqlx::query_scalar::<_, String>("SELECT updated_at FROM status")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+
+    // The daily full report, the same again: the device shows in the feed (it reported), with
+    // the same status, which was not written again.
+    server.ddm("status", Some(full)).await;
+    let (_, page) = server
+        .admin(
+            "GET",
+            &format!("/v1/x-updraft/status-changes?after={cursor}"),
+            None,
+        )
+        .await;
+    let page = json_body(&page);
+    assert_eq!(page["changes"][0]["enrollment"]["id"], UDID);
+    assert_eq!(page["changes"][0]["status"]["StatusItems"], first);
+    assert_eq!(updated_at().await, "marked");
+
+    // A report that changes an item is written.
+    let incremental =
+        json!({"StatusItems": {"softwareupdate": {"install-state": "downloading"}}, "Errors": []});
+    server
+        .ddm("status", Some(incremental.to_string().into_bytes()))
+        .await;
+    let (items, _) = server.merged_status_items().await;
+    assert_eq!(items["softwareupdate"]["install-state"], "downloading");
+    assert_ne!(updated_at().await, "marked");
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everything() {
     let server = server(None).await;
     server.enroll().await;
