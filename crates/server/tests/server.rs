@@ -100,12 +100,17 @@ impl Server {
         self.checkin(message.to_xml()).await
     }
 
+    /// A page of the status-changes feed after `after`.
+    async fn status_changes(&self, after: i64) -> Value {
+        let path = format!("/v1/x-updraft/status-changes?after={after}");
+        let (status, page) = self.admin("GET", &path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        json_body(&page)
+    }
+
     /// The Mac's merged status items as the status-changes feed gives them, and the feed's cursor.
     async fn merged_status_items(&self) -> (Value, i64) {
-        let (_, changes) = self
-            .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
-            .await;
-        let changes = json_body(&changes);
+        let changes = self.status_changes(0).await;
         let change = changes["changes"]
             .as_array()
             .unwrap()
@@ -129,11 +134,16 @@ impl Server {
         self.count("SELECT COUNT(*) FROM status_reports").await
     }
 
+    /// A connection pool of its own on the database file, behind the server's back.
+    async fn pool(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .unwrap()
+    }
+
     /// A count read straight from the database file.
     async fn count(&self, sql: &'static str) -> i64 {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
-            .await
-            .unwrap();
+        let pool = self.pool().await;
         let count = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
         pool.close().await;
         count
@@ -218,14 +228,11 @@ async fn nanomdm_captures_enroll_a_device() {
     assert_eq!(mac["serial_number"], "C02MT66KFLHH");
     assert_eq!(mac["push_ready"], true);
     // The first TokenUpdate turned declarative management on: a command waits for the device.
-    let idle = format!(
-        "<plist version=\"1.0\"><dict><key>Status</key><string>Idle</string><key>UDID</key><string>{UDID}</string></dict></plist>"
-    );
-    let (status, command) = server
-        .send(Request::put("/mdm/connect").body(Body::from(idle)).unwrap())
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(String::from_utf8_lossy(&command).contains("<string>DeclarativeManagement</string>"));
+    let command = server
+        .connect(None)
+        .await
+        .expect("a command waits for the device");
+    assert_eq!(command.command.request_type, "DeclarativeManagement");
 }
 
 /// The token carried in a command's `Data`.
@@ -433,14 +440,8 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json_body(&raw), incremental);
     // Nothing after the cursor: an empty page.
-    let (_, empty) = server
-        .admin(
-            "GET",
-            &format!("/v1/x-updraft/status-changes?after={next}"),
-            None,
-        )
-        .await;
-    assert_eq!(json_body(&empty)["changes"], json!([]));
+    let empty = server.status_changes(next).await;
+    assert_eq!(empty["changes"], json!([]));
 }
 
 #[tokio::test]
@@ -453,9 +454,7 @@ async fn a_report_that_changes_nothing_advances_the_feed_without_writing_the_sta
     server.ddm("status", Some(full.clone())).await;
     let (first, cursor) = server.merged_status_items().await;
     // Marks the stored status, to see whether the next fold writes it again.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db_path.display()))
-        .await
-        .unwrap();
+    let pool = server.pool().await;
     sqlx::query("UPDATE status SET updated_at = 'marked'")
         .execute(&pool)
         .await
@@ -470,14 +469,7 @@ async fn a_report_that_changes_nothing_advances_the_feed_without_writing_the_sta
     // The daily full report, the same again: the device shows in the feed (it reported), with
     // the same status, which was not written again.
     server.ddm("status", Some(full)).await;
-    let (_, page) = server
-        .admin(
-            "GET",
-            &format!("/v1/x-updraft/status-changes?after={cursor}"),
-            None,
-        )
-        .await;
-    let page = json_body(&page);
+    let page = server.status_changes(cursor).await;
     assert_eq!(page["changes"][0]["enrollment"]["id"], UDID);
     assert_eq!(page["changes"][0]["status"]["StatusItems"], first);
     assert_eq!(updated_at().await, "marked");
@@ -622,14 +614,10 @@ async fn statuses_dropped_from_memory_are_read_back_and_lose_nothing() {
         }
         if round == 1 {
             // A reader in the middle folds what is pending.
-            let feed = "/v1/x-updraft/status-changes?after=0";
-            assert_eq!(server.admin("GET", feed, None).await.0, StatusCode::OK);
+            server.status_changes(0).await;
         }
     }
-    let (_, changes) = server
-        .admin("GET", "/v1/x-updraft/status-changes?after=0", None)
-        .await;
-    let changes = json_body(&changes);
+    let changes = server.status_changes(0).await;
     for (n, id) in ids.iter().enumerate() {
         let change = changes["changes"]
             .as_array()
@@ -655,9 +643,7 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
     server.merged_status_items().await;
     // A report acknowledged to the device (its raw row committed) while the process stops
     // before merging it: written here the way the writer writes it, behind the server's back.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", server.db_path.display()))
-        .await
-        .unwrap();
+    let pool = server.pool().await;
     let late =
         json!({"StatusItems": {"softwareupdate": {"install-state": "prepared"}}, "Errors": []});
     insert_raw_report(&pool, "2026-04-10T09:30:00.000Z", &late).await;
