@@ -122,7 +122,7 @@ async fn open_server(db: &std::path::Path, url: &str, api_key: &str) -> anyhow::
         Some(feed) => feed,
         None => updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?,
     };
-    let client = updraft_mdm::KmfddmClient::new(url, api_key)?;
+    let client = updraft_mdm::KmfddmClient::updraft(url, api_key)?;
     let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
     Ok(Session::server(db, Arc::new(client), clock, &feed).await?)
 }

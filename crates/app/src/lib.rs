@@ -71,6 +71,9 @@ enum Backend {
     Server {
         console: Box<Console>,
         clock: SharedClock,
+        /// Whether the status-subscription declarations are on the server (put at the first
+        /// refresh that reaches it, and again after each start: the calls are idempotent).
+        prepared: std::sync::atomic::AtomicBool,
     },
 }
 
@@ -119,6 +122,7 @@ impl Session {
             backend: Backend::Server {
                 console: Box::new(Console::new(store, backend, clock.clone())),
                 clock,
+                prepared: std::sync::atomic::AtomicBool::new(false),
             },
             advancing: tokio::sync::Mutex::new(()),
             catalog: std::sync::RwLock::new(Arc::new(catalog::releases(feed))),
@@ -175,6 +179,13 @@ impl Session {
     pub async fn refresh(&self) -> Result<(), AppError> {
         let _one_at_a_time = self.advancing.lock().await;
         let console = self.console();
+        if let Backend::Server { prepared, .. } = &self.backend
+            && !prepared.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Without the status subscriptions a real device never reports `softwareupdate.*`.
+            console.prepare_server().await?;
+            prepared.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         console.sync().await?;
         console.drain_outbox().await?;
         console.tick().await?;

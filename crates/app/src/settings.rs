@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use updraft_mdm::{KmfddmClient, MdmBackend, MdmError};
+use updraft_mdm::{KmfddmClient, MdmError, StatusSource};
 
 use crate::AppError;
 
@@ -134,7 +134,8 @@ pub fn check_server_url(text: &str) -> Result<String, AppError> {
 
 /// Tries the server with the key: the console needs its status-changes feed.
 pub async fn try_server(url: &str, api_key: &str) -> Result<(), AppError> {
-    let client = KmfddmClient::new(url, api_key).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let client =
+        KmfddmClient::updraft(url, api_key).map_err(|e| AppError::Invalid(e.to_string()))?;
     match client.status_changes(0, 1).await {
         Ok(_) => Ok(()),
         Err(MdmError::Unsupported(what)) => Err(AppError::Invalid(format!(

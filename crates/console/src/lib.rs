@@ -15,9 +15,9 @@ use updraft_clock::SharedClock;
 use updraft_ddm::{
     DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
 };
-use updraft_engine::machine::{Effect, Enforcement, Event, Observation, Phase, Rules, step};
+use updraft_engine::machine::{Effect, Enforcement, Event, Observation, Phase, Push, Rules, step};
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
-use updraft_mdm::{Assignment, MdmBackend, MdmError, StatusChange};
+use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
 use updraft_store::{Changes, DeviceRow, Rollout, Store, StoreError};
 
 /// A console failure.
@@ -42,15 +42,6 @@ const PAGE: u32 = 2000;
 /// Outbox items carried out at once.
 const OUTBOX_BATCH: i64 = 20_000;
 
-/// What an inventory knows that DDM does not: the device's name and time zone.
-#[derive(Debug, Clone, Default)]
-pub struct InventoryEntry {
-    /// Display name.
-    pub name: Option<String>,
-    /// IANA time zone.
-    pub time_zone: Option<String>,
-}
-
 /// One wave of a rollout, as the admin confirmed it.
 #[derive(Debug, Clone)]
 pub struct RolloutRequest {
@@ -72,7 +63,6 @@ pub struct Console {
     backend: Arc<dyn MdmBackend>,
     clock: SharedClock,
     rules: Rules,
-    inventory: HashMap<String, InventoryEntry>,
     /// Devices that enrolled without reporting status get planned from enrollment facts alone
     /// after this long, so that a silent device shows up as unresponsive instead of vanishing.
     facts_grace: Duration,
@@ -86,14 +76,8 @@ impl Console {
             backend,
             clock,
             rules: Rules::default(),
-            inventory: HashMap::new(),
             facts_grace: Duration::hours(24),
         }
-    }
-
-    /// Adds inventory data (names, time zones) by enrollment id.
-    pub fn set_inventory(&mut self, inventory: HashMap<String, InventoryEntry>) {
-        self.inventory = inventory;
     }
 
     /// The store.
@@ -367,16 +351,15 @@ impl Console {
                 ..Default::default()
             };
             let facts = DeviceFacts::from_status(base, &status);
-            let inventory = self
-                .inventory
-                .get(&enrollment.id)
-                .cloned()
-                .unwrap_or_default();
             let previous = known.get(&enrollment.id);
             let device = DeviceRow {
                 facts,
-                name: inventory.name.or(enrollment.device_name.clone()),
-                time_zone: inventory.time_zone,
+                name: enrollment.device_name.clone(),
+                // A device not yet asked its zone keeps the one it gave before.
+                time_zone: enrollment
+                    .time_zone
+                    .clone()
+                    .or_else(|| previous.and_then(|p| p.time_zone.clone())),
                 utc_offset_minutes: None,
                 last_report_at: change.status.as_ref().and(enrollment.last_seen_at.clone()),
                 bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
@@ -611,12 +594,14 @@ impl Console {
                     _ => {}
                 }
             }
-            if !assign.is_empty() {
-                self.backend.assign(&assign).await?;
-            }
-            if !unassign.is_empty() {
-                self.backend.unassign(&unassign).await?;
-            }
+            let assigned = match assign.is_empty() {
+                true => AssignOutcome::default(),
+                false => self.backend.assign(&assign).await?,
+            };
+            let unassigned = match unassign.is_empty() {
+                true => AssignOutcome::default(),
+                false => self.backend.unassign(&unassign).await?,
+            };
             for declaration in touch.keys() {
                 self.backend.touch(declaration).await?;
             }
@@ -641,6 +626,7 @@ impl Console {
                     .map(|r| (r.enrollment_id.clone(), r))
                     .collect();
                 let mut updated: HashMap<String, Enforcement> = HashMap::new();
+                let mut push_failures: BTreeMap<String, usize> = BTreeMap::new();
                 for item in items {
                     let Some(record) = updated
                         .get(&item.enrollment_id)
@@ -650,15 +636,46 @@ impl Console {
                         continue;
                     };
                     let event = match &item.effect {
-                        Effect::Assign { .. } => Event::Assigned { pushed: true },
-                        Effect::Unassign { .. } => Event::Unassigned { pushed: true },
+                        Effect::Assign { .. } => Event::Assigned {
+                            push: push_of(&assigned, &item.enrollment_id),
+                        },
+                        Effect::Unassign { .. } => Event::Unassigned {
+                            push: push_of(&unassigned, &item.enrollment_id),
+                        },
                         _ => continue,
                     };
+                    if let Event::Assigned {
+                        push: Push::Failed(reason),
+                    }
+                    | Event::Unassigned {
+                        push: Push::Failed(reason),
+                    } = &event
+                    {
+                        *push_failures.entry(reason.clone()).or_default() += 1;
+                    }
                     let (next, effects) = step(&record, &event, now, &self.rules);
                     changes.effects(&next, effects, now);
                     updated.insert(next.enrollment_id.clone(), next);
                 }
                 changes.enforcements.extend(updated.into_values());
+                // One alert per rollout and batch, counted by reason: a server without a push
+                // certificate fails every push at once.
+                if !push_failures.is_empty() {
+                    let detail = push_failures
+                        .iter()
+                        .map(|(reason, count)| format!("{count} × {reason}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    changes.alerts.push((
+                        String::new(),
+                        Some(rollout),
+                        now,
+                        "push_failed".into(),
+                        format!(
+                            "the server stored the change but could not push the devices (they learn of it at their next connection): {detail}"
+                        ),
+                    ));
+                }
             }
             let nothing_new = changes.outbox.is_empty();
             self.store.commit(changes, now).await?;
@@ -667,6 +684,13 @@ impl Console {
                 return Ok(total);
             }
         }
+    }
+}
+
+fn push_of(outcome: &AssignOutcome, enrollment_id: &str) -> Push {
+    match outcome.push_of(enrollment_id) {
+        PushResult::Sent => Push::Sent,
+        PushResult::Failed(reason) => Push::Failed(reason),
     }
 }
 

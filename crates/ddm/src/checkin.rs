@@ -504,6 +504,189 @@ impl DeclarativeManagementCommand {
     }
 }
 
+/// The `DeviceInformation` MDM command, asking the device the queries Updraft reads: its name
+/// and time zone (a deadline is on the device's own clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInformationCommand {
+    /// The command.
+    #[serde(rename = "Command")]
+    pub command: DeviceInformationRequest,
+    /// The command's UUID.
+    #[serde(rename = "CommandUUID")]
+    pub command_uuid: String,
+}
+
+/// The command's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInformationRequest {
+    /// Always `DeviceInformation`.
+    #[serde(rename = "RequestType")]
+    pub request_type: String,
+    /// The names of the values asked for.
+    #[serde(rename = "Queries")]
+    pub queries: Vec<String>,
+}
+
+impl DeviceInformationCommand {
+    /// The queries Updraft asks.
+    pub const QUERIES: [&'static str; 2] = ["DeviceName", "TimeZone"];
+
+    /// A command asking [`Self::QUERIES`].
+    pub fn new(command_uuid: impl Into<String>) -> Self {
+        Self {
+            command: DeviceInformationRequest {
+                request_type: "DeviceInformation".into(),
+                queries: Self::QUERIES.iter().map(|q| (*q).to_owned()).collect(),
+            },
+            command_uuid: command_uuid.into(),
+        }
+    }
+
+    /// The command as an XML property list.
+    pub fn to_xml(&self) -> Vec<u8> {
+        to_xml(self)
+    }
+}
+
+/// Any MDM command as a device reads it: what it asks, and the parts Updraft's commands carry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IncomingCommand {
+    /// The command.
+    #[serde(rename = "Command")]
+    pub command: IncomingRequest,
+    /// The command's UUID.
+    #[serde(rename = "CommandUUID")]
+    pub command_uuid: String,
+}
+
+/// The body of an [`IncomingCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IncomingRequest {
+    /// `DeclarativeManagement`, `DeviceInformation`, ...
+    #[serde(rename = "RequestType")]
+    pub request_type: String,
+    /// `DeclarativeManagement`'s tokens response.
+    #[serde(rename = "Data", default, with = "optional_bytes")]
+    pub data: Option<Vec<u8>>,
+    /// `DeviceInformation`'s queries.
+    #[serde(rename = "Queries", default)]
+    pub queries: Vec<String>,
+}
+
+impl IncomingCommand {
+    /// Parses a command property list.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
+        plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
+            message_type: "MDM command",
+            reason: error.to_string(),
+        })
+    }
+}
+
+/// The answers of a `DeviceInformation` command Updraft reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResponses {
+    /// The device's name.
+    #[serde(
+        rename = "DeviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_name: Option<String>,
+    /// The device's IANA time zone.
+    #[serde(rename = "TimeZone", default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// What a device sends on the command connection: `Idle`, or a command's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandReport {
+    /// The device (device channel).
+    #[serde(rename = "UDID", default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// The enrollment (User Enrollment).
+    #[serde(
+        rename = "EnrollmentID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enrollment_id: Option<String>,
+    /// The user (user channel).
+    #[serde(rename = "UserID", default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// `Idle`, `Acknowledged`, `Error`, `CommandFormatError`, `NotNow`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    /// The command answered (absent at `Idle`).
+    #[serde(
+        rename = "CommandUUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub command_uuid: Option<String>,
+    /// `DeviceInformation`'s answers.
+    #[serde(
+        rename = "QueryResponses",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub query_responses: Option<QueryResponses>,
+}
+
+impl CommandReport {
+    /// `Idle` from a device.
+    pub fn idle(udid: &str) -> Self {
+        Self {
+            udid: Some(udid.to_owned()),
+            status: "Idle".into(),
+            ..Self::default()
+        }
+    }
+
+    /// A result of a command.
+    pub fn result(udid: &str, status: &str, command_uuid: &str) -> Self {
+        Self {
+            udid: Some(udid.to_owned()),
+            status: status.to_owned(),
+            command_uuid: Some(command_uuid.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Parses a report; it must name its enrollment and carry a `Status`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
+        let report: Self = plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
+            message_type: "command report",
+            reason: error.to_string(),
+        })?;
+        if report.udid.is_none() && report.enrollment_id.is_none() {
+            return Err(CheckinError::Malformed {
+                message_type: "command report",
+                reason: "it carries neither UDID nor EnrollmentID".into(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// The enrollment id as the server keys it: the device, plus `:<user>` on a user channel.
+    pub fn enrollment(&self) -> String {
+        let device = self
+            .udid
+            .as_deref()
+            .or(self.enrollment_id.as_deref())
+            .unwrap_or_default();
+        match &self.user_id {
+            Some(user) => format!("{device}:{user}"),
+            None => device.to_owned(),
+        }
+    }
+
+    /// The report as an XML property list.
+    pub fn to_xml(&self) -> Vec<u8> {
+        to_xml(self)
+    }
+}
+
 impl GetBootstrapTokenResponse {
     /// The response as an XML property list.
     pub fn to_xml(&self) -> Vec<u8> {
@@ -637,6 +820,35 @@ mod tests {
                 .bootstrap_token,
             None
         );
+    }
+
+    #[test]
+    fn a_device_information_answer_round_trips_and_a_report_names_its_enrollment() {
+        let command = DeviceInformationCommand::new("C2");
+        let incoming = IncomingCommand::parse(&command.to_xml()).unwrap();
+        assert_eq!(incoming.command.request_type, "DeviceInformation");
+        assert_eq!(incoming.command.queries, ["DeviceName", "TimeZone"]);
+        let mut report = CommandReport::result("U1", "Acknowledged", "C2");
+        report.query_responses = Some(QueryResponses {
+            device_name: Some("Ana's Mac".into()),
+            time_zone: Some("Europe/Paris".into()),
+        });
+        assert_eq!(CommandReport::parse(&report.to_xml()).unwrap(), report);
+        let mut user = CommandReport::idle("U1");
+        user.user_id = Some("501".into());
+        assert_eq!(user.enrollment(), "U1:501");
+        let error = CommandReport::parse(&plist_of(&[("Status", "Idle")])).unwrap_err();
+        assert!(error.to_string().contains("neither UDID"), "{error}");
+    }
+
+    fn plist_of(entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut dictionary = plist::Dictionary::new();
+        for (key, value) in entries {
+            dictionary.insert((*key).into(), plist::Value::String((*value).into()));
+        }
+        let mut out = Vec::new();
+        plist::to_writer_xml(&mut out, &plist::Value::Dictionary(dictionary)).unwrap();
+        out
     }
 
     #[test]

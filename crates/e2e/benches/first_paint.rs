@@ -263,7 +263,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The backend alone, in this process: what the first page and a timeline cost before any UI.
     {
         let feed = LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?;
-        let client = updraft_mdm::KmfddmClient::new("http://127.0.0.1:9", "")?;
+        let client = updraft_mdm::KmfddmClient::updraft("http://127.0.0.1:9", "")?;
         let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
         let session = updraft_app::Session::server(&db, Arc::new(client), clock, &feed).await?;
         let began = Instant::now();

@@ -6,7 +6,7 @@
 pub mod machine;
 pub mod plan;
 
-pub use machine::{Effect, Enforcement, Event, Observation, Phase, Rules, step};
+pub use machine::{Effect, Enforcement, Event, Observation, Phase, Push, Rules, step};
 pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, decide};
 
 #[cfg(test)]

@@ -183,18 +183,37 @@ impl Enforcement {
     }
 }
 
+/// Whether the server's push to a device went out, as the server tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// Handed to APNs.
+    Sent,
+    /// Not sent, with the server's or APNs's reason; the device learns of the change at its
+    /// next connection.
+    Failed(String),
+}
+
+impl Push {
+    fn timeline(&self, sent: &str) -> Effect {
+        match self {
+            Self::Sent => timeline("push_sent", sent),
+            Self::Failed(reason) => timeline("push_failed", reason.clone()),
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The server committed the assignment (and, with it, pushed the device).
+    /// The server committed the assignment, and pushed the device or failed to.
     Assigned {
-        /// Whether the server reported the push as sent.
-        pushed: bool,
+        /// What the server said of the push.
+        push: Push,
     },
-    /// The server committed the unassignment (and pushed the device).
+    /// The server committed the unassignment, and pushed the device or failed to.
     Unassigned {
-        /// Whether the server reported the push as sent.
-        pushed: bool,
+        /// What the server said of the push.
+        push: Push,
     },
     /// The device's merged status, or its enrollment, changed.
     Observed(Box<Observation>),
@@ -335,26 +354,20 @@ pub fn step(
     let mut next = state.clone();
     let mut effects = Vec::new();
     match event {
-        Event::Assigned { pushed } => {
+        Event::Assigned { push } => {
             if state.phase == Phase::Planned {
-                next.phase = if *pushed {
-                    Phase::Pushed
-                } else {
-                    Phase::Assigned
+                next.phase = match push {
+                    Push::Sent => Phase::Pushed,
+                    Push::Failed(_) => Phase::Assigned,
                 };
                 effects.push(timeline(
                     "declaration_assigned",
                     format!("{} in set {}", state.declaration_id, state.set_name),
                 ));
-                if *pushed {
-                    effects.push(timeline(
-                        "push_sent",
-                        "DeclarativeManagement queued and device pushed",
-                    ));
-                }
+                effects.push(push.timeline("DeclarativeManagement queued and device pushed"));
             }
         }
-        Event::Unassigned { pushed } => {
+        Event::Unassigned { push } => {
             if matches!(state.phase, Phase::Updated | Phase::Cancelled) {
                 if state.phase == Phase::Updated {
                     next.phase = Phase::Unassigned;
@@ -363,12 +376,7 @@ pub fn step(
                     "declaration_unassigned",
                     state.declaration_id.clone(),
                 ));
-                if *pushed {
-                    effects.push(timeline(
-                        "push_sent",
-                        "device pushed to remove the declaration",
-                    ));
-                }
+                effects.push(push.timeline("device pushed to remove the declaration"));
             }
         }
         Event::Observed(observation) => observe(state, observation, &mut next, &mut effects),

@@ -177,7 +177,7 @@ fn a_device_walks_all_seven_phases() {
     let id = names::enforcement(1, 1);
     let declaration = |valid: &str, active: bool| json!({"configurations": [{"identifier": id, "server-token": "t", "active": active, "valid": valid}], "activations": [], "assets": [], "management": []});
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
             "2026-04-11T09:05:00Z",
             observed(
@@ -218,7 +218,10 @@ fn a_device_walks_all_seven_phases() {
                 "2026-04-16T16:40:00Z",
             ),
         ),
-        ("2026-04-16T16:41:00Z", Event::Unassigned { pushed: true }),
+        (
+            "2026-04-16T16:41:00Z",
+            Event::Unassigned { push: Push::Sent },
+        ),
         (
             "2026-04-16T16:45:00Z",
             observed(
@@ -249,10 +252,43 @@ fn a_device_walks_all_seven_phases() {
 }
 
 #[test]
+fn a_failed_push_is_told_as_such_and_the_device_still_progresses_when_it_connects() {
+    let id = names::enforcement(1, 1);
+    let (state, lines) = run(&[
+        (
+            "2026-04-11T09:00:00Z",
+            Event::Assigned {
+                push: Push::Failed("no push certificate".into()),
+            },
+        ),
+        (
+            "2026-04-11T13:00:00Z",
+            observed(
+                json!({"softwareupdate": {"install-state": "downloading"}}),
+                &id,
+                "2026-04-11T13:00:00Z",
+            ),
+        ),
+    ]);
+    assert_eq!(
+        lines[..2],
+        [
+            "declaration_assigned: com.updraft.su.r1.w1 in set com.updraft.su.r1.w1.set",
+            "push_failed: no push certificate",
+        ]
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("push_sent")),
+        "no push is claimed: {lines:?}"
+    );
+    assert_eq!(state.phase, Phase::Downloading);
+}
+
+#[test]
 fn failure_records_apples_reason_and_alerts() {
     let id = names::enforcement(1, 1);
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
             "2026-04-11T10:00:00Z",
             observed(
@@ -271,7 +307,7 @@ fn failure_records_apples_reason_and_alerts() {
 #[test]
 fn silence_past_the_deadline_flags_then_fails_the_device() {
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         ("2026-04-16T17:00:00Z", Event::Tick),
         ("2026-04-24T17:00:00Z", Event::Tick),
     ]);
@@ -291,7 +327,7 @@ fn invalid_declarations_carry_apples_reasons() {
         {"identifier": id, "server-token": "t", "active": false, "valid": "invalid",
          "reasons": [{"code": "Error.ConfigurationCannotBeApplied", "description": "DowngradeNotSupported"}]}]}}});
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
             "2026-04-11T09:05:00Z",
             observed(items, &id, "2026-04-11T09:05:00Z"),
@@ -320,7 +356,7 @@ fn a_download_that_does_not_finish_in_a_day_is_flagged_stuck_once() {
         )
     };
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         ("2026-04-11T10:00:00Z", downloading),
         ("2026-04-12T09:00:00Z", still("2026-04-12T09:00:00Z")),
         ("2026-04-12T11:00:00Z", still("2026-04-12T11:00:00Z")),
@@ -343,7 +379,7 @@ fn a_download_that_does_not_finish_in_a_day_is_flagged_stuck_once() {
 fn a_prepared_device_waiting_for_its_deadline_is_not_stuck() {
     let id = names::enforcement(1, 1);
     let (state, lines) = run(&[
-        ("2026-04-11T09:00:00Z", Event::Assigned { pushed: true }),
+        ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
             "2026-04-11T10:00:00Z",
             observed(
@@ -413,7 +449,7 @@ fn ticking_only_when_due_changes_nothing_against_ticking_always() {
         };
         let (start, _) = step(
             &start,
-            &Event::Assigned { pushed: true },
+            &Event::Assigned { push: Push::Sent },
             at("2026-04-11T09:00:00Z"),
             &rules,
         );

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use updraft_clock::{Clock, ManualClock, SharedClock};
-use updraft_console::{Console, InventoryEntry};
+use updraft_console::Console;
 use updraft_engine::plan::Release;
 use updraft_engine::{Enforcement, Phase};
 use updraft_feed::{LookupResponse, Platform, SetKind};
@@ -86,7 +86,7 @@ pub struct ReportDevice {
     pub device_id: Option<String>,
     /// macOS or iOS.
     pub platform: String,
-    /// IANA zone.
+    /// IANA zone, as the console learnt it from the server (empty while unknown).
     pub time_zone: String,
     /// OS at the start.
     pub from_version: String,
@@ -266,7 +266,7 @@ pub struct Lab {
     /// The console.
     pub console: Console,
     /// The server's admin client.
-    pub client: KmfddmClient,
+    pub client: Arc<KmfddmClient>,
     /// The fleet's specs.
     pub specs: Vec<DeviceSpec>,
     /// Rollout ids.
@@ -326,8 +326,8 @@ impl Lab {
         tokio::spawn(async move { axum::serve(server_listener, app).await });
 
         let console_db = config.dir.join("console.db");
-        let client = KmfddmClient::new(&server_url, &api_key)?;
-        let console = Self::console(&console_db, &client, shared.clone(), &specs).await?;
+        let client = Arc::new(KmfddmClient::updraft(&server_url, &api_key)?);
+        let console = Self::console(&console_db, client.clone(), shared.clone()).await?;
         Ok(Self {
             clock,
             fleet,
@@ -344,36 +344,22 @@ impl Lab {
         })
     }
 
+    /// The console learns names and time zones as any console does, from the server (the
+    /// devices' answers to DeviceInformation), never from the fleet's specs.
     async fn console(
         path: &Path,
-        client: &KmfddmClient,
+        client: Arc<KmfddmClient>,
         clock: SharedClock,
-        specs: &[DeviceSpec],
     ) -> anyhow::Result<Console> {
         let store = Store::open(path).await?;
-        let mut console = Console::new(store, Arc::new(client.clone()), clock);
-        console.set_inventory(
-            specs
-                .iter()
-                .map(|s| {
-                    (
-                        s.udid.clone(),
-                        InventoryEntry {
-                            name: Some(s.name.clone()),
-                            time_zone: Some(s.time_zone.clone()),
-                        },
-                    )
-                })
-                .collect(),
-        );
-        Ok(console)
+        Ok(Console::new(store, client, clock))
     }
 
     /// Replaces the console with a fresh one on the same database, as after a crash and restart.
     pub async fn restart_console(&mut self) -> anyhow::Result<()> {
-        let client = KmfddmClient::new(&self.server_url, &self.api_key)?;
+        let client = Arc::new(KmfddmClient::updraft(&self.server_url, &self.api_key)?);
         let clock: SharedClock = self.clock.clone();
-        self.console = Self::console(&self.console_db, &client, clock, &self.specs).await?;
+        self.console = Self::console(&self.console_db, client, clock).await?;
         Ok(())
     }
 
@@ -630,7 +616,9 @@ impl Lab {
                     } else {
                         "iOS".into()
                     },
-                    time_zone: spec.time_zone.clone(),
+                    // What the console learnt from the server (the device's DeviceInformation
+                    // answer), not the simulator's spec: empty while unknown.
+                    time_zone: device.and_then(|d| d.time_zone.clone()).unwrap_or_default(),
                     from_version: spec.os_version.clone(),
                     from_build: spec.build.clone(),
                     target_version: record.map(|r| r.target_version.clone()),

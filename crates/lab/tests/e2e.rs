@@ -92,6 +92,8 @@ async fn all_seven_phases_on_a_mac_and_an_iphone() {
     let report = run_fleet(vec![mac(1), iphone(2)], None).await;
     let mac = device(&report, "00000001-MAC");
     assert_eq!(mac.state, "cleaned_up", "{:#?}", mac.events);
+    // The console learnt the zone from the server, which asked the device (DeviceInformation).
+    assert_eq!(mac.time_zone, "Europe/Berlin");
     assert_eq!(
         (mac.final_version.as_deref(), mac.final_build.as_deref()),
         (Some("26.4.1"), Some("25E253"))

@@ -1,17 +1,31 @@
-//! The console's port to a DDM server ([`MdmBackend`]) and its first implementation, an HTTP client
-//! for the KMFDDM admin API ([`KmfddmClient`]), so Updraft drives its own server and an existing
-//! NanoHUB alike. Where the server offers Updraft's `/v1/x-updraft` calls (bulk assignment, the
-//! status-changes feed), the client uses them; otherwise it falls back to KMFDDM's own calls.
+//! The console's ports to a DDM server, small and role-named so a deployment combines them:
+//! [`DeclarationStore`] (declarations and sets), [`AssignmentStore`] (which enrollment has which
+//! set), [`StatusSource`] (what devices report) and [`Notifier`] (pushes). [`MdmBackend`] is any
+//! one value offering all four; [`Deployment`] builds one from separate parts, for example
+//! declarations and assignments on NanoHUB and status from Updraft's webhook companion.
+//!
+//! Implementations: [`KmfddmClient`] (KMFDDM's admin API, as NanoHUB, KMFDDM and `updraft serve`
+//! answer it, with Updraft's `/x-updraft` calls where offered), [`PollingStatusSource`] (status
+//! read back from KMFDDM's `status-report` for a list of enrollments), and [`fake::FakeServer`]
+//! (in memory, for the console's own tests).
 #![deny(missing_docs)]
 
+mod client;
+pub mod fake;
+mod polling;
+mod profile;
+
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use updraft_ddm::Declaration;
+
+pub use client::KmfddmClient;
+pub use polling::{PollingStatusSource, parse_enrollment_list};
+pub use profile::{Preset, ServerProfile};
 
 /// Why a backend call failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +38,16 @@ pub enum MdmError {
         /// The cause.
         reason: String,
     },
-    /// The server refused the API key.
-    #[error("the DDM server at {0} refused the API key (HTTP 401/403): check the key in Settings")]
-    Unauthorized(String),
+    /// The server refused the user or the API key.
+    #[error(
+        "the DDM server at {url} refused user {user:?} with this API key (HTTP 401/403): check the key, and the user (NanoHUB: nanohub, KMFDDM and updraft serve: kmfddm)"
+    )]
+    Unauthorized {
+        /// The API root.
+        url: String,
+        /// The HTTP Basic user sent.
+        user: String,
+    },
     /// The server answered with an error.
     #[error("{method} {url} answered HTTP {status}: {body}")]
     Status {
@@ -50,6 +71,9 @@ pub enum MdmError {
     /// The server lacks a call Updraft needs.
     #[error("the DDM server does not offer {0}")]
     Unsupported(&'static str),
+    /// The client could not be set up (TLS, a bad address).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// One enrollment-set assignment.
@@ -59,6 +83,37 @@ pub struct Assignment {
     pub enrollment_id: String,
     /// The set.
     pub set: String,
+}
+
+/// Whether a push left the server for a device, as the server tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "reason", rename_all = "snake_case")]
+pub enum PushResult {
+    /// The server handed the push to APNs (or its gateway) without an error.
+    Sent,
+    /// The push did not go out: the server's or APNs's reason ("no push certificate", ...).
+    /// The command stays queued for the device's next connection.
+    Failed(String),
+}
+
+/// What an assignment call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignOutcome {
+    /// Assignments that changed on the server.
+    pub changed: u64,
+    /// Enrollments whose change is stored but whose push failed, with the reason. Every other
+    /// changed enrollment was pushed.
+    pub push_failed: BTreeMap<String, String>,
+}
+
+impl AssignOutcome {
+    /// The push result of one enrollment of the call.
+    pub fn push_of(&self, enrollment_id: &str) -> PushResult {
+        match self.push_failed.get(enrollment_id) {
+            Some(reason) => PushResult::Failed(reason.clone()),
+            None => PushResult::Sent,
+        }
+    }
 }
 
 /// An enrollment as the server knows it.
@@ -75,9 +130,12 @@ pub struct Enrollment {
     /// Model.
     #[serde(default)]
     pub model: Option<String>,
-    /// Device name.
+    /// Device name (Authenticate's `DeviceName`, or a later `DeviceInformation` answer).
     #[serde(default)]
     pub device_name: Option<String>,
+    /// The device's IANA time zone, from a `DeviceInformation` answer.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// OS version at enrollment.
     #[serde(default)]
     pub os_version: Option<String>,
@@ -126,325 +184,121 @@ pub struct ChangesPage {
     pub next: i64,
 }
 
-/// What the console needs from a DDM server.
+/// Declarations and the sets that group them.
 #[async_trait]
-pub trait MdmBackend: Send + Sync {
+pub trait DeclarationStore: Send + Sync {
     /// Creates or replaces a declaration; true if it changed.
     async fn put_declaration(&self, declaration: &Declaration) -> Result<bool, MdmError>;
-    /// Adds a declaration to a set; true if it changed.
+    /// Adds a declaration to a set; true if it changed. A change the server stored but could not
+    /// push to the set's enrollments counts as made.
     async fn add_to_set(&self, set: &str, declaration_id: &str) -> Result<bool, MdmError>;
-    /// Assigns sets to enrollments; the server pushes the ones that changed. Returns how many changed.
-    async fn assign(&self, assignments: &[Assignment]) -> Result<u64, MdmError>;
-    /// Unassigns; the server pushes the ones that changed.
-    async fn unassign(&self, assignments: &[Assignment]) -> Result<u64, MdmError>;
     /// Bumps a declaration's token and pushes its devices, so they fetch it again.
     async fn touch(&self, declaration_id: &str) -> Result<(), MdmError>;
-    /// Pushes enrollments to sync.
-    async fn push(&self, enrollment_ids: &[String]) -> Result<(), MdmError>;
+}
+
+/// Which enrollment has which set.
+#[async_trait]
+pub trait AssignmentStore: Send + Sync {
+    /// Assigns sets to enrollments; the server pushes the ones that changed.
+    async fn assign(&self, assignments: &[Assignment]) -> Result<AssignOutcome, MdmError>;
+    /// Unassigns; the server pushes the ones that changed.
+    async fn unassign(&self, assignments: &[Assignment]) -> Result<AssignOutcome, MdmError>;
+}
+
+/// What devices report: their enrollments and merged statuses, as a feed with a cursor.
+#[async_trait]
+pub trait StatusSource: Send + Sync {
     /// Enrollments whose status or enrollment changed after `after`.
     async fn status_changes(&self, after: i64, limit: u32) -> Result<ChangesPage, MdmError>;
 }
 
-/// A KMFDDM (or NanoHUB, or Updraft server) admin API client.
-#[derive(Debug, Clone)]
-pub struct KmfddmClient {
-    http: reqwest::Client,
-    base: String,
-    api_key: String,
+/// Pushes.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Pushes enrollments to sync; one result per enrollment.
+    async fn push(
+        &self,
+        enrollment_ids: &[String],
+    ) -> Result<BTreeMap<String, PushResult>, MdmError>;
 }
 
-impl KmfddmClient {
-    /// A client for the server at `base_url` (`http://host:port`) with its API key.
-    pub fn new(base_url: &str, api_key: &str) -> Result<Self, MdmError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|error| MdmError::Unreachable {
-                url: base_url.into(),
-                reason: error.to_string(),
-            })?;
-        Ok(Self {
-            http,
-            base: base_url.trim_end_matches('/').to_owned(),
-            api_key: api_key.to_owned(),
-        })
-    }
+/// Everything the console needs from a DDM server.
+pub trait MdmBackend: DeclarationStore + AssignmentStore + StatusSource + Notifier {}
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+impl<T: DeclarationStore + AssignmentStore + StatusSource + Notifier> MdmBackend for T {}
 
-    async fn send(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Vec<u8>), MdmError> {
-        let url = self.url(path);
-        let request = match method {
-            "GET" => self.http.get(&url),
-            "PUT" => self.http.put(&url),
-            "POST" => self.http.post(&url),
-            _ => self.http.delete(&url),
-        }
-        .basic_auth("kmfddm", Some(&self.api_key));
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(body),
-            None => request,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|error| MdmError::Unreachable {
-                url: url.clone(),
-                reason: error.to_string(),
-            })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| MdmError::Unreachable {
-                url: url.clone(),
-                reason: error.to_string(),
-            })?
-            .to_vec();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(MdmError::Unauthorized(self.base.clone()));
-        }
-        if !(status.is_success()
-            || status == StatusCode::NOT_MODIFIED
-            || status == StatusCode::NOT_FOUND)
-        {
-            return Err(MdmError::Status {
-                method,
-                url,
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-            });
-        }
-        Ok((status, bytes))
-    }
+/// A backend assembled from separate ports.
+#[derive(Clone)]
+pub struct Deployment {
+    /// Declarations and sets.
+    pub declarations: Arc<dyn DeclarationStore>,
+    /// Assignments.
+    pub assignments: Arc<dyn AssignmentStore>,
+    /// Status.
+    pub status: Arc<dyn StatusSource>,
+    /// Pushes.
+    pub notifier: Arc<dyn Notifier>,
+}
 
-    /// 204 means changed, 304 unchanged (KMFDDM's code; its openapi.yaml has them swapped).
-    fn changed(
-        &self,
-        method: &'static str,
-        path: &str,
-        status: StatusCode,
-    ) -> Result<bool, MdmError> {
-        match status {
-            StatusCode::NO_CONTENT | StatusCode::OK => Ok(true),
-            StatusCode::NOT_MODIFIED => Ok(false),
-            other => Err(MdmError::Status {
-                method,
-                url: self.url(path),
-                status: other.as_u16(),
-                body: String::new(),
-            }),
+impl Deployment {
+    /// One server for everything.
+    pub fn single<T: MdmBackend + 'static>(server: Arc<T>) -> Self {
+        Self {
+            declarations: server.clone(),
+            assignments: server.clone(),
+            status: server.clone(),
+            notifier: server,
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        bytes: &[u8],
-    ) -> Result<T, MdmError> {
-        serde_json::from_slice(bytes).map_err(|error| MdmError::Unexpected {
-            url: self.url(path),
-            reason: error.to_string(),
-        })
-    }
-
-    /// The sets of an enrollment.
-    pub async fn enrollment_sets(&self, enrollment_id: &str) -> Result<Vec<String>, MdmError> {
-        let path = format!("/v1/enrollment-sets/{}", encode(enrollment_id));
-        let (_, body) = self.send("GET", &path, None).await?;
-        self.json(&path, &body)
-    }
-
-    /// A declaration as the server holds it (with its ServerToken), if it exists.
-    pub async fn declaration(&self, identifier: &str) -> Result<Option<Declaration>, MdmError> {
-        let path = format!("/v1/declarations/{}", encode(identifier));
-        let (status, body) = self.send("GET", &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+    /// One server for declarations, assignments and pushes, another source for status.
+    pub fn with_status<T: MdmBackend + 'static>(
+        server: Arc<T>,
+        status: Arc<dyn StatusSource>,
+    ) -> Self {
+        Self {
+            status,
+            ..Self::single(server)
         }
-        self.json(&path, &body).map(Some)
-    }
-
-    /// Every enrollment, a page at a time (Updraft's server).
-    pub async fn enrollments(&self, after: &str, limit: u32) -> Result<Vec<Enrollment>, MdmError> {
-        let path = format!(
-            "/v1/x-updraft/enrollments?after={}&limit={limit}",
-            encode(after)
-        );
-        let (status, body) = self.send("GET", &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(MdmError::Unsupported("an enrollment listing"));
-        }
-        self.json(&path, &body)
-    }
-
-    /// Every (enrollment, set) assignment, all pages (Updraft's server).
-    pub async fn all_assignments(&self) -> Result<Vec<Assignment>, MdmError> {
-        let mut all: Vec<Assignment> = Vec::new();
-        loop {
-            let after = all
-                .last()
-                .map(|a| a.enrollment_id.clone())
-                .unwrap_or_default();
-            let path = format!(
-                "/v1/x-updraft/assignments?after={}&limit=50000",
-                encode(&after)
-            );
-            let (status, body) = self.send("GET", &path, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                return Err(MdmError::Unsupported("an assignment listing"));
-            }
-            let page: Vec<Assignment> = self.json(&path, &body)?;
-            // Pages end on an enrollment boundary only when short; re-read the last one whole.
-            let full = page.len() == 50_000;
-            if let (true, Some(last)) = (full, page.last().map(|a| a.enrollment_id.clone())) {
-                all.extend(page.into_iter().filter(|a| a.enrollment_id != last));
-                let path = format!("/v1/enrollment-sets/{}", encode(&last));
-                let (_, body) = self.send("GET", &path, None).await?;
-                let sets: Vec<String> = self.json(&path, &body)?;
-                all.extend(sets.into_iter().map(|set| Assignment {
-                    enrollment_id: last.clone(),
-                    set,
-                }));
-            } else {
-                all.extend(page);
-                return Ok(all);
-            }
-        }
-    }
-
-    /// The newest raw status report of an enrollment (KMFDDM `status-report`).
-    pub async fn status_report(&self, enrollment_id: &str) -> Result<Option<Value>, MdmError> {
-        let path = format!("/v1/status-report/{}", encode(enrollment_id));
-        let (status, body) = self.send("GET", &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        self.json(&path, &body).map(Some)
-    }
-
-    async fn bulk(
-        &self,
-        method: &'static str,
-        assignments: &[Assignment],
-    ) -> Result<Option<u64>, MdmError> {
-        let mut total = 0;
-        for chunk in assignments.chunks(5000) {
-            let body = serde_json::to_vec(&serde_json::json!({ "assignments": chunk }))
-                .unwrap_or_default();
-            let path = "/v1/x-updraft/enrollment-sets";
-            let (status, bytes) = self.send(method, path, Some(body)).await?;
-            if status == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let answer: Value = self.json(path, &bytes)?;
-            total += answer["changed"].as_u64().unwrap_or(0);
-        }
-        Ok(Some(total))
-    }
-
-    async fn one_by_one(
-        &self,
-        method: &'static str,
-        assignments: &[Assignment],
-    ) -> Result<u64, MdmError> {
-        let mut changed = 0;
-        for assignment in assignments {
-            let path = format!(
-                "/v1/enrollment-sets/{}?set={}",
-                encode(&assignment.enrollment_id),
-                encode(&assignment.set)
-            );
-            let (status, _) = self.send(method, &path, None).await?;
-            if self.changed(method, &path, status)? {
-                changed += 1;
-            }
-        }
-        Ok(changed)
     }
 }
 
 #[async_trait]
-impl MdmBackend for KmfddmClient {
+impl DeclarationStore for Deployment {
     async fn put_declaration(&self, declaration: &Declaration) -> Result<bool, MdmError> {
-        let body = serde_json::to_vec(declaration).unwrap_or_default();
-        let (status, _) = self.send("PUT", "/v1/declarations", Some(body)).await?;
-        self.changed("PUT", "/v1/declarations", status)
+        self.declarations.put_declaration(declaration).await
     }
-
     async fn add_to_set(&self, set: &str, declaration_id: &str) -> Result<bool, MdmError> {
-        let path = format!(
-            "/v1/set-declarations/{}?declaration={}",
-            encode(set),
-            encode(declaration_id)
-        );
-        let (status, _) = self.send("PUT", &path, None).await?;
-        self.changed("PUT", &path, status)
+        self.declarations.add_to_set(set, declaration_id).await
     }
-
-    async fn assign(&self, assignments: &[Assignment]) -> Result<u64, MdmError> {
-        match self.bulk("PUT", assignments).await? {
-            Some(changed) => Ok(changed),
-            None => self.one_by_one("PUT", assignments).await,
-        }
-    }
-
-    async fn unassign(&self, assignments: &[Assignment]) -> Result<u64, MdmError> {
-        match self.bulk("DELETE", assignments).await? {
-            Some(changed) => Ok(changed),
-            None => self.one_by_one("DELETE", assignments).await,
-        }
-    }
-
     async fn touch(&self, declaration_id: &str) -> Result<(), MdmError> {
-        let path = format!("/v1/declarations/{}/touch", encode(declaration_id));
-        self.send("POST", &path, None).await.map(|_| ())
-    }
-
-    async fn push(&self, enrollment_ids: &[String]) -> Result<(), MdmError> {
-        for chunk in enrollment_ids.chunks(200) {
-            let query: Vec<String> = chunk
-                .iter()
-                .map(|id| format!("id={}", encode(id)))
-                .collect();
-            self.send("POST", &format!("/v1/notify?{}", query.join("&")), None)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn status_changes(&self, after: i64, limit: u32) -> Result<ChangesPage, MdmError> {
-        let path = format!("/v1/x-updraft/status-changes?after={after}&limit={limit}");
-        let (status, body) = self.send("GET", &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(MdmError::Unsupported(
-                "the status-changes feed (GET /v1/x-updraft/status-changes)",
-            ));
-        }
-        self.json(&path, &body)
+        self.declarations.touch(declaration_id).await
     }
 }
 
-/// Percent-encodes a path segment or query value.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+#[async_trait]
+impl AssignmentStore for Deployment {
+    async fn assign(&self, assignments: &[Assignment]) -> Result<AssignOutcome, MdmError> {
+        self.assignments.assign(assignments).await
     }
-    out
+    async fn unassign(&self, assignments: &[Assignment]) -> Result<AssignOutcome, MdmError> {
+        self.assignments.unassign(assignments).await
+    }
+}
+
+#[async_trait]
+impl StatusSource for Deployment {
+    async fn status_changes(&self, after: i64, limit: u32) -> Result<ChangesPage, MdmError> {
+        self.status.status_changes(after, limit).await
+    }
+}
+
+#[async_trait]
+impl Notifier for Deployment {
+    async fn push(
+        &self,
+        enrollment_ids: &[String],
+    ) -> Result<BTreeMap<String, PushResult>, MdmError> {
+        self.notifier.push(enrollment_ids).await
+    }
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use updraft_ddm::checkin::{CheckinMessage, DeclarativeManagementCheckin, EnrollmentKeys};
 use updraft_ddm::{ActivationSimple, Declaration};
-use updraft_mdm::{Assignment, KmfddmClient, MdmBackend, MdmError};
+use updraft_mdm::{
+    Assignment, AssignmentStore, DeclarationStore, KmfddmClient, MdmError, Notifier, PushResult,
+    StatusSource,
+};
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig};
 
 async fn serve(dir: &tempfile::TempDir) -> String {
@@ -49,7 +52,7 @@ fn declaration() -> Declaration {
 #[tokio::test]
 async fn declarations_sets_and_assignments_report_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let client = KmfddmClient::new(&serve(&dir).await, "key").unwrap();
+    let client = KmfddmClient::updraft(&serve(&dir).await, "key").unwrap();
     assert!(client.put_declaration(&declaration()).await.unwrap());
     assert!(
         !client.put_declaration(&declaration()).await.unwrap(),
@@ -71,15 +74,15 @@ async fn declarations_sets_and_assignments_report_changes() {
             set: "s1".into(),
         },
     ];
-    assert_eq!(client.assign(&assignments).await.unwrap(), 2);
+    assert_eq!(client.assign(&assignments).await.unwrap().changed, 2);
     assert_eq!(
-        client.assign(&assignments).await.unwrap(),
+        client.assign(&assignments).await.unwrap().changed,
         0,
         "assigning again changes nothing"
     );
     assert_eq!(client.enrollment_sets("E1").await.unwrap(), ["s1"]);
     assert_eq!(client.all_assignments().await.unwrap(), assignments);
-    assert_eq!(client.unassign(&assignments[..1]).await.unwrap(), 1);
+    assert_eq!(client.unassign(&assignments[..1]).await.unwrap().changed, 1);
     assert!(client.enrollment_sets("E1").await.unwrap().is_empty());
 
     client.touch("act").await.unwrap();
@@ -92,14 +95,19 @@ async fn declarations_sets_and_assignments_report_changes() {
             .server_token,
         stored.server_token
     );
-    client.push(&["E2".into()]).await.unwrap();
+    // Nothing can be pushed here: the server has no push certificate, and E2 never enrolled.
+    let pushed = client.push(&["E2".into()]).await.unwrap();
+    assert!(
+        matches!(&pushed["E2"], PushResult::Failed(reason) if reason.contains("push token")),
+        "{pushed:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_status_feed_follows_devices_with_a_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let url = serve(&dir).await;
-    let client = KmfddmClient::new(&url, "key").unwrap();
+    let client = KmfddmClient::updraft(&url, "key").unwrap();
     let keys = EnrollmentKeys {
         udid: Some("UDID-1".into()),
         ..Default::default()
@@ -151,11 +159,11 @@ async fn the_status_feed_follows_devices_with_a_cursor() {
 #[tokio::test]
 async fn a_wrong_key_is_reported_as_such() {
     let dir = tempfile::tempdir().unwrap();
-    let client = KmfddmClient::new(&serve(&dir).await, "wrong").unwrap();
+    let client = KmfddmClient::updraft(&serve(&dir).await, "wrong").unwrap();
     let error = client.put_declaration(&declaration()).await.unwrap_err();
-    assert!(matches!(error, MdmError::Unauthorized(_)), "{error}");
+    assert!(matches!(error, MdmError::Unauthorized { .. }), "{error}");
     assert!(error.to_string().contains("API key"));
-    let nowhere = KmfddmClient::new("http://127.0.0.1:9", "key").unwrap();
+    let nowhere = KmfddmClient::updraft("http://127.0.0.1:9", "key").unwrap();
     assert!(matches!(
         nowhere.status_changes(0, 1).await.unwrap_err(),
         MdmError::Unreachable { .. }

@@ -363,7 +363,7 @@ pub(crate) async fn put_enrollment_set(
         enrollment_id: id,
         set,
     };
-    let touched = state
+    let (touched, _) = state
         .assign(std::slice::from_ref(&assignment), query.nonotify.is_none())
         .await
         .map_err(internal)?;
@@ -380,7 +380,7 @@ pub(crate) async fn delete_enrollment_set(
         enrollment_id: id,
         set,
     };
-    let touched = state
+    let (touched, _) = state
         .unassign(std::slice::from_ref(&assignment), query.nonotify.is_none())
         .await
         .map_err(internal)?;
@@ -510,7 +510,7 @@ pub(crate) struct NotifyQuery {
 pub(crate) async fn notify(
     State(state): State<AppState>,
     raw_query: axum::extract::RawQuery,
-) -> Result<StatusCode, AdminError> {
+) -> Result<Response, AdminError> {
     let query: NotifyQuery = parse_repeated(raw_query.0.as_deref().unwrap_or(""));
     let mut ids = query.id;
     ids.extend(
@@ -529,8 +529,13 @@ pub(crate) async fn notify(
     }
     ids.sort();
     ids.dedup();
-    state.notify(ids).await.map_err(internal)?;
-    Ok(StatusCode::NO_CONTENT)
+    let push_failed = state.notify(ids).await.map_err(internal)?;
+    // KMFDDM answers 204 (or 500 for any failed push); a 200 names each failed push instead.
+    if push_failed.is_empty() {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Ok(Json(json!({ "push_failed": push_failed })).into_response())
+    }
 }
 
 fn parse_repeated(query: &str) -> NotifyQuery {
@@ -600,11 +605,13 @@ pub(crate) async fn bulk_assign(
     State(state): State<AppState>,
     Json(bulk): Json<Bulk>,
 ) -> Result<Json<Value>, AdminError> {
-    let changed = state
+    let (changed, push_failed) = state
         .assign(&bulk.assignments, bulk.notify.unwrap_or(true))
         .await
         .map_err(internal)?;
-    Ok(Json(json!({ "changed": changed })))
+    Ok(Json(
+        json!({ "changed": changed, "push_failed": push_failed }),
+    ))
 }
 
 /// `DELETE /v1/x-updraft/enrollment-sets`: unassign many at once.
@@ -612,12 +619,17 @@ pub(crate) async fn bulk_unassign(
     State(state): State<AppState>,
     Json(bulk): Json<Bulk>,
 ) -> Result<Json<Value>, AdminError> {
-    let changed = state
+    let (changed, push_failed) = state
         .unassign(&bulk.assignments, bulk.notify.unwrap_or(true))
         .await
         .map_err(internal)?;
-    Ok(Json(json!({ "changed": changed })))
+    Ok(Json(
+        json!({ "changed": changed, "push_failed": push_failed }),
+    ))
 }
+
+/// Enrollments whose push failed, with the reason.
+pub(crate) type PushFailures = std::collections::BTreeMap<String, String>;
 
 #[derive(Deserialize)]
 pub(crate) struct Page {
@@ -741,12 +753,13 @@ impl AppState {
         .await
     }
 
-    /// Adds assignments; notifies the enrollments whose sets changed. Returns how many changed.
+    /// Adds assignments; notifies the enrollments whose sets changed. Returns how many changed,
+    /// and the enrollments whose push failed with the reason.
     pub(crate) async fn assign(
         &self,
         assignments: &[Assignment],
         notify: bool,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, PushFailures), sqlx::Error> {
         self.change_assignments(
             assignments,
             notify,
@@ -760,7 +773,7 @@ impl AppState {
         &self,
         assignments: &[Assignment],
         notify: bool,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, PushFailures), sqlx::Error> {
         self.change_assignments(
             assignments,
             notify,
@@ -774,7 +787,7 @@ impl AppState {
         assignments: &[Assignment],
         notify: bool,
         statement: &'static str,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, PushFailures), sqlx::Error> {
         let mut changed_ids = Vec::new();
         // In chunks, so reports and check-ins wait for no more than one of them.
         for chunk in assignments.chunks(1000) {
@@ -792,13 +805,15 @@ impl AppState {
             changed_ids.extend(changed);
         }
         let changed = changed_ids.len() as u64;
+        let mut push_failed = PushFailures::new();
         if notify {
             changed_ids.sort();
             changed_ids.dedup();
-            self.notify(changed_ids)
+            push_failed = self
+                .notify(changed_ids)
                 .await
                 .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
         }
-        Ok(changed)
+        Ok((changed, push_failed))
     }
 }

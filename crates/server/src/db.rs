@@ -71,8 +71,10 @@ pub struct EnrollmentRecord {
     pub product_name: Option<String>,
     /// Model.
     pub model: Option<String>,
-    /// Device name.
+    /// Device name (Authenticate's, or the device's answer to DeviceInformation).
     pub device_name: Option<String>,
+    /// IANA time zone, from the device's answer to DeviceInformation.
+    pub time_zone: Option<String>,
     /// OS version at enrollment.
     pub os_version: Option<String>,
     /// Build at enrollment.
@@ -392,10 +394,11 @@ impl Db {
 
 const ENROLLMENT_COLUMNS: &str = "e.id, e.udid, e.serial_number, e.product_name, e.model, e.device_name,
     e.os_version, e.build_version, e.enrolled_at, e.push_token IS NOT NULL AS push_ready, e.checked_out_at,
-    e.last_seen_at, e.bootstrap_token IS NOT NULL AS escrowed, e.bootstrap_token_requested_at, e.seq";
+    e.last_seen_at, e.bootstrap_token IS NOT NULL AS escrowed, e.bootstrap_token_requested_at, e.seq,
+    e.time_zone";
 
 /// How many columns [`ENROLLMENT_COLUMNS`] lists.
-const ENROLLMENT_COLUMN_COUNT: usize = 15;
+const ENROLLMENT_COLUMN_COUNT: usize = 16;
 
 fn enrollment_from_row(row: &rusqlite::Row) -> rusqlite::Result<EnrollmentRecord> {
     Ok(EnrollmentRecord {
@@ -414,6 +417,7 @@ fn enrollment_from_row(row: &rusqlite::Row) -> rusqlite::Result<EnrollmentRecord
         bootstrap_token_escrowed: row.get(12)?,
         bootstrap_token_requested_at: row.get(13)?,
         seq: row.get(14)?,
+        time_zone: row.get(15)?,
     })
 }
 

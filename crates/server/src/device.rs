@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use updraft_ddm::checkin::{CheckinMessage, DdmEndpoint, GetBootstrapTokenResponse};
+use updraft_ddm::checkin::{CheckinMessage, CommandReport, DdmEndpoint, GetBootstrapTokenResponse};
 use updraft_ddm::{DeclarationItemsResponse, StatusReport};
 
 use crate::AppState;
@@ -68,7 +68,16 @@ pub(crate) async fn checkin(
                 .await
                 .map_err(internal)?;
             if first {
-                // Turn on declarative management: the device syncs as soon as it connects.
+                // Ask the device its name and time zone, then turn on declarative management:
+                // the device answers both as soon as it connects.
+                let (key, now) = (id.clone(), timestamp(state.clock.now()));
+                state
+                    .writer
+                    .write("queueing DeviceInformation", move |c| {
+                        writes::queue_device_information(c, &key, &now)
+                    })
+                    .await
+                    .map_err(internal)?;
                 state.notify(vec![id.clone()]).await.map_err(internal)?;
             }
         }
@@ -125,29 +134,23 @@ pub(crate) async fn connect(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, DeviceError> {
-    let value: plist::Value = plist::from_bytes(&body)
-        .map_err(|e| bad_request(format!("command report is not a property list: {e}")))?;
-    let dictionary = value
-        .as_dictionary()
-        .ok_or_else(|| bad_request("command report is not a dictionary"))?;
-    let text = |key: &str| dictionary.get(key).and_then(plist::Value::as_string);
-    let id = match (text("UDID").or(text("EnrollmentID")), text("UserID")) {
-        (Some(device), Some(user)) => format!("{device}:{user}"),
-        (Some(device), None) => device.to_owned(),
-        (None, _) => {
-            return Err(bad_request(
-                "command report carries neither UDID nor EnrollmentID",
-            ));
-        }
-    };
-    let status = text("Status").ok_or_else(|| bad_request("command report has no Status"))?;
-    let result = text("CommandUUID")
-        .filter(|_| status != "Idle")
-        .map(|uuid| (uuid.to_owned(), status.to_owned()));
+    let report = CommandReport::parse(&body).map_err(bad_request)?;
+    let id = report.enrollment();
+    let result = report
+        .command_uuid
+        .clone()
+        .filter(|_| report.status != "Idle")
+        .map(|uuid| (uuid, report.status.clone()));
+    let answers = report
+        .query_responses
+        .filter(|_| report.status == "Acknowledged");
     let now = state.clock.now();
     let next = state
         .writer
         .write("taking a command report", move |c| {
+            if let Some(answers) = &answers {
+                writes::device_information(c, &id, answers)?;
+            }
             let result = result
                 .as_ref()
                 .map(|(uuid, status)| (uuid.as_str(), status.as_str()));

@@ -106,12 +106,17 @@ impl AppState {
         self.writer.stop().await
     }
 
-    /// Queues a DeclarativeManagement command for each enrollment and pushes it. A failed push
-    /// is logged (APNs is best effort; the command waits for the device's next connection); a
-    /// failure to queue is returned, so the caller answers with an error and nothing is lost.
-    pub(crate) async fn notify(&self, ids: Vec<String>) -> Result<(), DbError> {
+    /// Queues a DeclarativeManagement command for each enrollment and pushes it. Returns the
+    /// enrollments whose push failed, with the reason (APNs is best effort; the command waits for
+    /// the device's next connection); a failure to queue is an error, so the caller answers with
+    /// an error and nothing is lost.
+    pub(crate) async fn notify(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<std::collections::BTreeMap<String, String>, DbError> {
+        let mut failed = std::collections::BTreeMap::new();
         if ids.is_empty() {
-            return Ok(());
+            return Ok(failed);
         }
         let now = db::timestamp(self.clock.now());
         // In chunks, so reports and check-ins wait for no more than one of them.
@@ -124,12 +129,19 @@ impl AppState {
                 .await?;
         }
         let targets = self.db.push_info(&ids).await?;
+        let mut unreachable: std::collections::BTreeSet<&String> = ids.iter().collect();
         for outcome in self.pusher.push(targets).await {
+            unreachable.remove(&outcome.enrollment_id);
             if let Some(error) = outcome.error {
                 tracing::warn!(enrollment = %outcome.enrollment_id, %error, "push failed");
+                failed.insert(outcome.enrollment_id, error);
             }
         }
-        Ok(())
+        // Enrolled without a push token yet (no TokenUpdate), or not enrolled at all.
+        for id in unreachable {
+            failed.insert(id.clone(), "the device has no push token yet".into());
+        }
+        Ok(failed)
     }
 }
 
@@ -155,7 +167,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/declarations/{id}/touch",
-            post(admin::touch_declaration),
+            post(admin::touch_declaration).put(admin::touch_declaration),
         )
         .route("/v1/sets", get(admin::list_sets))
         .route(

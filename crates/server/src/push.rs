@@ -171,7 +171,9 @@ impl Pusher for NoPusher {
             .into_iter()
             .map(|t| PushOutcome {
                 enrollment_id: t.enrollment_id,
-                error: Some("no push configured".into()),
+                error: Some(
+                    "no push certificate: the server was started without --apns-identity".into(),
+                ),
             })
             .collect()
     }

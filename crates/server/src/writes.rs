@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
 
 use updraft_ddm::DeclarationItemsResponse;
-use updraft_ddm::checkin::{Authenticate, DeclarativeManagementCommand, TokenUpdate};
+use updraft_ddm::checkin::{
+    Authenticate, DeclarativeManagementCommand, DeviceInformationCommand, QueryResponses,
+    TokenUpdate,
+};
 
 use crate::db::{Context, DbError, assigned_declarations, new_uuid, timestamp};
 
@@ -198,21 +201,30 @@ pub(crate) fn connect(
         .and_then(|mut statement| statement.execute((&now_text, id)))
         .context("noting contact")?;
     // After a result, only what was never sent; at `Idle`, also what went unanswered or NotNow.
-    let next: Option<String> = connection
+    let next: Option<(String, String, Vec<u8>)> = connection
         .prepare_cached(
-            "SELECT uuid FROM commands WHERE enrollment_id = ?1
+            "SELECT uuid, request_type, body FROM commands WHERE enrollment_id = ?1
                  AND (result IS NULL AND sent_at IS NULL OR ?2 AND (result IS NULL OR result = 'NotNow'))
-             ORDER BY queued_at LIMIT 1",
+             ORDER BY queued_at, rowid LIMIT 1",
         )
         .and_then(|mut statement| {
             statement
-                .query_row((id, result.is_none()), |row| row.get(0))
+                .query_row((id, result.is_none()), |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
                 .optional()
         })
         .context("dequeuing a command")?;
-    let Some(uuid) = next else {
+    let Some((uuid, request_type, queued_body)) = next else {
         return Ok(None);
     };
+    if request_type != "DeclarativeManagement" {
+        connection
+            .prepare_cached("UPDATE commands SET sent_at = ?1, result = NULL WHERE uuid = ?2")
+            .and_then(|mut statement| statement.execute((&now_text, &uuid)))
+            .context("sending a command")?;
+        return Ok(Some(queued_body));
+    }
     let declarations = assigned_declarations(connection, id)?;
     // A declaration the manifest cannot take: no token, so the device asks for one and meets the
     // same error at the `tokens` endpoint, where it is reported.
@@ -229,6 +241,49 @@ pub(crate) fn connect(
     Ok(Some(body))
 }
 
+/// Queues a DeviceInformation command asking the device's name and time zone, handed out before
+/// any command queued after it.
+pub(crate) fn queue_device_information(
+    connection: &Connection,
+    id: &str,
+    now: &str,
+) -> Result<(), DbError> {
+    let uuid = new_uuid();
+    let body = DeviceInformationCommand::new(&uuid).to_xml();
+    connection
+        .prepare_cached(
+            "INSERT INTO commands (uuid, enrollment_id, body, queued_at, request_type)
+             VALUES (?1, ?2, ?3, ?4, 'DeviceInformation')",
+        )
+        .and_then(|mut statement| statement.execute(rusqlite::params![uuid, id, body, now]))
+        .context("queueing DeviceInformation")?;
+    Ok(())
+}
+
+/// Records what a device answered to DeviceInformation: its name and time zone.
+pub(crate) fn device_information(
+    connection: &Connection,
+    id: &str,
+    answers: &QueryResponses,
+) -> Result<(), DbError> {
+    let seq = next_seqs(connection, 1)?;
+    connection
+        .prepare_cached(
+            "UPDATE enrollments SET device_name = COALESCE(?1, device_name),
+                 time_zone = COALESCE(?2, time_zone), seq = ?3 WHERE id = ?4",
+        )
+        .and_then(|mut statement| {
+            statement.execute(rusqlite::params![
+                answers.device_name,
+                answers.time_zone,
+                seq,
+                id
+            ])
+        })
+        .context("recording DeviceInformation")?;
+    Ok(())
+}
+
 /// Queues a DeclarativeManagement command for each enrollment that has none waiting to be sent.
 /// One already sent but not yet answered does not count: the change being announced may have
 /// come after the device read its tokens for that one, so it needs a sync of its own.
@@ -239,7 +294,7 @@ pub(crate) fn queue_declarative_management(
 ) -> Result<(), DbError> {
     let mut waiting = connection
         .prepare_cached(
-            "SELECT 1 FROM commands WHERE enrollment_id = ?1
+            "SELECT 1 FROM commands WHERE enrollment_id = ?1 AND request_type = 'DeclarativeManagement'
                  AND (result IS NULL AND sent_at IS NULL OR result = 'NotNow') LIMIT 1",
         )
         .context("checking queued commands")?;

@@ -11,8 +11,8 @@ use tower::ServiceExt;
 
 use updraft_clock::ManualClock;
 use updraft_ddm::checkin::{
-    CheckinMessage, DeclarativeManagementCheckin, DeclarativeManagementCommand, EnrollmentKeys,
-    GetBootstrapTokenResponse,
+    CheckinMessage, CommandReport, DeclarativeManagementCheckin, DeclarativeManagementCommand,
+    EnrollmentKeys, GetBootstrapTokenResponse, IncomingCommand, QueryResponses,
 };
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig, app};
 
@@ -149,18 +149,36 @@ impl Server {
         count
     }
 
-    /// `PUT /mdm/connect` with `Idle` or a command's result; the next command, if one is sent.
+    /// `PUT /mdm/connect` with `Idle` or a command's result; the next DeclarativeManagement
+    /// command, if one is sent. A DeviceInformation command on the way is answered as the Mac
+    /// would (name "Lab Mac", zone Europe/Paris).
     async fn connect(&self, result: Option<(&str, &str)>) -> Option<DeclarativeManagementCommand> {
-        let (status, uuid) = result.unwrap_or(("Idle", ""));
-        let body = format!(
-            "<plist version=\"1.0\"><dict><key>Status</key><string>{status}</string>\
-             <key>CommandUUID</key><string>{uuid}</string><key>UDID</key><string>{UDID}</string></dict></plist>"
-        );
-        let (code, command) = self
-            .send(Request::put("/mdm/connect").body(Body::from(body)).unwrap())
-            .await;
-        assert_eq!(code, StatusCode::OK);
-        (!command.is_empty()).then(|| DeclarativeManagementCommand::parse(&command).unwrap())
+        let mut report = match result {
+            Some((status, uuid)) => CommandReport::result(UDID, status, uuid),
+            None => CommandReport::idle(UDID),
+        };
+        loop {
+            let (code, command) = self
+                .send(
+                    Request::put("/mdm/connect")
+                        .body(Body::from(report.to_xml()))
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(code, StatusCode::OK);
+            if command.is_empty() {
+                return None;
+            }
+            let incoming = IncomingCommand::parse(&command).unwrap();
+            if incoming.command.request_type != "DeviceInformation" {
+                return Some(DeclarativeManagementCommand::parse(&command).unwrap());
+            }
+            report = CommandReport::result(UDID, "Acknowledged", &incoming.command_uuid);
+            report.query_responses = Some(QueryResponses {
+                device_name: Some("Lab Mac".into()),
+                time_zone: Some("Europe/Paris".into()),
+            });
+        }
     }
 
     /// The declarations token the `tokens` endpoint gives the Mac now.
@@ -233,6 +251,17 @@ async fn nanomdm_captures_enroll_a_device() {
         .await
         .expect("a command waits for the device");
     assert_eq!(command.command.request_type, "DeclarativeManagement");
+    // It was asked its name and zone first (answered in `connect`), and the console reads them.
+    let (_, body) = server.admin("GET", "/v1/x-updraft/enrollments", None).await;
+    let enrollments = json_body(&body);
+    let mac = enrollments
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == UDID)
+        .unwrap();
+    assert_eq!(mac["device_name"], "Lab Mac");
+    assert_eq!(mac["time_zone"], "Europe/Paris");
 }
 
 /// The token carried in a command's `Data`.

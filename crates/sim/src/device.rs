@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use updraft_ddm::checkin::{
-    Authenticate, CheckinMessage, DeclarativeManagementCheckin, DeclarativeManagementCommand,
-    EnrollmentKeys, GetBootstrapToken, GetBootstrapTokenResponse, SetBootstrapToken, TokenUpdate,
+    Authenticate, CheckinMessage, CommandReport, DeclarativeManagementCheckin, EnrollmentKeys,
+    GetBootstrapToken, GetBootstrapTokenResponse, IncomingCommand, QueryResponses,
+    SetBootstrapToken, TokenUpdate,
 };
 use updraft_ddm::declaration::SOFTWARE_UPDATE_STATUS_ITEMS;
 use updraft_ddm::{
@@ -340,27 +341,35 @@ impl SimDevice {
         if self.is_silent() {
             return Ok(());
         }
-        let mut report = plist_dictionary(&[("Status", "Idle"), ("UDID", &self.spec.udid)]);
+        let mut report = CommandReport::idle(&self.spec.udid);
         loop {
             self.requests += 1;
-            let (_, body) = transport.connect(report).await?;
+            let (_, body) = transport.connect(report.to_xml()).await?;
             if body.is_empty() {
                 return Ok(());
             }
-            let command = DeclarativeManagementCommand::parse(&body).map_err(|e| e.to_string())?;
-            let tokens = command
-                .command
-                .data
-                .as_deref()
-                .map(serde_json::from_slice::<TokensResponse>)
-                .transpose()
-                .map_err(|e| format!("the command's Data is not a tokens response: {e}"))?;
-            self.sync(transport, now, tokens).await?;
-            report = plist_dictionary(&[
-                ("Status", "Acknowledged"),
-                ("UDID", &self.spec.udid),
-                ("CommandUUID", &command.command_uuid),
-            ]);
+            let command = IncomingCommand::parse(&body).map_err(|e| e.to_string())?;
+            report = CommandReport::result(&self.spec.udid, "Acknowledged", &command.command_uuid);
+            match command.command.request_type.as_str() {
+                "DeclarativeManagement" => {
+                    let tokens = command
+                        .command
+                        .data
+                        .as_deref()
+                        .map(serde_json::from_slice::<TokensResponse>)
+                        .transpose()
+                        .map_err(|e| format!("the command's Data is not a tokens response: {e}"))?;
+                    self.sync(transport, now, tokens).await?;
+                }
+                "DeviceInformation" => {
+                    let asked = |query: &str| command.command.queries.iter().any(|q| q == query);
+                    report.query_responses = Some(QueryResponses {
+                        device_name: asked("DeviceName").then(|| self.spec.name.clone()),
+                        time_zone: asked("TimeZone").then(|| self.spec.time_zone.clone()),
+                    });
+                }
+                _ => report.status = "Error".into(),
+            }
         }
     }
 
@@ -782,16 +791,6 @@ fn expect_ok((status, body): (u16, Vec<u8>)) -> Result<Vec<u8>, String> {
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: Vec<u8>) -> Result<T, String> {
     serde_json::from_slice(&body).map_err(|e| format!("unexpected JSON from the server: {e}"))
-}
-
-fn plist_dictionary(entries: &[(&str, &str)]) -> Vec<u8> {
-    let mut dictionary = plist::Dictionary::new();
-    for (key, value) in entries {
-        dictionary.insert((*key).into(), (*value).into());
-    }
-    let mut out = Vec::new();
-    let _ = plist::to_writer_xml(&mut out, &plist::Value::Dictionary(dictionary));
-    out
 }
 
 #[cfg(test)]

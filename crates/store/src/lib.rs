@@ -1067,6 +1067,8 @@ fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Resul
             ))
             .context(context)?;
         for (device, rollout, at, kind, detail) in rows {
+            // An empty device is a note about no one device (a rollout's failed pushes).
+            let device = (!device.is_empty()).then_some(device);
             statement
                 .execute(params![device, rollout, ts(*at), kind, detail])
                 .context(context)?;
