@@ -15,6 +15,7 @@ async fn server(dir: &std::path::Path) -> String {
         sealing_key: SealingKey::from_bytes(&[7; 32]),
         api_key: Some("right-key".into()),
         hmac_key: None,
+        webhook: None,
         limits: Limits::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -161,6 +161,7 @@ pub struct ServeArgs {
     /// Require NanoMDM's X-Hmac-Signature on forwarded DDM requests, with this key.
     #[arg(long, env = "UPDRAFT_DDM_HMAC_KEY", hide_env_values = true)]
     hmac_key: Option<String>,
+    webhook: None,
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a service manager's stop).

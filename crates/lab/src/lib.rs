@@ -320,6 +320,7 @@ impl Lab {
             sealing_key: SealingKey::load_or_create(&config.dir.join("server.key"))?,
             api_key: Some(api_key.clone()),
             hmac_key: None,
+            webhook: None,
             limits: Limits::default(),
         });
         let app = updraft_server::app(state);

@@ -19,6 +19,7 @@ async fn serve(dir: &tempfile::TempDir) -> String {
         sealing_key: SealingKey::from_bytes(&[1; 32]),
         api_key: Some("key".into()),
         hmac_key: None,
+        webhook: None,
         limits: Limits::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

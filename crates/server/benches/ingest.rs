@@ -109,6 +109,7 @@ fn main() {
             sealing_key: SealingKey::from_bytes(&[3; 32]),
             api_key: None,
             hmac_key: None,
+            webhook: None,
             limits: Limits::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

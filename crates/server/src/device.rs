@@ -129,6 +129,25 @@ pub(crate) async fn checkin(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `PUT /mdm`: NanoMDM's one endpoint for both, told apart as Apple's devices send them: a
+/// check-in has `Content-Type: application/x-apple-aspen-mdm-checkin`, anything else is a
+/// command report.
+pub(crate) async fn single_endpoint(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DeviceError> {
+    let checkin_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-apple-aspen-mdm-checkin"));
+    if checkin_type {
+        checkin(state, body).await
+    } else {
+        connect(state, body).await
+    }
+}
+
 /// `PUT /mdm/connect`: the device reports a command result (or Idle) and gets the next command.
 pub(crate) async fn connect(
     State(state): State<AppState>,

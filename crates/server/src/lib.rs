@@ -14,6 +14,7 @@ pub mod db;
 mod device;
 pub mod push;
 pub mod secrets;
+pub mod webhook;
 pub mod writer;
 mod writes;
 
@@ -27,6 +28,7 @@ pub use db::{Db, DbError, EnrollmentRecord, PushInfo};
 pub use push::{ApnsPusher, NoPusher, PushOutcome, Pusher};
 pub use secrets::SealingKey;
 use updraft_clock::SharedClock;
+pub use webhook::{Enqueuer, WebhookConfig};
 
 /// Size limits for device requests.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +62,10 @@ pub struct AppState {
     pub(crate) sealing_key: SealingKey,
     pub(crate) api_key: Option<String>,
     pub(crate) hmac_key: Option<Vec<u8>>,
+    pub(crate) webhook: Option<WebhookConfig>,
     pub(crate) limits: Limits,
+    /// For calls this server makes to others (NanoMDM's enqueue API, as a webhook companion).
+    pub(crate) http: reqwest::Client,
 }
 
 /// How to build the server.
@@ -77,6 +82,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// NanoMDM's DDM-forwarding HMAC key; when set, forwarded requests must be signed.
     pub hmac_key: Option<Vec<u8>>,
+    /// Take NanoMDM's webhook events at `POST /webhook` (the companion of a NanoHUB).
+    pub webhook: Option<WebhookConfig>,
     /// Body limits.
     pub limits: Limits,
 }
@@ -96,7 +103,10 @@ impl AppState {
             sealing_key: config.sealing_key,
             api_key: config.api_key,
             hmac_key: config.hmac_key,
+            webhook: config.webhook,
             limits: config.limits,
+            http: updraft_trust::client(None, std::time::Duration::from_secs(30))
+                .unwrap_or_default(),
         }
     }
 
@@ -149,6 +159,10 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let device = Router::new()
+        .route(
+            "/mdm",
+            put(device::single_endpoint).post(device::single_endpoint),
+        )
         .route("/mdm/checkin", put(device::checkin).post(device::checkin))
         .route("/mdm/connect", put(device::connect).post(device::connect))
         .route(
@@ -208,8 +222,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             admin::require_api_key,
         ));
+    let webhook = Router::new()
+        .route("/webhook", post(webhook::receive))
+        .layer(DefaultBodyLimit::max(limits.max_checkin_bytes * 2));
     Router::new()
         .route("/version", get(admin::version))
+        .merge(webhook)
         .merge(device)
         .merge(admin)
         .with_state(state)

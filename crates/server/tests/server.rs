@@ -46,6 +46,7 @@ async fn state_on(db_path: &std::path::Path, hmac: Option<&str>) -> AppState {
         sealing_key: SealingKey::from_bytes(&[9; 32]),
         api_key: Some(KEY.into()),
         hmac_key: hmac.map(|k| k.as_bytes().to_vec()),
+        webhook: None,
         limits: Limits {
             max_checkin_bytes: 64 * 1024,
             max_status_bytes: 32 * 1024,

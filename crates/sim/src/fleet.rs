@@ -20,34 +20,82 @@ use updraft_feed::models::known_mac_models;
 use updraft_feed::{LookupResponse, SetKind};
 
 use crate::device::{DeviceSpec, Fault, SharedDeclarations, SimDevice, Transport};
+use crate::identity::{DeviceIdentity, IdentityError, IdentityIssuer};
 
-/// The transport over loopback HTTP.
-#[derive(Clone, Debug)]
-pub struct HttpTransport {
-    http: reqwest::Client,
-    checkin_url: String,
-    connect_url: String,
+/// Where a fleet's devices reach their MDM server, and how they prove who they are.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The check-in URL (`CheckInURL`): Updraft's `/mdm/checkin`, NanoMDM's `/mdm`.
+    pub checkin_url: String,
+    /// The command connection (`ServerURL`): Updraft's `/mdm/connect`, NanoMDM's `/mdm` (one
+    /// endpoint for both, told apart by Content-Type, as Apple's devices send them).
+    pub connect_url: String,
+    /// Issues each device's identity certificate; every body is then signed (`Mdm-Signature`).
+    pub identities: Option<Arc<IdentityIssuer>>,
+    /// For a server that cannot push (no APNs here): each device connects on its own this often.
+    pub connect_every: Option<chrono::Duration>,
 }
 
-impl HttpTransport {
-    /// Devices talking to the server at `base_url`.
-    pub fn new(base_url: &str) -> Self {
+impl Endpoints {
+    /// Updraft's server at `base_url`, unsigned, woken by pushes.
+    pub fn updraft(base_url: &str) -> Self {
         let base = base_url.trim_end_matches('/');
         Self {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .unwrap_or_default(),
             checkin_url: format!("{base}/mdm/checkin"),
             connect_url: format!("{base}/mdm/connect"),
+            identities: None,
+            connect_every: None,
         }
     }
 
-    async fn put(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let response = self
+    /// NanoMDM's single endpoint at `mdm_url` (`https://host/mdm`).
+    pub fn nanomdm(mdm_url: &str, identities: Arc<IdentityIssuer>) -> Self {
+        Self {
+            checkin_url: mdm_url.to_owned(),
+            connect_url: mdm_url.to_owned(),
+            identities: Some(identities),
+            connect_every: None,
+        }
+    }
+}
+
+/// Content types Apple's devices send.
+const CHECKIN_TYPE: &str = "application/x-apple-aspen-mdm-checkin";
+const CONNECT_TYPE: &str = "application/x-apple-aspen-mdm";
+
+/// The HTTP client devices share.
+#[derive(Clone, Debug)]
+struct HttpTransport {
+    http: reqwest::Client,
+    checkin_url: Arc<str>,
+    connect_url: Arc<str>,
+}
+
+/// One device's transport: the shared client, and the device's identity to sign with.
+struct DeviceTransport<'a> {
+    shared: &'a HttpTransport,
+    identity: Option<&'a DeviceIdentity>,
+}
+
+impl DeviceTransport<'_> {
+    async fn put(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let mut request = self
+            .shared
             .http
             .put(url)
-            .header("content-type", "application/x-apple-aspen-mdm-checkin")
+            .header("content-type", content_type);
+        if let Some(identity) = self.identity {
+            request = request.header(
+                "mdm-signature",
+                identity.sign(&body).map_err(|e| e.to_string())?,
+            );
+        }
+        let response = request
             .body(body)
             .send()
             .await
@@ -58,13 +106,13 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
+impl Transport for DeviceTransport<'_> {
     async fn checkin(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        self.put(&self.checkin_url, body).await
+        self.put(&self.shared.checkin_url, CHECKIN_TYPE, body).await
     }
 
     async fn connect(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        self.put(&self.connect_url, body).await
+        self.put(&self.shared.connect_url, CONNECT_TYPE, body).await
     }
 }
 
@@ -78,6 +126,10 @@ pub struct Fleet {
     next_due: Vec<std::sync::atomic::AtomicI64>,
     by_token: HashMap<String, usize>,
     transport: HttpTransport,
+    identities: Vec<Option<DeviceIdentity>>,
+    connect_every: Option<chrono::Duration>,
+    /// When each device last connected, epoch milliseconds (for `connect_every`).
+    last_connect: Vec<std::sync::atomic::AtomicI64>,
     clock: SharedClock,
     concurrency: usize,
     errors: std::sync::Mutex<Vec<String>>,
@@ -106,8 +158,35 @@ pub struct DeviceOutcome {
 }
 
 impl Fleet {
-    /// A fleet of `specs` talking to the server at `server_url`.
+    /// A fleet of `specs` talking to Updraft's server at `server_url`, woken by pushes.
     pub fn new(specs: Vec<DeviceSpec>, server_url: &str, clock: SharedClock) -> Arc<Self> {
+        let identities = vec![None; specs.len()];
+        Self::build(specs, Endpoints::updraft(server_url), identities, clock)
+    }
+
+    /// A fleet of `specs` talking to the server at `endpoints`, each device with an identity
+    /// issued by the endpoints' CA, if any.
+    pub fn with_endpoints(
+        specs: Vec<DeviceSpec>,
+        endpoints: Endpoints,
+        clock: SharedClock,
+    ) -> Result<Arc<Self>, IdentityError> {
+        let identities = match &endpoints.identities {
+            Some(issuer) => specs
+                .iter()
+                .map(|spec| issuer.issue(&spec.udid).map(Some))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![None; specs.len()],
+        };
+        Ok(Self::build(specs, endpoints, identities, clock))
+    }
+
+    fn build(
+        specs: Vec<DeviceSpec>,
+        endpoints: Endpoints,
+        identities: Vec<Option<DeviceIdentity>>,
+        clock: SharedClock,
+    ) -> Arc<Self> {
         let shared = Arc::new(SharedDeclarations::default());
         let devices: Vec<SimDevice> = specs
             .into_iter()
@@ -119,6 +198,12 @@ impl Fleet {
             .map(|(index, device)| (hex(&device.push_token), index))
             .collect();
         Arc::new(Self {
+            last_connect: devices
+                .iter()
+                .map(|_| std::sync::atomic::AtomicI64::new(i64::MIN))
+                .collect(),
+            identities,
+            connect_every: endpoints.connect_every,
             woken: devices.iter().map(|_| AtomicBool::new(false)).collect(),
             next_due: devices
                 .iter()
@@ -127,11 +212,26 @@ impl Fleet {
             was_offline: devices.iter().map(|_| AtomicBool::new(false)).collect(),
             devices: devices.into_iter().map(Mutex::new).collect(),
             by_token,
-            transport: HttpTransport::new(server_url),
+            transport: HttpTransport {
+                http: reqwest::Client::builder()
+                    .pool_max_idle_per_host(256)
+                    .build()
+                    .unwrap_or_default(),
+                checkin_url: endpoints.checkin_url.into(),
+                connect_url: endpoints.connect_url.into(),
+            },
             clock,
             concurrency: 64,
             errors: std::sync::Mutex::new(Vec::new()),
             pushes: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether a device connects on its own at `now_millis` (a server that cannot push).
+    fn connects_on_its_own(&self, index: usize, now_millis: i64) -> bool {
+        self.connect_every.is_some_and(|every| {
+            let last = self.last_connect[index].load(Ordering::Relaxed);
+            last == i64::MIN || now_millis - last >= every.num_milliseconds()
         })
     }
 
@@ -161,6 +261,7 @@ impl Fleet {
         for index in 0..self.devices.len() {
             if !self.woken[index].load(Ordering::Relaxed)
                 && self.next_due[index].load(Ordering::Relaxed) > now_millis
+                && !self.connects_on_its_own(index, now_millis)
             {
                 continue;
             }
@@ -177,9 +278,13 @@ impl Fleet {
                 if was_offline {
                     device.resume(now);
                 }
-                let transport = fleet.transport.clone();
+                let transport = DeviceTransport {
+                    shared: &fleet.transport,
+                    identity: fleet.identities[index].as_ref(),
+                };
                 let mut result = Ok(());
-                let mut connect = fleet.woken[index].swap(false, Ordering::Relaxed);
+                let mut connect = fleet.woken[index].swap(false, Ordering::Relaxed)
+                    | fleet.connects_on_its_own(index, now_millis);
                 if !device.is_enrolled() {
                     result = device.enroll(&transport).await;
                     // A newly enrolled device connects for its first commands right away.
@@ -187,6 +292,7 @@ impl Fleet {
                 }
                 // APNs keeps the last push for a device that was away.
                 if result.is_ok() && (connect | fleet.woken[index].swap(false, Ordering::Relaxed)) {
+                    fleet.last_connect[index].store(now_millis, Ordering::Relaxed);
                     result = device.on_push(&transport, now).await;
                 }
                 if result.is_ok() && device.is_due(now) {

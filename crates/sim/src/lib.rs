@@ -8,6 +8,8 @@
 
 pub mod device;
 pub mod fleet;
+pub mod identity;
 
 pub use device::{DeviceSpec, Fault, SharedDeclarations, SimDevice};
-pub use fleet::{DeviceOutcome, Fleet, FleetPlan, generate};
+pub use fleet::{DeviceOutcome, Endpoints, Fleet, FleetPlan, generate};
+pub use identity::{DeviceIdentity, IdentityError, IdentityIssuer};
