@@ -134,10 +134,13 @@ async fn an_unsigned_or_forged_event_is_refused_and_stores_nothing() {
     assert!(feed(&state).await["changes"].as_array().unwrap().is_empty());
 }
 
+/// A command NanoMDM was asked to queue: the enrollment, the Authorization header, the body.
+type Enqueued = (String, Option<String>, Vec<u8>);
+
 #[tokio::test]
 async fn a_new_enrollment_is_asked_its_name_and_zone_through_nanomdm_and_the_answer_is_kept() {
     // NanoMDM's enqueue API, as far as this test needs it: it records what it is sent.
-    let queued: Arc<Mutex<Vec<(String, Option<String>, Vec<u8>)>>> = Arc::default();
+    let queued: Arc<Mutex<Vec<Enqueued>>> = Arc::default();
     let recorder = queued.clone();
     let api = axum::Router::new().route(
         "/api/v1/nanomdm/enqueue/{id}",
