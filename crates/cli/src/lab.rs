@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use std::io::Write;
 use updraft_feed::{BUNDLED_FEED, LookupResponse};
-use updraft_lab::{Lab, LabConfig, LabStats};
+use updraft_lab::{
+    ExternalServer, ExternalStatus, Lab, LabConfig, LabServer, LabStats, ServerProfile,
+};
+
 use updraft_server::{
-    ApnsPusher, AppState, Db, Limits, NoPusher, Pusher, SealingKey, ServerConfig,
+    ApnsPusher, AppState, Db, Enqueuer, Limits, NoPusher, Pusher, SealingKey, ServerConfig,
+    WebhookConfig,
 };
 
 use crate::output::{print, table};
@@ -34,6 +38,120 @@ pub struct LabArgs {
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    external: ExternalArgs,
+}
+
+/// A real server instead of the embedded one: the fleet enrolls into it, the console follows it.
+#[derive(Args)]
+struct ExternalArgs {
+    /// The devices' MDM URL (NanoHUB: http://host:9004/mdm; updraft serve: http://host/mdm).
+    #[arg(long, requires = "ddm_api")]
+    mdm_url: Option<String>,
+    /// The KMFDDM admin API's root (NanoHUB: http://host:9004/api/v1/ddm; KMFDDM and
+    /// updraft serve: http://host/v1); its key in UPDRAFT_API_KEY.
+    #[arg(long, requires = "mdm_url")]
+    ddm_api: Option<String>,
+    /// The admin API's HTTP Basic user (NanoHUB: nanohub; KMFDDM and updraft serve: kmfddm).
+    #[arg(long, default_value = "kmfddm")]
+    api_user: String,
+    /// A private CA (PEM) that signed the server's TLS certificate, trusted beside the system's.
+    #[arg(long)]
+    server_ca: Option<PathBuf>,
+    /// The CA (PEM) whose certificates the server takes as device identities (NanoHUB's -ca).
+    #[arg(long, requires = "identity_ca_key")]
+    identity_ca: Option<PathBuf>,
+    /// That CA's private key (PEM), to issue each simulated device its identity.
+    #[arg(long, requires = "identity_ca")]
+    identity_ca_key: Option<PathBuf>,
+    /// Read status from a webhook companion listening here (NanoHUB started with
+    /// -webhook-url http://ADDR/webhook).
+    #[arg(long, conflicts_with = "poll_interval")]
+    webhook_listen: Option<std::net::SocketAddr>,
+    /// NanoHUB's -webhook-hmac-key (also UPDRAFT_WEBHOOK_HMAC_KEY).
+    #[arg(long, env = "UPDRAFT_WEBHOOK_HMAC_KEY", hide_env_values = true)]
+    webhook_hmac_key: Option<String>,
+    /// NanoMDM's API, to ask devices their name and zone (default: beside --ddm-api when it
+    /// ends in /api/v1/ddm); same user and key as --ddm-api.
+    #[arg(long)]
+    nanomdm_api: Option<String>,
+    /// Read status by polling the server's status-report, every this many simulated minutes.
+    #[arg(long)]
+    poll_interval: Option<i64>,
+    /// Simulated minutes between a device's own connections (the server cannot push here).
+    #[arg(long, default_value_t = 60)]
+    connect_every: i64,
+}
+
+impl ExternalArgs {
+    fn server(&self) -> anyhow::Result<LabServer> {
+        let (Some(mdm_url), Some(ddm_api)) = (&self.mdm_url, &self.ddm_api) else {
+            return Ok(LabServer::Embedded);
+        };
+        let api_key = std::env::var("UPDRAFT_API_KEY").map_err(|_| {
+            anyhow::anyhow!("--ddm-api: set the admin API's key in UPDRAFT_API_KEY")
+        })?;
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("{flag} {}: cannot read it", path.display()))
+        };
+        let profile = ServerProfile {
+            base_url: ddm_api.trim_end_matches('/').to_owned(),
+            api_prefix: String::new(),
+            api_user: self.api_user.clone(),
+            api_key: api_key.clone(),
+            extra_ca_pem: match &self.server_ca {
+                Some(path) => Some(read(path, "--server-ca")?.into_bytes()),
+                None => None,
+            },
+        };
+        let identity_ca = match (&self.identity_ca, &self.identity_ca_key) {
+            (Some(certificate), Some(key)) => Some((
+                read(certificate, "--identity-ca")?,
+                read(key, "--identity-ca-key")?,
+            )),
+            _ => None,
+        };
+        let status = match (self.webhook_listen, self.poll_interval) {
+            (Some(listen), _) => {
+                let nanomdm = self.nanomdm_api.clone().or_else(|| {
+                    ddm_api
+                        .trim_end_matches('/')
+                        .strip_suffix("/api/v1/ddm")
+                        .map(|base| format!("{base}/api/v1/nanomdm"))
+                });
+                ExternalStatus::Webhook {
+                    listen,
+                    hmac_key: self.webhook_hmac_key.clone().map(String::into_bytes),
+                    enqueue: nanomdm.map(|url| Enqueuer {
+                        url: format!("{}/enqueue", url.trim_end_matches('/')),
+                        user: self.api_user.clone(),
+                        key: api_key.clone(),
+                    }),
+                }
+            }
+            (None, Some(minutes)) if minutes > 0 => ExternalStatus::Poll {
+                every: chrono::Duration::minutes(minutes),
+            },
+            (None, Some(minutes)) => {
+                anyhow::bail!("--poll-interval {minutes}: give minutes above 0")
+            }
+            (None, None) => ExternalStatus::Feed,
+        };
+        if self.connect_every <= 0 {
+            anyhow::bail!(
+                "--connect-every {}: give minutes above 0",
+                self.connect_every
+            );
+        }
+        Ok(LabServer::External(ExternalServer {
+            mdm_url: mdm_url.clone(),
+            ddm_api: profile,
+            identity_ca,
+            status,
+            connect_every: chrono::Duration::minutes(self.connect_every),
+        }))
+    }
 }
 
 pub fn lab(args: LabArgs) -> anyhow::Result<()> {
@@ -66,6 +184,7 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
         .expect("a folder");
     let mut config = LabConfig::new(args.devices, args.seed, feed, dir);
     config.failure_rate = args.failure_rate;
+    config.server = args.external.server()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -161,7 +280,54 @@ pub struct ServeArgs {
     /// Require NanoMDM's X-Hmac-Signature on forwarded DDM requests, with this key.
     #[arg(long, env = "UPDRAFT_DDM_HMAC_KEY", hide_env_values = true)]
     hmac_key: Option<String>,
-    webhook: None,
+    /// Take NanoMDM's webhook events at POST /webhook (`nanohub -webhook-url .../webhook`):
+    /// this server then keeps enrollments, statuses and the status-changes feed for a NanoHUB.
+    #[arg(long)]
+    companion: bool,
+    /// NanoMDM's -webhook-hmac-key: events must carry its X-Hmac-Signature.
+    #[arg(
+        long,
+        env = "UPDRAFT_WEBHOOK_HMAC_KEY",
+        hide_env_values = true,
+        requires = "companion"
+    )]
+    webhook_hmac_key: Option<String>,
+    /// NanoMDM's API (`https://hub/api/v1/nanomdm`), to ask new enrollments their name and time
+    /// zone (DeviceInformation); its key in UPDRAFT_NANOMDM_API_KEY.
+    #[arg(long, requires = "companion")]
+    nanomdm_api: Option<String>,
+    /// The HTTP Basic user of --nanomdm-api.
+    #[arg(long, default_value = "nanohub")]
+    nanomdm_user: String,
+}
+
+/// The webhook companion's settings, if `--companion`.
+fn companion(args: &ServeArgs) -> anyhow::Result<Option<WebhookConfig>> {
+    if !args.companion {
+        return Ok(None);
+    }
+    if args.webhook_hmac_key.is_none() {
+        eprintln!(
+            "warning: no --webhook-hmac-key: anyone who can reach /webhook can forge a device's status"
+        );
+    }
+    let enqueue = match &args.nanomdm_api {
+        Some(url) => Some(Enqueuer {
+            url: format!("{}/enqueue", url.trim_end_matches('/')),
+            user: args.nanomdm_user.clone(),
+            key: std::env::var("UPDRAFT_NANOMDM_API_KEY").map_err(|_| {
+                anyhow::anyhow!("--nanomdm-api: set its key in UPDRAFT_NANOMDM_API_KEY")
+            })?,
+        }),
+        None => {
+            eprintln!("warning: no --nanomdm-api: devices' names and time zones will not be asked");
+            None
+        }
+    };
+    Ok(Some(WebhookConfig {
+        hmac_key: args.webhook_hmac_key.clone().map(String::into_bytes),
+        enqueue,
+    }))
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a service manager's stop).
@@ -225,6 +391,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             sealing_key,
             api_key: args.api_key.clone(),
             hmac_key: args.hmac_key.clone().map(String::into_bytes),
+            webhook: companion(&args)?,
             limits: Limits::default(),
         });
         let listener = tokio::net::TcpListener::bind(&args.listen)

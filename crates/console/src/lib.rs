@@ -344,7 +344,7 @@ impl Console {
                 enrollment_id: enrollment.id.clone(),
                 model: enrollment.product_name.clone().or(enrollment.model.clone()),
                 serial_number: enrollment.serial_number.clone(),
-                enrolled_at: enrollment.enrolled_at.clone(),
+                enrolled_at: not_after(enrollment.enrolled_at.as_deref(), now),
                 os_version: enrollment.os_version.clone(),
                 build: enrollment.build_version.clone(),
                 bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
@@ -361,7 +361,10 @@ impl Console {
                     .clone()
                     .or_else(|| previous.and_then(|p| p.time_zone.clone())),
                 utc_offset_minutes: None,
-                last_report_at: change.status.as_ref().and(enrollment.last_seen_at.clone()),
+                last_report_at: change
+                    .status
+                    .as_ref()
+                    .and(not_after(enrollment.last_seen_at.as_deref(), now)),
                 bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
                 bootstrap_token_requested_at: enrollment.bootstrap_token_requested_at.clone(),
                 server_seq: enrollment.seq,
@@ -684,6 +687,20 @@ impl Console {
                 return Ok(total);
             }
         }
+    }
+}
+
+/// A server's timestamp, or the console's `now` if the server's clock is ahead of it: time-based
+/// rules (a silent device, a passed deadline) run on the console's clock, and a server's clock a
+/// little ahead, or a lab's server on real time beside a simulated console, must not make a
+/// device look as if it reported in the future.
+fn not_after(server_time: Option<&str>, now: DateTime<Utc>) -> Option<String> {
+    let text = server_time?;
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(at) if at.with_timezone(&Utc) > now => {
+            Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        _ => Some(text.to_owned()),
     }
 }
 

@@ -16,9 +16,24 @@ use updraft_console::Console;
 use updraft_engine::plan::Release;
 use updraft_engine::{Enforcement, Phase};
 use updraft_feed::{LookupResponse, Platform, SetKind};
-use updraft_mdm::KmfddmClient;
-use updraft_server::{ApnsPusher, AppState, Db, Limits, SealingKey, ServerConfig};
-use updraft_sim::{DeviceSpec, Fleet, FleetPlan};
+use updraft_mdm::{
+    Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
+};
+use updraft_server::{
+    ApnsPusher, AppState, Db, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig, WebhookConfig,
+};
+use updraft_sim::{DeviceSpec, Endpoints, Fleet, FleetPlan, IdentityIssuer};
+
+pub use updraft_mdm::ServerProfile;
+
+/// What `Lab::start` builds for a server: the fleet, the admin client, the console's backend,
+/// and the embedded server's pusher.
+type Parts = (
+    Arc<Fleet>,
+    Arc<KmfddmClient>,
+    Arc<Deployment>,
+    Option<Arc<ApnsPusher>>,
+);
 use updraft_store::Store;
 
 /// How to run the lab.
@@ -44,6 +59,56 @@ pub struct LabConfig {
     pub fleet: Option<Vec<DeviceSpec>>,
     /// Stop after this many steps (to test a restart in the middle of a rollout).
     pub stop_after_steps: Option<usize>,
+    /// The DDM server: the embedded one, or a real one started elsewhere.
+    pub server: LabServer,
+}
+
+/// Which DDM server the lab's fleet and console use.
+#[derive(Debug, Clone, Default)]
+pub enum LabServer {
+    /// Updraft's server in this process, on the lab's clock, pushing through the fleet's gateway.
+    #[default]
+    Embedded,
+    /// A server started elsewhere (`updraft serve`, NanoHUB).
+    External(ExternalServer),
+}
+
+/// A DDM server started elsewhere, as the fleet and the console reach it.
+#[derive(Debug, Clone)]
+pub struct ExternalServer {
+    /// The devices' MDM URL (`ServerURL` and `CheckInURL`, one endpoint as NanoMDM's `/mdm`).
+    pub mdm_url: String,
+    /// The admin API (KMFDDM's): address, prefix, user, key.
+    pub ddm_api: ServerProfile,
+    /// The CA that issues the devices' identities (certificate and key, PEM), one the server
+    /// trusts (NanoHUB's `-ca`). Without it devices send no signature (`updraft serve`).
+    pub identity_ca: Option<(String, String)>,
+    /// Where the console reads devices' status.
+    pub status: ExternalStatus,
+    /// How often each device connects on its own (the server cannot push from here).
+    pub connect_every: Duration,
+}
+
+/// Where the console reads status from an external server.
+#[derive(Debug, Clone)]
+pub enum ExternalStatus {
+    /// The server's own status-changes feed (`updraft serve`).
+    Feed,
+    /// A webhook companion in this process, on the lab's clock, listening at `listen`
+    /// (NanoHUB's `-webhook-url http://<listen>/webhook`).
+    Webhook {
+        /// The address to listen on.
+        listen: std::net::SocketAddr,
+        /// NanoHUB's `-webhook-hmac-key`.
+        hmac_key: Option<Vec<u8>>,
+        /// NanoMDM's enqueue API, to ask new devices their name and zone.
+        enqueue: Option<Enqueuer>,
+    },
+    /// Polling KMFDDM's `status-report` for the fleet's ids (imported as a list), this often.
+    Poll {
+        /// Simulated time between polls.
+        every: Duration,
+    },
 }
 
 impl LabConfig {
@@ -60,6 +125,7 @@ impl LabConfig {
             releases: None,
             fleet: None,
             stop_after_steps: None,
+            server: LabServer::Embedded,
         }
     }
 }
@@ -267,16 +333,17 @@ pub struct Lab {
     pub console: Console,
     /// The server's admin client.
     pub client: Arc<KmfddmClient>,
+    /// What the console talks to: the server, with status from it or from elsewhere.
+    backend: Arc<Deployment>,
     /// The fleet's specs.
     pub specs: Vec<DeviceSpec>,
     /// Rollout ids.
     pub rollouts: Vec<(i64, Release)>,
     /// Start.
     pub started_at: DateTime<Utc>,
-    pusher: Arc<ApnsPusher>,
+    /// The embedded server's pusher (none for an external server).
+    pusher: Option<Arc<ApnsPusher>>,
     stopwatch: Stopwatch,
-    server_url: String,
-    api_key: String,
     console_db: PathBuf,
 }
 
@@ -288,11 +355,6 @@ impl Lab {
         let shared: SharedClock = clock.clone();
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("creating {}", config.dir.display()))?;
-
-        let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let server_url = format!("http://{}", server_listener.local_addr()?);
-        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
 
         let specs = match &config.fleet {
             Some(specs) => specs.clone(),
@@ -306,7 +368,40 @@ impl Lab {
                 &config.feed,
             ),
         };
-        let fleet = Fleet::new(specs.clone(), &server_url, shared.clone());
+        let (fleet, client, backend, pusher) = match &config.server {
+            LabServer::Embedded => Self::embedded(config, &specs, shared.clone()).await?,
+            LabServer::External(external) => {
+                Self::external(config, external, &specs, shared.clone()).await?
+            }
+        };
+        let console_db = config.dir.join("console.db");
+        let console = Self::console(&console_db, backend.clone(), shared.clone()).await?;
+        Ok(Self {
+            clock,
+            fleet,
+            console,
+            client,
+            backend,
+            specs,
+            rollouts: Vec::new(),
+            started_at,
+            pusher,
+            stopwatch: Stopwatch::default(),
+            console_db,
+        })
+    }
+
+    /// Updraft's server in this process, pushing through the fleet's gateway.
+    async fn embedded(
+        config: &LabConfig,
+        specs: &[DeviceSpec],
+        clock: SharedClock,
+    ) -> anyhow::Result<Parts> {
+        let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let server_url = format!("http://{}", server_listener.local_addr()?);
+        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        let fleet = Fleet::new(specs.to_vec(), &server_url, clock.clone());
         let gateway = fleet.gateway();
         tokio::spawn(async move { axum::serve(gateway_listener, gateway).await });
 
@@ -315,7 +410,7 @@ impl Lab {
         let db = Db::open(&config.dir.join("server.db")).await?;
         let state = AppState::new(ServerConfig {
             db,
-            clock: shared.clone(),
+            clock,
             pusher: pusher.clone(),
             sealing_key: SealingKey::load_or_create(&config.dir.join("server.key"))?,
             api_key: Some(api_key.clone()),
@@ -325,42 +420,94 @@ impl Lab {
         });
         let app = updraft_server::app(state);
         tokio::spawn(async move { axum::serve(server_listener, app).await });
-
-        let console_db = config.dir.join("console.db");
         let client = Arc::new(KmfddmClient::updraft(&server_url, &api_key)?);
-        let console = Self::console(&console_db, client.clone(), shared.clone()).await?;
-        Ok(Self {
-            clock,
-            fleet,
-            console,
-            client,
-            specs,
-            rollouts: Vec::new(),
-            started_at,
-            pusher,
-            stopwatch: Stopwatch::default(),
-            server_url,
-            api_key,
-            console_db,
-        })
+        let backend = Arc::new(Deployment::single(client.clone()));
+        Ok((fleet, client, backend, Some(pusher)))
+    }
+
+    /// A server started elsewhere: devices enroll into it with identities from its CA and
+    /// connect on their own schedule; the console reads status from the server's feed, from a
+    /// webhook companion here, or by polling.
+    async fn external(
+        config: &LabConfig,
+        external: &ExternalServer,
+        specs: &[DeviceSpec],
+        clock: SharedClock,
+    ) -> anyhow::Result<Parts> {
+        let identities = match &external.identity_ca {
+            Some((certificate, key)) => Some(Arc::new(
+                IdentityIssuer::from_pem(certificate, key).context("--identity-ca")?,
+            )),
+            None => None,
+        };
+        let endpoints = Endpoints {
+            checkin_url: external.mdm_url.clone(),
+            connect_url: external.mdm_url.clone(),
+            identities,
+            connect_every: Some(external.connect_every),
+        };
+        let fleet = Fleet::with_endpoints(specs.to_vec(), endpoints, clock.clone())?;
+        let client = Arc::new(KmfddmClient::new(external.ddm_api.clone())?);
+        let status: Arc<dyn StatusSource> = match &external.status {
+            ExternalStatus::Feed => client.clone(),
+            ExternalStatus::Webhook {
+                listen,
+                hmac_key,
+                enqueue,
+            } => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("--webhook-listen {listen}"))?;
+                let url = format!("http://{}", listener.local_addr()?);
+                let api_key = format!("companion-{}", config.seed);
+                let state = AppState::new(ServerConfig {
+                    db: Db::open(&config.dir.join("companion.db")).await?,
+                    clock,
+                    pusher: Arc::new(NoPusher),
+                    sealing_key: SealingKey::load_or_create(&config.dir.join("companion.key"))?,
+                    api_key: Some(api_key.clone()),
+                    hmac_key: None,
+                    webhook: Some(WebhookConfig {
+                        hmac_key: hmac_key.clone(),
+                        enqueue: enqueue.clone(),
+                    }),
+                    limits: Limits::default(),
+                });
+                let app = updraft_server::app(state);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                Arc::new(KmfddmClient::updraft(&url, &api_key)?)
+            }
+            ExternalStatus::Poll { every } => {
+                // The admin's imported list: the fleet's ids, nothing more (names and zones
+                // cannot be read back from a stock NanoHUB).
+                let list: String = specs.iter().map(|s| format!("{}\n", s.udid)).collect();
+                Arc::new(PollingStatusSource::new(
+                    client.clone(),
+                    parse_enrollment_list(&list)?,
+                    clock,
+                    *every,
+                ))
+            }
+        };
+        let backend = Arc::new(Deployment::with_status(client.clone(), status));
+        Ok((fleet, client, backend, None))
     }
 
     /// The console learns names and time zones as any console does, from the server (the
     /// devices' answers to DeviceInformation), never from the fleet's specs.
     async fn console(
         path: &Path,
-        client: Arc<KmfddmClient>,
+        backend: Arc<Deployment>,
         clock: SharedClock,
     ) -> anyhow::Result<Console> {
         let store = Store::open(path).await?;
-        Ok(Console::new(store, client, clock))
+        Ok(Console::new(store, backend, clock))
     }
 
     /// Replaces the console with a fresh one on the same database, as after a crash and restart.
     pub async fn restart_console(&mut self) -> anyhow::Result<()> {
-        let client = Arc::new(KmfddmClient::updraft(&self.server_url, &self.api_key)?);
         let clock: SharedClock = self.clock.clone();
-        self.console = Self::console(&self.console_db, client, clock).await?;
+        self.console = Self::console(&self.console_db, self.backend.clone(), clock).await?;
         Ok(())
     }
 
@@ -462,7 +609,7 @@ impl Lab {
             device_requests: self.fleet.requests().await,
             pushes: self.fleet.pushes(),
             device_errors: self.fleet.errors(),
-            push_failures: self.pusher.failures(),
+            push_failures: self.pusher.as_ref().map_or(0, |p| p.failures()),
             seconds: self
                 .stopwatch
                 .0
@@ -573,7 +720,24 @@ impl Lab {
         const CHUNK: usize = 2000;
         let store = self.console.store();
         let mut assigned: HashMap<String, Vec<String>> = HashMap::new();
-        for assignment in self.client.all_assignments().await? {
+        let assignments = match self.client.all_assignments().await {
+            Ok(all) => all,
+            // KMFDDM lists no assignments: ask for each device's sets.
+            Err(MdmError::Unsupported(_)) => {
+                let mut all = Vec::new();
+                for spec in &self.specs {
+                    for set in self.client.enrollment_sets(&spec.udid).await? {
+                        all.push(updraft_mdm::Assignment {
+                            enrollment_id: spec.udid.clone(),
+                            set,
+                        });
+                    }
+                }
+                all
+            }
+            Err(error) => return Err(error.into()),
+        };
+        for assignment in assignments {
             if assignment.set.starts_with("com.updraft.su.") {
                 let declaration = assignment.set.trim_end_matches(".set").to_owned();
                 assigned

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use chrono::{DateTime, Duration, Utc};
+use updraft_clock::SharedClock;
 use updraft_ddm::{DeviceStatus, StatusReport};
 
 use crate::client::StoredReport;
@@ -125,17 +127,27 @@ struct Polled {
 struct State {
     devices: BTreeMap<String, Polled>,
     seq: i64,
+    last_poll: Option<DateTime<Utc>>,
 }
 
 /// Status by polling a KMFDDM server's `status-report` for a list of enrollments.
 pub struct PollingStatusSource {
     client: Arc<KmfddmClient>,
     state: tokio::sync::Mutex<State>,
+    clock: SharedClock,
+    every: Duration,
 }
 
 impl PollingStatusSource {
-    /// A source over `client` for the listed enrollments.
-    pub fn new(client: Arc<KmfddmClient>, enrollments: Vec<Enrollment>) -> Self {
+    /// A source over `client` for the listed enrollments, polling at most once per `every` of
+    /// `clock`'s time. An enrollment counts as enrolled when first listed, and a report as made
+    /// when this source first reads it: the console's clock, whatever the server's says.
+    pub fn new(
+        client: Arc<KmfddmClient>,
+        enrollments: Vec<Enrollment>,
+        clock: SharedClock,
+        every: Duration,
+    ) -> Self {
         let devices = enrollments
             .into_iter()
             .map(|enrollment| {
@@ -150,7 +162,12 @@ impl PollingStatusSource {
             .collect();
         Self {
             client,
-            state: tokio::sync::Mutex::new(State { devices, seq: 0 }),
+            state: tokio::sync::Mutex::new(State {
+                devices,
+                ..State::default()
+            }),
+            clock,
+            every,
         }
     }
 
@@ -170,6 +187,12 @@ impl PollingStatusSource {
 
     /// Reads every enrollment's new reports and merges them; returns how many devices changed.
     async fn poll(&self, state: &mut State) -> Result<usize, MdmError> {
+        let now = self.clock.now();
+        if state.last_poll.is_some_and(|last| now - last < self.every) {
+            return Ok(0);
+        }
+        state.last_poll = Some(now);
+        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let ids: Vec<String> = state.devices.keys().cloned().collect();
         let mut changed = 0;
         for id in ids {
@@ -202,7 +225,12 @@ impl PollingStatusSource {
             }
             if let Some(newest) = fresh.first() {
                 device.seen = Some(Seen::of(newest));
+                device.enrollment.last_seen_at = Some(stamp.clone());
             }
+            device
+                .enrollment
+                .enrolled_at
+                .get_or_insert_with(|| stamp.clone());
             state.seq += 1;
             device.seq = state.seq;
             changed += 1;
@@ -263,6 +291,7 @@ impl StatusSource for PollingStatusSource {
         let mut state = self.state.lock().await;
         if after > state.seq {
             state.seq = after;
+            state.last_poll = None;
             for device in state.devices.values_mut() {
                 device.seq = 0;
                 device.seen = None;
