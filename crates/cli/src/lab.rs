@@ -144,13 +144,13 @@ impl ExternalArgs {
                 self.connect_every
             );
         }
-        Ok(LabServer::External(ExternalServer {
+        Ok(LabServer::External(Box::new(ExternalServer {
             mdm_url: mdm_url.clone(),
             ddm_api: profile,
             identity_ca,
             status,
             connect_every: chrono::Duration::minutes(self.connect_every),
-        }))
+        })))
     }
 }
 

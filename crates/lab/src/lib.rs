@@ -70,7 +70,7 @@ pub enum LabServer {
     #[default]
     Embedded,
     /// A server started elsewhere (`updraft serve`, NanoHUB).
-    External(ExternalServer),
+    External(Box<ExternalServer>),
 }
 
 /// A DDM server started elsewhere, as the fleet and the console reach it.
