@@ -269,7 +269,8 @@ impl KmfddmClient {
 
     /// A raw status report of an enrollment, `index` 0 the newest (KMFDDM's `status-report`,
     /// whose `index` is required). `None` when the server has no such report: KMFDDM answers
-    /// 404 for an enrollment that never reported, and 500 for an index beyond what it keeps.
+    /// 404 (NanoHUB 500 "key not found") for an enrollment that never reported, and 500 for an
+    /// index beyond what it keeps.
     pub async fn status_report(
         &self,
         enrollment_id: &str,
@@ -294,7 +295,10 @@ impl KmfddmClient {
                     body: answer.body,
                 }))
             }
-            Err(MdmError::Status { status: 500, .. }) if index > 0 => Ok(None),
+            // NanoHUB: "key not found" for an enrollment with no report yet.
+            Err(MdmError::Status {
+                status: 500, body, ..
+            }) if index > 0 || body.contains("not found") => Ok(None),
             Err(error) => Err(error),
         }
     }

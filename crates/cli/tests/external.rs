@@ -1,0 +1,108 @@
+//! `updraft lab` against `updraft serve` started as a separate process, as an admin would run
+//! them: the fleet enrolls through the server's MDM endpoint and connects on its own schedule
+//! (the server has no push certificate), the console follows the server's admin API only.
+
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+/// A running `updraft serve`, killed when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path, api_key: &str) -> (Serve, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["serve", "--db"])
+        .arg(dir.join("server.db"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("UPDRAFT_API_KEY", api_key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve ended early"
+        );
+        if let Some(address) = line
+            .trim()
+            .strip_prefix("updraft serve: listening on http://")
+        {
+            break address.to_owned();
+        }
+    };
+    // Keep reading, so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (Serve(child), address)
+}
+
+#[test]
+fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, address) = serve(dir.path(), "separate-key");
+    let output = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["lab", "--devices", "200", "--seed", "7", "--json", "--dir"])
+        .arg(dir.path().join("lab"))
+        .args(["--mdm-url", &format!("http://{address}/mdm")])
+        .args(["--ddm-api", &format!("http://{address}/v1")])
+        .env("UPDRAFT_API_KEY", "separate-key")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let devices = report["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 200);
+    for device in devices {
+        let state = device["state"].as_str().unwrap();
+        match state {
+            "cleaned_up" => assert!(
+                device["declarations_assigned"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty(),
+                "an updated device keeps a declaration: {device}"
+            ),
+            "failed" => assert!(device["failure_reason"].is_string(), "{device}"),
+            "excluded" => assert!(device["exclusion_reason"].is_string(), "{device}"),
+            other => panic!("{} ended {other}: {device}", device["id"]),
+        }
+        // Learnt from the server (the device's answer to DeviceInformation), not the simulator.
+        assert!(
+            device["time_zone"].as_str().unwrap().contains('/'),
+            "{device}"
+        );
+    }
+    assert!(report["summary"]["cleaned_up"].as_u64().unwrap() > 150);
+    // The server has no push certificate: no timeline claims a push, and the console says so.
+    assert!(
+        devices
+            .iter()
+            .flat_map(|d| d["events"].as_array().unwrap())
+            .all(|e| e["kind"] != "push_sent")
+    );
+    let push_failed = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "push_failed")
+        .expect("a push_failed alert");
+    assert!(
+        push_failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no push certificate"),
+        "{push_failed}"
+    );
+}
