@@ -450,7 +450,9 @@ impl DeclarationStore for KmfddmClient {
 
     async fn touch(&self, declaration_id: &str) -> Result<(), MdmError> {
         let path = format!("/declarations/{}/touch", encode(declaration_id));
-        self.send(Method::Put, &path, None, false).await.map(|_| ())
+        self.send(Method::Post, &path, None, false)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod client;
+pub mod conformance;
 pub mod fake;
 mod polling;
 mod profile;

@@ -479,7 +479,9 @@ pub(crate) async fn status_report(
     for (name, value) in [
         ("last-modified", http_date(&received_at)),
         ("x-status-report-id", report_id.to_string()),
-        ("x-status-report-index", index.to_string()),
+        // As KMFDDM's stores: the report's own number, which only grows, not the `index` asked
+        // (a poller tells new reports from seen ones by it).
+        ("x-status-report-index", report_id.to_string()),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
