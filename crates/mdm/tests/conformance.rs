@@ -73,11 +73,15 @@ async fn nanohub() -> Option<Under> {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("NANOHUB_BIN starts");
-    struct Kill(std::process::Child, tempfile::TempDir);
+    /// Stops NanoHUB, then removes its folder.
+    struct Kill {
+        child: std::process::Child,
+        _dir: tempfile::TempDir,
+    }
     impl Drop for Kill {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
     let base = format!("http://127.0.0.1:{port}");
@@ -92,7 +96,7 @@ async fn nanohub() -> Option<Under> {
         client: Arc::new(KmfddmClient::new(profile).unwrap()),
         mdm_url: format!("{base}/mdm"),
         identities: Some(issuer),
-        _guard: Box::new(Kill(child, dir)),
+        _guard: Box::new(Kill { child, _dir: dir }),
     })
 }
 
