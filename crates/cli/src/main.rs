@@ -36,8 +36,20 @@ enum Command {
     Serve(lab::ServeArgs),
 }
 
+/// Logs to stderr, at `warn` and above unless `RUST_LOG` says otherwise (`RUST_LOG=info`,
+/// `RUST_LOG=updraft_server=debug`): without it every `tracing` event would be lost.
+fn install_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_logging();
     let result = match cli.command {
         Command::Feed(command) => feed::run(command),
         Command::Lab(args) => lab::lab(args),

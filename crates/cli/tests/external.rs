@@ -106,3 +106,48 @@ fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
         "{push_failed}"
     );
 }
+
+#[test]
+fn the_lab_follows_a_separate_updraft_serve_by_polling_status_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, address) = serve(dir.path(), "poll-key");
+    let output = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["lab", "--devices", "40", "--seed", "7", "--json", "--dir"])
+        .arg(dir.path().join("lab"))
+        .args(["--mdm-url", &format!("http://{address}/mdm")])
+        .args(["--ddm-api", &format!("http://{address}/v1")])
+        .args(["--poll-interval", "30"])
+        .env("UPDRAFT_API_KEY", "poll-key")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for device in report["devices"].as_array().unwrap() {
+        let state = device["state"].as_str().unwrap();
+        assert!(
+            ["cleaned_up", "failed", "excluded"].contains(&state),
+            "{device}"
+        );
+        if state == "cleaned_up" {
+            assert!(
+                device["declarations_assigned"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+    assert!(report["summary"]["cleaned_up"].as_u64().unwrap() > 25);
+    // Polling cannot see bootstrap-token escrow, so it raises no alert about it.
+    assert!(
+        report["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] != "bootstrap_token_missing")
+    );
+}

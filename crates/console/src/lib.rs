@@ -513,6 +513,7 @@ impl Console {
                     ),
                 ));
                 if rollout.release.platform == updraft_feed::Platform::MacOs
+                    && self.backend.knows_bootstrap_escrow()
                     && !device.bootstrap_token_escrowed
                     && facts.is_apple_silicon()
                 {

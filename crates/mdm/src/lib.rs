@@ -211,6 +211,13 @@ pub trait AssignmentStore: Send + Sync {
 pub trait StatusSource: Send + Sync {
     /// Enrollments whose status or enrollment changed after `after`.
     async fn status_changes(&self, after: i64, limit: u32) -> Result<ChangesPage, MdmError>;
+
+    /// Whether enrollments carry whether a bootstrap token is escrowed. A source that cannot
+    /// know (polling a stock KMFDDM) says no, so the console raises no alert for a token it
+    /// only failed to see.
+    fn knows_bootstrap_escrow(&self) -> bool {
+        true
+    }
 }
 
 /// Pushes.
@@ -291,6 +298,10 @@ impl AssignmentStore for Deployment {
 impl StatusSource for Deployment {
     async fn status_changes(&self, after: i64, limit: u32) -> Result<ChangesPage, MdmError> {
         self.status.status_changes(after, limit).await
+    }
+
+    fn knows_bootstrap_escrow(&self) -> bool {
+        self.status.knows_bootstrap_escrow()
     }
 }
 

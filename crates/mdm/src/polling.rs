@@ -333,6 +333,11 @@ impl StatusSource for PollingStatusSource {
         let next = changes.last().map_or(after, |c| c.enrollment.seq);
         Ok(ChangesPage { changes, next })
     }
+
+    /// NanoMDM's API does not say whether a device escrowed its bootstrap token.
+    fn knows_bootstrap_escrow(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
