@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 22] = [
+const COMMANDS: [&str; 24] = [
     "dashboard",
     "releases",
     "devices",
@@ -29,6 +29,8 @@ const COMMANDS: [&str; 22] = [
     "set_speed",
     "advance_clock",
     "settings",
+    "try_server",
+    "sync_health",
     "use_server",
     "use_lab",
 ];

@@ -12,7 +12,7 @@ use updraft_app::view::*;
 use updraft_app::wizard::{Preview, RolloutPlan};
 
 use crate::{Keychain, Shell};
-use updraft_app::settings::{Settings, SettingsView};
+use updraft_app::settings::{CheckLine, ServerSettings, Settings, SettingsView};
 
 /// An error as the UI receives it.
 #[derive(Debug, Serialize)]
@@ -237,32 +237,75 @@ pub async fn advance_clock(
     Ok(now.to_rfc3339())
 }
 
+fn settings_view(shell: &Shell, settings: &Settings) -> SettingsView {
+    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
+    settings.view(&Keychain, running_lab, Some(&shell.log_file))
+}
+
 /// The settings, with whether an API key is stored (never the key).
 #[tauri::command]
 pub async fn settings(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
     let settings = Settings::load(&shell.settings_file)?;
-    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
-    Ok(settings.view(&Keychain, running_lab))
+    Ok(settings_view(&shell, &settings))
 }
 
-/// Tries a server with its API key; on success keeps the key in the keychain and the address in
-/// the settings. Takes effect at the next start.
+/// What trying a server found, and the settings as they are now.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTried {
+    view: SettingsView,
+    checks: Vec<CheckLine>,
+}
+
+/// Tries a server as described, without saving anything: what works and what does not.
+#[tauri::command]
+pub async fn try_server(
+    server: ServerSettings,
+    api_key: String,
+    companion_key: Option<String>,
+) -> Reply<Vec<CheckLine>> {
+    Ok(updraft_app::settings::try_server(&server, api_key.trim(), companion_key.as_deref()).await)
+}
+
+/// Tries a server with its keys; when every check passes, keeps the keys in the keychain and the
+/// rest in the settings. Takes effect at the next start.
 #[tauri::command]
 pub async fn use_server(
     shell: State<'_, Arc<Shell>>,
-    url: String,
+    server: ServerSettings,
     api_key: String,
-) -> Reply<SettingsView> {
-    let settings =
-        updraft_app::settings::use_server(&shell.settings_file, &Keychain, &url, &api_key).await?;
-    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
-    Ok(settings.view(&Keychain, running_lab))
+    companion_key: Option<String>,
+) -> Reply<ServerTried> {
+    let (settings, checks) = updraft_app::settings::use_server(
+        &shell.settings_file,
+        &Keychain,
+        server,
+        &api_key,
+        companion_key.as_deref(),
+    )
+    .await?;
+    tracing::info!("settings: the console opens on a DDM server at the next start");
+    Ok(ServerTried {
+        view: settings_view(&shell, &settings),
+        checks,
+    })
+}
+
+/// Whether the last sync with the server worked: the time of the last good one, and the last
+/// failure with its reason until a sync works again.
+#[tauri::command]
+pub async fn sync_health(shell: State<'_, Arc<Shell>>) -> Reply<updraft_runtime::SyncHealth> {
+    Ok(shell
+        .health
+        .lock()
+        .map(|health| health.clone())
+        .unwrap_or_default())
 }
 
 /// Goes back to the lab at the next start.
 #[tauri::command]
 pub async fn use_lab(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
     Settings::Lab.save(&shell.settings_file)?;
-    let running_lab = matches!(shell.start, crate::Start::Lab { .. });
-    Ok(Settings::Lab.view(&Keychain, running_lab))
+    tracing::info!("settings: the console opens on the lab at the next start");
+    Ok(settings_view(&shell, &Settings::Lab))
 }

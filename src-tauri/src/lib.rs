@@ -14,24 +14,26 @@ use tokio::sync::OnceCell;
 use updraft_app::Session;
 use updraft_app::notices::Notice;
 use updraft_app::settings::{SecretStore, Settings};
+use updraft_runtime::{Cadence, Event as RuntimeEvent};
 
 /// Simulated minutes per real second the lab's clock runs at on a first start.
 const DEFAULT_SPEED: i64 = 15;
 /// How often the clock loop runs.
 const TICK: Duration = Duration::from_millis(500);
-/// How often the console reads a real server's changes.
-const SERVER_REFRESH: Duration = Duration::from_secs(30);
-/// How often the console asks Apple's lookup service for releases (Apple updates it a few times a
-/// week; the client sends the saved etag, so an unchanged answer costs nothing).
-const FEED_POLL: Duration = Duration::from_secs(6 * 3600);
 
 /// What the commands share.
 pub struct Shell {
     session: OnceCell<Arc<Session>>,
     start: Start,
     settings_file: PathBuf,
+    /// The log file of today (a new one each day, the last 7 kept), which Settings shows.
+    log_file: PathBuf,
     /// Simulated minutes per real second; 0 stops the clock.
     speed: AtomicI64,
+    /// Flushes the log file's writer when the app ends.
+    _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+    /// Whether the last sync with the server worked, for a window that asks.
+    health: std::sync::Mutex<updraft_runtime::SyncHealth>,
 }
 
 impl Shell {
@@ -45,7 +47,7 @@ impl Shell {
                             .await
                             .map_err(|e| format!("the lab could not start: {e}"))
                     }
-                    Start::Server { db, url, api_key } => open_server(db, url, api_key)
+                    Start::Server { db, backend } => open_server(db, backend.clone())
                         .await
                         .map_err(|e| format!("the console could not open {}: {e:#}", db.display())),
                     Start::Failed(reason) => Err(reason.clone()),
@@ -61,11 +63,10 @@ impl Shell {
 enum Start {
     /// The lab, started over in `dir`.
     Lab { dir: PathBuf, devices: usize },
-    /// The cache at `db`, following the KMFDDM-compatible server at `url`.
+    /// The cache at `db`, following a KMFDDM-compatible server.
     Server {
         db: PathBuf,
-        url: String,
-        api_key: String,
+        backend: Arc<updraft_mdm::Deployment>,
     },
     /// The settings name a server the console cannot open (the UI says why; Settings can go
     /// back to the lab).
@@ -75,18 +76,6 @@ enum Start {
 /// The saved lookup-service answer, beside the console's cache.
 fn feed_file(db: &std::path::Path) -> PathBuf {
     db.with_file_name("feed.json")
-}
-
-/// Polls Apple's lookup service into the saved copy (kept when Apple answers empty or broken) and
-/// gives the session a newer answer.
-async fn poll_feed(session: &Session, db: &std::path::Path) -> anyhow::Result<()> {
-    let client = updraft_feed::FeedClient::new()?;
-    if let updraft_feed::RefreshOutcome::Updated { response, .. } =
-        updraft_feed::client::refresh_saved(&client, &feed_file(db)).await?
-    {
-        session.update_feed(&response).await?;
-    }
-    Ok(())
 }
 
 /// API keys in the OS keychain: Keychain on macOS, Credential Manager on Windows, the Secret
@@ -112,7 +101,10 @@ impl SecretStore for Keychain {
     }
 }
 
-async fn open_server(db: &std::path::Path, url: &str, api_key: &str) -> anyhow::Result<Session> {
+async fn open_server(
+    db: &std::path::Path,
+    backend: Arc<updraft_mdm::Deployment>,
+) -> anyhow::Result<Session> {
     // The last good lookup-service answer, else the bundled capture until the first poll.
     let saved = std::fs::read(feed_file(db))
         .ok()
@@ -122,9 +114,51 @@ async fn open_server(db: &std::path::Path, url: &str, api_key: &str) -> anyhow::
         Some(feed) => feed,
         None => updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?,
     };
-    let client = updraft_mdm::KmfddmClient::updraft(url, api_key)?;
     let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
-    Ok(Session::server(db, Arc::new(client), clock, &feed).await?)
+    Ok(Session::server(db, backend, clock, &feed).await?)
+}
+
+/// Logs to a file a day in `folder` (the last 7 kept), at `info` unless `RUST_LOG` says
+/// otherwise, and to stderr; returns today's file, for Settings to show.
+fn install_logging(
+    folder: &std::path::Path,
+) -> (PathBuf, Option<tracing_appender::non_blocking::WorkerGuard>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let today = folder.join(format!(
+        "updraft.log.{}",
+        chrono::Utc::now().format("%Y-%m-%d")
+    ));
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("updraft.log")
+        .max_log_files(7)
+        .build(folder);
+    let (file_layer, guard) = match appender {
+        Ok(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(writer),
+                ),
+                Some(guard),
+            )
+        }
+        Err(error) => {
+            eprintln!("updraft: no log file in {}: {error}", folder.display());
+            (None, None)
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(file_layer)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
+    (today, guard)
 }
 
 fn env_number(name: &str) -> Option<i64> {
@@ -141,6 +175,7 @@ pub fn run() {
                 None => app.path().app_data_dir()?,
             };
             std::fs::create_dir_all(&data)?;
+            let (log_file, log_guard) = install_logging(&data.join("logs"));
             #[cfg(target_os = "linux")]
             draw_without_compositing_when_no_gpu(app);
             let settings_file = data.join("settings.json");
@@ -151,25 +186,23 @@ pub fn run() {
             };
             // UPDRAFT_CONSOLE_DB opens an existing cache (the benchmark's 100,000 devices),
             // following the server at UPDRAFT_MDM_URL; otherwise the settings decide.
+            let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
             let start = if let Some(db) = std::env::var_os("UPDRAFT_CONSOLE_DB") {
+                let url = std::env::var("UPDRAFT_MDM_URL")
+                    .unwrap_or_else(|_| "http://127.0.0.1:9".into());
+                let client = Arc::new(updraft_mdm::KmfddmClient::updraft(&url, "")?);
                 Start::Server {
                     db: PathBuf::from(db),
-                    url: std::env::var("UPDRAFT_MDM_URL")
-                        .unwrap_or_else(|_| "http://127.0.0.1:9".into()),
-                    api_key: String::new(),
+                    backend: Arc::new(updraft_mdm::Deployment::single(client)),
                 }
             } else {
                 match Settings::load(&settings_file) {
-                    Ok(Settings::Server { url }) => match Keychain.api_key(&url) {
-                        Ok(Some(api_key)) => Start::Server {
+                    Ok(Settings::Server(server)) => match server.backend(&Keychain, clock) {
+                        Ok(backend) => Start::Server {
                             db: data.join("console.db"),
-                            url,
-                            api_key,
+                            backend,
                         },
-                        Ok(None) => Start::Failed(format!(
-                            "no API key for {url} in the keychain: enter it again in Settings"
-                        )),
-                        Err(error) => Start::Failed(format!("the keychain: {error}")),
+                        Err(error) => Start::Failed(error.to_string()),
                     },
                     Ok(Settings::Lab) => lab,
                     Err(error) => Start::Failed(error.to_string()),
@@ -179,6 +212,9 @@ pub fn run() {
                 session: OnceCell::new(),
                 start,
                 settings_file,
+                log_file,
+                _log_guard: log_guard,
+                health: std::sync::Mutex::default(),
                 speed: AtomicI64::new(env_number("UPDRAFT_LAB_SPEED").unwrap_or(DEFAULT_SPEED)),
             });
             app.manage(shell.clone());
@@ -211,6 +247,8 @@ pub fn run() {
             commands::set_speed,
             commands::advance_clock,
             commands::settings,
+            commands::try_server,
+            commands::sync_health,
             commands::use_server,
             commands::use_lab,
         ])
@@ -276,8 +314,8 @@ fn tray(app: &tauri::App) -> tauri::Result<()> {
 
 const TRAY: &str = "updraft";
 
-/// Runs the lab's clock at the chosen speed, tells the UI when the fleet moved, and shows new
-/// alerts as grouped desktop notices.
+/// Runs the console's runtime: every turn it follows the server or moves the lab's clock, and
+/// the shell forwards what happened to the window, the tray and the desktop's notices.
 async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
     let session = match shell.session().await {
         Ok(session) => session,
@@ -289,60 +327,58 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
     };
     let _ = app.emit("fleet-changed", session.now().to_rfc3339());
     warm(&session);
-    let mut last_alert = session.last_alert_id().await.unwrap_or(0);
+    let feed: Option<Box<dyn updraft_runtime::FeedSource>> = match &shell.start {
+        Start::Server { db, .. } => Some(Box::new(AppleFeed(feed_file(db)))),
+        _ => None,
+    };
+    let wall: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
+    let mut runtime =
+        updraft_runtime::Runtime::new(session.clone(), wall, Cadence::default(), feed).await;
     let mut interval = tokio::time::interval(TICK);
-    let mut since_refresh = std::time::Instant::now();
-    let mut alerts_seen: u64 = 0;
-    let mut since_feed: Option<std::time::Instant> = None;
     loop {
         interval.tick().await;
         let speed = shell.speed.load(Ordering::Relaxed);
-        if let Start::Server { db, .. } = &shell.start
-            && since_feed.is_none_or(|at| at.elapsed() >= FEED_POLL)
-        {
-            since_feed = Some(std::time::Instant::now());
-            // New releases arrive as alerts, shown below with the rest.
-            if let Err(error) = poll_feed(&session, db).await {
-                tracing::warn!("polling the lookup service: {error:#}");
-            }
-        }
-        if !session.is_lab() {
-            if since_refresh.elapsed() >= SERVER_REFRESH {
-                since_refresh = std::time::Instant::now();
-                match session.refresh().await {
-                    Ok(()) => {
+        let lab_minutes = (speed * TICK.as_millis() as i64 / 1000).max(i64::from(speed > 0));
+        for event in runtime.turn(lab_minutes).await {
+            match event {
+                RuntimeEvent::FleetChanged(now) => {
+                    if !session.is_lab() {
                         warm(&session);
-                        let _ = app.emit("fleet-changed", session.now().to_rfc3339());
                     }
-                    Err(error) => tracing::warn!("following the DDM server: {error}"),
+                    let _ = app.emit("fleet-changed", now);
                 }
-            }
-        } else if speed > 0 {
-            let minutes = (speed * TICK.as_millis() as i64 / 1000).max(1);
-            match session.advance(minutes).await {
-                Ok(now) => {
-                    let _ = app.emit("fleet-changed", now.to_rfc3339());
-                }
-                Err(error) => tracing::error!("the lab's clock stopped: {error}"),
-            }
-        }
-        match session.notices_after(last_alert).await {
-            Ok((notices, last)) => {
-                if last > last_alert {
-                    alerts_seen += (last - last_alert) as u64;
+                RuntimeEvent::Notice(notice) => show(notice).await,
+                RuntimeEvent::AlertCount(count) => {
                     if let Some(tray) = app.tray_by_id(TRAY) {
-                        let _ = tray.set_tooltip(Some(format!(
-                            "Updraft: {alerts_seen} alerts since it started"
-                        )));
+                        let _ = tray
+                            .set_tooltip(Some(format!("Updraft: {count} alerts since it started")));
                     }
                 }
-                last_alert = last;
-                for notice in notices {
-                    show(notice).await;
+                RuntimeEvent::Health(health) => {
+                    if let Ok(mut shared) = shell.health.lock() {
+                        *shared = health.clone();
+                    }
+                    let _ = app.emit("sync-health", health);
                 }
             }
-            Err(error) => tracing::error!("reading alerts: {error}"),
         }
+    }
+}
+
+/// Apple's lookup service, polled into the saved copy beside the console's cache (kept when
+/// Apple answers empty or broken).
+struct AppleFeed(PathBuf);
+
+#[async_trait::async_trait]
+impl updraft_runtime::FeedSource for AppleFeed {
+    async fn poll(&self) -> anyhow::Result<Option<updraft_feed::LookupResponse>> {
+        let client = updraft_feed::FeedClient::new()?;
+        Ok(
+            match updraft_feed::client::refresh_saved(&client, &self.0).await? {
+                updraft_feed::RefreshOutcome::Updated { response, .. } => Some(response),
+                _ => None,
+            },
+        )
     }
 }
 

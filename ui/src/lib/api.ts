@@ -69,8 +69,26 @@ export interface RolloutDetail {
 }
 export interface AuditView { at: string; actor: string; action: string; detail: string }
 export interface ClockView { now: string; speed: number; lab: boolean }
+export type Preset = "nanoHub" | "kmfddm" | "updraft";
+export type StatusChoice =
+  | { source: "serverFeed" }
+  | { source: "companion"; url: string }
+  | { source: "polling"; enrollments: string; everyMinutes: number };
+/** A DDM server as Settings keeps it; its API keys are in the keychain, never here. */
+export interface ServerSettings {
+  url: string; preset: Preset; apiPrefix?: string | null; apiUser?: string | null; caPem?: string | null;
+  status: StatusChoice;
+}
 /** The API key itself never reaches the UI: only whether the keychain holds one. */
-export interface SettingsView { backend: "lab" | "server"; url: string | null; apiKeyStored: boolean; running: "lab" | "server" }
+export interface SettingsView {
+  backend: "lab" | "server"; server: ServerSettings | null; apiKeyStored: boolean; running: "lab" | "server";
+  logFile: string | null;
+}
+/** One thing Settings tried on a server, and what came of it. */
+export interface CheckLine { what: string; ok: boolean; detail: string }
+export interface ServerTried { view: SettingsView; checks: CheckLine[] }
+/** Whether the console's view of the server is current. */
+export interface SyncHealth { lastGood: string | null; lastFailure: { at: string; reason: string } | null }
 
 /** An error as the backend sends it. */
 export interface BackendError { code: "not_found" | "invalid" | "backend" | "starting"; message: string }
@@ -104,7 +122,11 @@ export const api = {
   setSpeed: (speed: number) => invoke<number>("set_speed", { speed }),
   advanceClock: (minutes: number) => invoke<string>("advance_clock", { minutes }),
   settings: () => invoke<SettingsView>("settings"),
-  useServer: (url: string, apiKey: string) => invoke<SettingsView>("use_server", { url, apiKey }),
+  tryServer: (server: ServerSettings, apiKey: string, companionKey: string | null) =>
+    invoke<CheckLine[]>("try_server", { server, apiKey, companionKey }),
+  useServer: (server: ServerSettings, apiKey: string, companionKey: string | null) =>
+    invoke<ServerTried>("use_server", { server, apiKey, companionKey }),
+  syncHealth: () => invoke<SyncHealth>("sync_health"),
   useLab: () => invoke<SettingsView>("use_lab"),
 };
 
@@ -116,4 +138,9 @@ export function onFleetChanged(handler: (now: string) => void): Promise<Unlisten
 /** Calls `handler` if the lab could not start. */
 export function onLabFailed(handler: (message: string) => void): Promise<UnlistenFn> {
   return listen<string>("lab-failed", (event) => handler(event.payload));
+}
+
+/** Calls `handler` when syncing with the server fails, or works again after failing. */
+export function onSyncHealth(handler: (health: SyncHealth) => void): Promise<UnlistenFn> {
+  return listen<SyncHealth>("sync-health", (event) => handler(event.payload));
 }

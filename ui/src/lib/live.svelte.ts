@@ -1,8 +1,13 @@
 // What every screen watches: the console's clock and a counter that moves when the fleet did.
 // Screens reload when `live.version` changes; bursts are coalesced to one reload per second.
-import { onFleetChanged, onLabFailed } from "./api";
+import { api, onFleetChanged, onLabFailed, onSyncHealth, type SyncHealth } from "./api";
 
-export const live = $state({ now: "", version: 0, labError: "" });
+export const live = $state({
+  now: "",
+  version: 0,
+  labError: "",
+  health: { lastGood: null, lastFailure: null } as SyncHealth,
+});
 
 let pending = false;
 let last = 0;
@@ -26,6 +31,15 @@ export async function startLive(): Promise<void> {
   await onLabFailed((message) => {
     live.labError = message;
   });
+  await onSyncHealth((health) => {
+    live.health = health;
+    bump();
+  });
+  try {
+    live.health = await api.syncHealth();
+  } catch {
+    // The window opened before the shell: the next event brings the health.
+  }
 }
 
 /** Tells the screens to reload now (after the admin's own action). */
