@@ -27,7 +27,7 @@ DESKTOP_PACKAGES=(build-essential pkg-config libssl-dev file
     libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
     libdbus-1-dev libayatana-appindicator3-dev libxdo-dev
     xvfb xauth dbus dbus-x11 x11-utils xdotool imagemagick fonts-dejavu-core
-    webkit2gtk-driver dunst libnotify-bin)
+    webkit2gtk-driver dunst libnotify-bin gnome-keyring)
 require_desktop_packages() {
     local missing=() p
     for p in "${DESKTOP_PACKAGES[@]}"; do

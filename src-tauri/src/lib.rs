@@ -131,6 +131,7 @@ fn install_logging(
         "updraft.log.{}",
         chrono::Utc::now().format("%Y-%m-%d")
     ));
+    let _ = std::fs::create_dir_all(folder);
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("updraft.log")
@@ -332,8 +333,12 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
         _ => None,
     };
     let wall: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
-    let mut runtime =
-        updraft_runtime::Runtime::new(session.clone(), wall, Cadence::default(), feed).await;
+    // UPDRAFT_SYNC_SECONDS shortens the wait between two reads of the server (tests).
+    let mut cadence = Cadence::default();
+    if let Some(seconds) = env_number("UPDRAFT_SYNC_SECONDS") {
+        cadence.server_refresh = chrono::Duration::seconds(seconds.clamp(1, 3600));
+    }
+    let mut runtime = updraft_runtime::Runtime::new(session.clone(), wall, cadence, feed).await;
     let mut interval = tokio::time::interval(TICK);
     loop {
         interval.tick().await;

@@ -4,6 +4,7 @@
 //! status 2; nothing panics on bad input.
 
 mod feed;
+mod fleet;
 mod lab;
 mod output;
 
@@ -34,6 +35,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Run the DDM server: device check-in and DDM endpoints, and the KMFDDM-compatible admin API.
     Serve(lab::ServeArgs),
+    /// A simulated fleet on a fast clock, enrolled into a DDM server started elsewhere.
+    Fleet(fleet::FleetArgs),
 }
 
 /// Logs to stderr, at `warn` and above unless `RUST_LOG` says otherwise (`RUST_LOG=info`,
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Feed(command) => feed::run(command),
         Command::Lab(args) => lab::lab(args),
         Command::Serve(args) => lab::serve(args),
+        Command::Fleet(args) => fleet::fleet(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

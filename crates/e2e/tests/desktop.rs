@@ -6,127 +6,23 @@
 //! Xvfb with a private D-Bus session and dunst, whose log it passes as `UPDRAFT_E2E_DUNST_LOG`.
 //! `UPDRAFT_SHOTS=<dir>` saves a screenshot of every screen on the way.
 
-use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+mod common;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn app_binary() -> PathBuf {
-    std::env::var_os("UPDRAFT_APP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/debug/updraft-console"))
-}
-
-struct Driver {
-    process: tokio::process::Child,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.process.start_kill();
-    }
-}
-
-async fn start(data: &Path) -> Result<(Driver, Client), Box<dyn std::error::Error>> {
-    let app = app_binary().canonicalize()?;
-    let process = tokio::process::Command::new("tauri-driver")
-        .args(["--port", "4444", "--native-port", "4445"])
-        // The app inherits tauri-driver's environment: a small lab whose clock the test moves.
-        .env("UPDRAFT_DATA_DIR", data)
-        .env("UPDRAFT_LAB_DEVICES", "120")
-        .env("UPDRAFT_LAB_SPEED", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let driver = Driver { process };
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert("browserName".into(), "wry".into());
-    capabilities.insert(
-        "tauri:options".into(),
-        serde_json::json!({ "application": app }),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect("http://127.0.0.1:4444")
-            .await
-        {
-            Ok(client) => return Ok((driver, client)),
-            Err(error) if Instant::now() > deadline => return Err(error.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
-
-async fn wait_for(
-    client: &Client,
-    css: &str,
-    secs: u64,
-) -> Result<Element, Box<dyn std::error::Error>> {
-    Ok(client
-        .wait()
-        .at_most(Duration::from_secs(secs))
-        .for_element(Locator::Css(css))
-        .await
-        .map_err(|e| format!("waiting for {css}: {e}"))?)
-}
-
-async fn text_of(client: &Client, css: &str) -> Result<String, Box<dyn std::error::Error>> {
-    Ok(wait_for(client, css, 30).await?.text().await?)
-}
-
-/// Waits until the element's text satisfies `wanted` (screens fill in after their data arrives).
-async fn wait_text(
-    client: &Client,
-    css: &str,
-    secs: u64,
-    wanted: impl Fn(&str) -> bool,
-) -> Result<String, Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let text = text_of(client, css).await?;
-        if wanted(&text) {
-            return Ok(text);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{css} still reads {text:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn shot(client: &Client, name: &str) -> TestResult {
-    if let Some(dir) = std::env::var_os("UPDRAFT_SHOTS") {
-        let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(format!("{name}.png")), client.screenshot().await?)?;
-    }
-    Ok(())
-}
-
-async fn open(client: &Client, hash: &str) -> TestResult {
-    client
-        .execute(&format!("window.location.hash = {hash:?}"), vec![])
-        .await?;
-    Ok(())
-}
+use common::{TestResult, open, shot, start, text_of, wait_for, wait_text};
+use fantoccini::{Client, Locator};
+use std::time::Duration;
 
 #[tokio::test]
 #[ignore = "needs a display, tauri-driver and WebKitWebDriver: run scripts/e2e"]
 async fn an_admin_rolls_out_an_update_in_the_lab_and_follows_a_failure_to_its_reason() -> TestResult
 {
     let data = tempfile::tempdir()?;
-    let (_driver, client) = start(data.path()).await?;
+    // A small lab whose clock the test moves.
+    let (_driver, client) = start(
+        data.path(),
+        &[("UPDRAFT_LAB_DEVICES", "120"), ("UPDRAFT_LAB_SPEED", "0")],
+    )
+    .await?;
     let result = scenario(&client).await;
     if result.is_err() {
         let _ = shot(&client, "failure").await;
@@ -262,19 +158,6 @@ async fn scenario(client: &Client) -> TestResult {
     shot(client, "dashboard-after").await?;
 
     // The desktop notice reached the notification daemon.
-    if let Some(log) = std::env::var_os("UPDRAFT_E2E_DUNST_LOG") {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let seen = std::fs::read_to_string(&log).unwrap_or_default();
-            if seen.contains("appname: 'Updraft'") && seen.contains("failed on") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dunst never showed Updraft's failure notice:\n{seen}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
+    common::wait_for_notice("failed on").await;
     Ok(())
 }

@@ -1,0 +1,185 @@
+//! The desktop console against a real server, end to end: `updraft serve` and `updraft fleet`
+//! started as separate processes, the server chosen in Settings with its key stored through the
+//! Secret Service, a rollout from the wizard followed to a failed device's reason and its
+//! desktop notice, and the server killed and brought back under the console's eyes.
+
+mod common;
+
+use common::{TestResult, free_port, open, shot, start, text_of, wait_for, wait_text};
+use fantoccini::{Client, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "e2e-server-key";
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn updraft() -> Command {
+    Command::new(common::workspace().join("target/debug/updraft"))
+}
+
+fn serve(db: &std::path::Path, port: u16, gateway: u16) -> Result<Process, std::io::Error> {
+    Ok(Process(
+        updraft()
+            .args(["serve", "--db"])
+            .arg(db)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--push-gateway", &format!("http://127.0.0.1:{gateway}")])
+            .env("UPDRAFT_API_KEY", KEY)
+            .stderr(Stdio::null())
+            .spawn()?,
+    ))
+}
+
+#[tokio::test]
+#[ignore = "needs a display, tauri-driver, WebKitWebDriver and a Secret Service: run scripts/e2e"]
+async fn an_admin_follows_a_real_server_from_settings_to_a_failed_device() -> TestResult {
+    let data = tempfile::tempdir()?;
+    let (port, gateway) = (free_port(), free_port());
+    let db = data.path().join("server.db");
+    let mut server = Some(serve(&db, port, gateway)?);
+    let _fleet = Process(
+        updraft()
+            .args([
+                "fleet",
+                "--mdm-url",
+                &format!("http://127.0.0.1:{port}/mdm"),
+            ])
+            .args(["--devices", "24", "--seed", "5", "--failure-rate", "0.5"])
+            .args(["--speed", "30", "--gateway-listen"])
+            .arg(format!("127.0.0.1:{gateway}"))
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+
+    // First start (a tiny lab): choose the server in Settings.
+    let app_data = data.path().join("app");
+    {
+        let (_driver, client) = start(
+            &app_data,
+            &[("UPDRAFT_LAB_DEVICES", "3"), ("UPDRAFT_LAB_SPEED", "0")],
+        )
+        .await?;
+        let result = choose_server(&client, port).await;
+        if result.is_err() {
+            let _ = shot(&client, "server-failure-settings").await;
+        }
+        client.close().await?;
+        result?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Second start: the console follows the server.
+    let (_driver, client) = start(&app_data, &[("UPDRAFT_SYNC_SECONDS", "3")]).await?;
+    let result = follow(&client, &mut server, &db, port, gateway).await;
+    if result.is_err() {
+        let _ = shot(&client, "server-failure").await;
+    }
+    client.close().await?;
+    result
+}
+
+async fn choose_server(client: &Client, port: u16) -> TestResult {
+    open(client, "#/settings").await?;
+    wait_for(client, "[data-field=preset]", 30).await?;
+    client
+        .execute(
+            "const s = document.querySelector('[data-field=preset]'); s.value = 'updraft'; s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await?;
+    wait_for(client, "[data-field=url]", 10)
+        .await?
+        .send_keys(&format!("http://127.0.0.1:{port}/"))
+        .await?;
+    wait_for(client, "[data-field=api-key]", 10)
+        .await?
+        .send_keys(KEY)
+        .await?;
+    wait_for(client, "button.primary[type=submit]", 10)
+        .await?
+        .click()
+        .await?;
+    let saved = text_of(client, "p.notice").await;
+    let checks = text_of(client, "[data-checks]").await.unwrap_or_default();
+    let saved = saved.map_err(|e| format!("{e}; checks: {checks}"))?;
+    assert!(saved.contains("Every check passed"), "{saved}");
+    assert!(checks.contains("admin API"), "{checks}");
+    shot(client, "settings-server").await?;
+    Ok(())
+}
+
+async fn follow(
+    client: &Client,
+    server: &mut Option<Process>,
+    db: &std::path::Path,
+    port: u16,
+    gateway: u16,
+) -> TestResult {
+    // No lab banner: this is a real server. Its devices' release arrives on the dashboard.
+    let release = wait_for(client, "[data-testid=release-banner]", 120).await?;
+    assert!(
+        client
+            .find_all(Locator::Css("[data-testid=lab-banner]"))
+            .await?
+            .is_empty()
+    );
+    release.find(Locator::Css("a")).await?.click().await?;
+    wait_for(client, "input[name=release]:checked", 30).await?;
+    for _ in 0..4 {
+        wait_for(client, "[data-testid=wizard-next]", 10)
+            .await?
+            .click()
+            .await?;
+    }
+    wait_for(client, "[data-testid=confirm-rollout]", 10)
+        .await?
+        .click()
+        .await?;
+    let state = text_of(client, "[data-testid=rollout-state]").await?;
+    assert_eq!(state, "active");
+
+    // The fleet's faults fail some installs; the funnel shows them as the console reads them.
+    wait_for(client, "[data-testid=funnel] tr[data-phase=failed]", 240).await?;
+    shot(client, "server-rollout").await?;
+    wait_for(client, "details summary", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "ul.devices a", 10).await?.click().await?;
+    let reason = text_of(client, "[data-testid=device-reason]").await?;
+    assert!(!reason.is_empty(), "a failed device shows its reason");
+    let timeline = text_of(client, "[data-testid=timeline]").await?;
+    for event in ["Declaration assigned", "Push sent", "Install failed"] {
+        assert!(timeline.contains(event), "{event} missing:\n{timeline}");
+    }
+    shot(client, "server-device").await?;
+    common::wait_for_notice("failed on").await;
+
+    // The server goes away: the console says its data is stale, then recovers by itself.
+    drop(server.take());
+    wait_text(client, "[data-stale]", 60, |text| {
+        text.contains("Last sync failed")
+    })
+    .await?;
+    shot(client, "server-stale").await?;
+    *server = Some(serve(db, port, gateway)?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .find_all(Locator::Css("[data-stale]"))
+        .await?
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the stale banner never cleared");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
