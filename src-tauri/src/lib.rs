@@ -84,20 +84,36 @@ pub struct Keychain;
 
 const KEYCHAIN_SERVICE: &str = "com.updraft.console";
 
+/// Runs a keychain call on a thread of its own: the Secret Service client (zbus) blocks on a
+/// runtime of its own, which panics on a thread that drives tokio's tasks (an async command).
+fn off_runtime<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    std::thread::spawn(call)
+        .join()
+        .map_err(|_| "the keychain call failed".to_owned())?
+}
+
 impl SecretStore for Keychain {
     fn api_key(&self, url: &str) -> Result<Option<String>, String> {
-        let entry = keyring::Entry::new(KEYCHAIN_SERVICE, url).map_err(|e| e.to_string())?;
-        match entry.get_password() {
-            Ok(key) => Ok(Some(key)),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(error) => Err(error.to_string()),
-        }
+        let url = url.to_owned();
+        off_runtime(move || {
+            let entry = keyring::Entry::new(KEYCHAIN_SERVICE, &url).map_err(|e| e.to_string())?;
+            match entry.get_password() {
+                Ok(key) => Ok(Some(key)),
+                Err(keyring::Error::NoEntry) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            }
+        })
     }
 
     fn set_api_key(&self, url: &str, api_key: &str) -> Result<(), String> {
-        keyring::Entry::new(KEYCHAIN_SERVICE, url)
-            .and_then(|entry| entry.set_password(api_key))
-            .map_err(|e| e.to_string())
+        let (url, api_key) = (url.to_owned(), api_key.to_owned());
+        off_runtime(move || {
+            keyring::Entry::new(KEYCHAIN_SERVICE, &url)
+                .and_then(|entry| entry.set_password(&api_key))
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
