@@ -47,24 +47,14 @@ pub(crate) async fn checkin(
     let now = timestamp(state.clock.now());
     match message {
         CheckinMessage::Authenticate(authenticate) => {
-            let key = id.clone();
             state
-                .writer
-                .write("recording Authenticate", move |c| {
-                    writes::authenticate(c, &authenticate, &key, &now)
-                })
+                .record_authenticate(authenticate, id)
                 .await
                 .map_err(internal)?;
-            // A re-enrollment starts with no status; the writer must not merge into the old one.
-            state.writer.forget(id.clone()).await;
         }
         CheckinMessage::TokenUpdate(update) => {
-            let key = id.clone();
             let first = state
-                .writer
-                .write("recording TokenUpdate", move |c| {
-                    writes::token_update(c, &update, &key, &now)
-                })
+                .record_token_update(update, id.clone())
                 .await
                 .map_err(internal)?;
             if first {
@@ -82,14 +72,7 @@ pub(crate) async fn checkin(
             }
         }
         CheckinMessage::CheckOut(_) => {
-            let key = id.clone();
-            state
-                .writer
-                .write("recording CheckOut", move |c| {
-                    writes::check_out(c, &key, &now)
-                })
-                .await
-                .map_err(internal)?;
+            state.record_check_out(id).await.map_err(internal)?;
         }
         CheckinMessage::SetBootstrapToken(set) => {
             let sealed = set

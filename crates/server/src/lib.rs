@@ -116,6 +116,47 @@ impl AppState {
         self.writer.stop().await
     }
 
+    /// Records an Authenticate: a (re-)enrollment starts clean, and the writer forgets any
+    /// status it held for it (it must not merge into the old one).
+    pub(crate) async fn record_authenticate(
+        &self,
+        message: updraft_ddm::checkin::Authenticate,
+        id: String,
+    ) -> Result<(), DbError> {
+        let (key, now) = (id.clone(), db::timestamp(self.clock.now()));
+        self.writer
+            .write("recording Authenticate", move |c| {
+                writes::authenticate(c, &message, &key, &now)
+            })
+            .await?;
+        self.writer.forget(id).await;
+        Ok(())
+    }
+
+    /// Records a TokenUpdate; whether it was the enrollment's first.
+    pub(crate) async fn record_token_update(
+        &self,
+        message: updraft_ddm::checkin::TokenUpdate,
+        id: String,
+    ) -> Result<bool, DbError> {
+        let now = db::timestamp(self.clock.now());
+        self.writer
+            .write("recording TokenUpdate", move |c| {
+                writes::token_update(c, &message, &id, &now)
+            })
+            .await
+    }
+
+    /// Records a CheckOut.
+    pub(crate) async fn record_check_out(&self, id: String) -> Result<(), DbError> {
+        let now = db::timestamp(self.clock.now());
+        self.writer
+            .write("recording CheckOut", move |c| {
+                writes::check_out(c, &id, &now)
+            })
+            .await
+    }
+
     /// Queues a DeclarativeManagement command for each enrollment and pushes it. Returns the
     /// enrollments whose push failed, with the reason (APNs is best effort; the command waits for
     /// the device's next connection); a failure to queue is an error, so the caller answers with

@@ -150,23 +150,14 @@ pub(crate) async fn receive(
         .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "the check-in names no enrollment"))?;
     match message {
         CheckinMessage::Authenticate(authenticate) => {
-            let key = id.clone();
             state
-                .writer
-                .write("recording Authenticate", move |c| {
-                    writes::authenticate(c, &authenticate, &key, &now)
-                })
+                .record_authenticate(authenticate, id)
                 .await
                 .map_err(internal)?;
-            state.writer.forget(id).await;
         }
         CheckinMessage::TokenUpdate(update) => {
-            let key = id.clone();
             let first = state
-                .writer
-                .write("recording TokenUpdate", move |c| {
-                    writes::token_update(c, &update, &key, &now)
-                })
+                .record_token_update(update, id.clone())
                 .await
                 .map_err(internal)?;
             if first && let Some(enqueuer) = &config.enqueue {
