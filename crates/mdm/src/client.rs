@@ -173,9 +173,10 @@ impl KmfddmClient {
 
     /// A JSON list that KMFDDM writes as `null` when empty.
     fn list(&self, path: &str, bytes: &[u8]) -> Result<Vec<String>, MdmError> {
-        Ok(self
-            .json::<Option<Vec<String>>>(path, bytes)?
-            .unwrap_or_default())
+        parse_list(bytes).map_err(|reason| MdmError::Unexpected {
+            url: self.url(path),
+            reason,
+        })
     }
 
     /// The sets of an enrollment (none for an unknown one).
@@ -537,6 +538,13 @@ impl StatusSource for KmfddmClient {
     }
 }
 
+/// A list of ids, as KMFDDM writes it: a JSON array, or `null` when empty.
+fn parse_list(bytes: &[u8]) -> Result<Vec<String>, String> {
+    serde_json::from_slice::<Option<Vec<String>>>(bytes)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
+}
+
 /// The text of an error answer: KMFDDM's `{"error": "..."}` unwrapped, else the body, cut short.
 fn error_text(body: &[u8]) -> String {
     #[derive(Deserialize)]
@@ -583,4 +591,21 @@ pub(crate) fn encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmfddm_lists_may_be_null_and_errors_are_unwrapped() {
+        assert_eq!(parse_list(b"null"), Ok(Vec::new()));
+        assert_eq!(
+            parse_list(br#"["a","b"]"#),
+            Ok(vec!["a".into(), "b".into()])
+        );
+        assert!(parse_list(b"{}").is_err());
+        assert_eq!(error_text(br#"{"error":"empty index"}"#), "empty index");
+        assert!(push_reason("retrieving push cert for topic x").starts_with("no push certificate"));
+    }
 }

@@ -49,12 +49,10 @@ impl ApnsPusher {
     pub fn apple(base_url: &str, identity_pem: &[u8]) -> Result<Self, PushSetupError> {
         let identity = reqwest::Identity::from_pem(identity_pem)
             .map_err(|e| PushSetupError(format!("push certificate: {e}")))?;
-        Self::build(
-            reqwest::Client::builder()
-                .identity(identity)
-                .http2_prior_knowledge(),
-            base_url,
-        )
+        // APNs is reached with the platform's trust store, as any server an admin runs.
+        let builder = updraft_trust::client_builder(None, Duration::from_secs(30))
+            .map_err(|e| PushSetupError(e.to_string()))?;
+        Self::build(builder.identity(identity).http2_prior_knowledge(), base_url)
     }
 
     /// A pusher for a plain-HTTP gateway that speaks APNs' request shape (the lab's devices).
