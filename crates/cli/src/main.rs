@@ -3,6 +3,7 @@
 //! Every failure prints one `error:` line naming the input and what is wrong, and exits with
 //! status 2; nothing panics on bad input.
 
+mod console;
 mod feed;
 mod fleet;
 mod lab;
@@ -37,6 +38,8 @@ enum Command {
     Serve(lab::ServeArgs),
     /// A simulated fleet on a fast clock, enrolled into a DDM server started elsewhere.
     Fleet(fleet::FleetArgs),
+    /// The console without its window: follows a server, prints events as JSON lines.
+    Console(console::ConsoleArgs),
 }
 
 /// Logs to stderr, at `warn` and above unless `RUST_LOG` says otherwise (`RUST_LOG=info`,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::lab(args),
         Command::Serve(args) => lab::serve(args),
         Command::Fleet(args) => fleet::fleet(args),
+        Command::Console(args) => console::console(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

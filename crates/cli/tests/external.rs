@@ -151,3 +151,49 @@ fn the_lab_follows_a_separate_updraft_serve_by_polling_status_reports() {
             .all(|a| a["kind"] != "bootstrap_token_missing")
     );
 }
+
+/// `updraft console --turns N`: the lines it printed.
+fn console_lines(dir: &std::path::Path, server: &str, turns: &str) -> Vec<Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["console", "--db"])
+        .arg(dir.join("console.db"))
+        .args(["--server", server, "--sync-seconds", "1", "--turns", turns])
+        .env("UPDRAFT_API_KEY", "console-key")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_headless_console_follows_a_server_and_says_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, address) = serve(dir.path(), "console-key");
+    let lines = console_lines(dir.path(), &format!("http://{address}/"), "3");
+    assert!(
+        lines.iter().any(|l| l["event"] == "fleet_changed"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l["event"] != "sync_health"),
+        "{lines:?}"
+    );
+
+    // The server is gone: the same cache, and the console says why it is behind.
+    drop(server);
+    let lines = console_lines(dir.path(), &format!("http://{address}/"), "2");
+    let health = lines
+        .iter()
+        .find(|l| l["event"] == "sync_health")
+        .expect("a sync_health line");
+    let reason = health["health"]["lastFailure"]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot reach"), "{reason}");
+}
