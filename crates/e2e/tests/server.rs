@@ -75,12 +75,6 @@ async fn an_admin_follows_a_real_server_from_settings_to_a_failed_device() -> Te
         client.close().await?;
         result?;
     }
-    // The first session's WebKitWebDriver lets go of its port before the next one starts.
-    let freed = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpListener::bind("127.0.0.1:4445").is_err() && Instant::now() < freed {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-
     // Apple's lookup service is out of reach here, and the bundled capture's releases expired in
     // July 2026: the saved copy the console starts from is that capture without its expiration
     // dates, as a current answer would offer them.

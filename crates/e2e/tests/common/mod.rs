@@ -35,8 +35,19 @@ pub async fn start(
     env: &[(&str, &str)],
 ) -> Result<(Driver, Client), Box<dyn std::error::Error>> {
     let app = app_binary().canonicalize()?;
+    let port = free_port();
+    let native = std::iter::repeat_with(free_port)
+        .find(|&other| other != port)
+        .unwrap_or(0);
     let process = tokio::process::Command::new("tauri-driver")
-        .args(["--port", "4444", "--native-port", "4445"])
+        // Ports of its own: a WebKitWebDriver of an earlier session can outlive its tauri-driver
+        // for a while and would answer this session with that one's app and environment.
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
         // The app inherits tauri-driver's environment.
         .env("UPDRAFT_DATA_DIR", data)
         .envs(env.iter().copied())
@@ -56,7 +67,7 @@ pub async fn start(
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         match ClientBuilder::new(connector)
             .capabilities(capabilities.clone())
-            .connect("http://127.0.0.1:4444")
+            .connect(&format!("http://127.0.0.1:{port}"))
             .await
         {
             Ok(client) => return Ok((driver, client)),
