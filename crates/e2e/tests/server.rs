@@ -159,13 +159,22 @@ async fn follow(
         .await?
         .click()
         .await?;
-    for _ in 0..4 {
-        wait_for(client, "[data-testid=wizard-next]", 10)
+    // Next until the confirm step (each step waits for its data, the preview longest).
+    for _ in 0..12 {
+        if !client
+            .find_all(Locator::Css("[data-testid=confirm-rollout]"))
+            .await?
+            .is_empty()
+        {
+            break;
+        }
+        wait_for(client, "[data-testid=wizard-next]:not([disabled])", 30)
             .await?
             .click()
             .await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    wait_for(client, "[data-testid=confirm-rollout]", 10)
+    wait_for(client, "[data-testid=confirm-rollout]", 30)
         .await?
         .click()
         .await?;
