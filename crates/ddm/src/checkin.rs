@@ -35,6 +35,59 @@ pub enum CheckinError {
         "DeclarativeManagement Endpoint {0:?} is not one of tokens, declaration-items, status, declaration/<type>/<identifier>"
     )]
     UnknownEndpoint(String),
+    /// Arrays and dictionaries nested deeper than [`MAX_PLIST_DEPTH`].
+    #[error(
+        "the property list nests arrays and dictionaries deeper than {0} levels; no Apple message does"
+    )]
+    TooDeep(usize),
+    /// More elements than the body's size allows without shared references (a binary plist
+    /// that refers to one collection many times expands without bound).
+    #[error(
+        "the property list expands to more than {0} elements (a binary plist reusing collections?)"
+    )]
+    TooManyElements(usize),
+}
+
+/// The deepest nesting of arrays and dictionaries read from a device. Apple's check-in messages
+/// and command reports nest four or five levels; parsing is recursive, so the bound keeps a
+/// hostile body from overflowing the stack.
+pub const MAX_PLIST_DEPTH: usize = 64;
+
+/// Checks a property list's shape with the plist crate's own (iterative) event reader before
+/// any recursive parse: nesting within [`MAX_PLIST_DEPTH`], and no more elements than twice
+/// its bytes (at least 1,024).
+pub fn check_plist_shape(bytes: &[u8]) -> Result<(), CheckinError> {
+    use plist::stream::Event;
+    let max_events = bytes.len().saturating_mul(2).max(1024);
+    let mut depth = 0usize;
+    for (count, event) in plist::stream::Reader::new(std::io::Cursor::new(bytes)).enumerate() {
+        if count >= max_events {
+            return Err(CheckinError::TooManyElements(max_events));
+        }
+        match event.map_err(|error| CheckinError::NotAPlist(error.to_string()))? {
+            Event::StartArray(_) | Event::StartDictionary(_) => {
+                depth += 1;
+                if depth > MAX_PLIST_DEPTH {
+                    return Err(CheckinError::TooDeep(MAX_PLIST_DEPTH));
+                }
+            }
+            Event::EndCollection => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every property list a device or server sends is read through here: shape first, then serde.
+fn read_plist<T: DeserializeOwned>(
+    bytes: &[u8],
+    message_type: &'static str,
+) -> Result<T, CheckinError> {
+    check_plist_shape(bytes)?;
+    plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
+        message_type,
+        reason: error.to_string(),
+    })
 }
 
 /// The keys that identify the sending enrollment, common to every check-in.
@@ -336,6 +389,7 @@ pub enum CheckinMessage {
 impl CheckinMessage {
     /// Parses an XML or binary property list.
     pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
+        check_plist_shape(bytes)?;
         let value: plist::Value =
             plist::from_bytes(bytes).map_err(|error| CheckinError::NotAPlist(error.to_string()))?;
         let Some(dictionary) = value.as_dictionary() else {
@@ -487,10 +541,7 @@ impl DeclarativeManagementCommand {
 
     /// Parses a command property list, checking its `RequestType`.
     pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
-        let command: Self = plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
-            message_type: "DeclarativeManagement command",
-            reason: error.to_string(),
-        })?;
+        let command: Self = read_plist(bytes, "DeclarativeManagement command")?;
         if command.command.request_type != "DeclarativeManagement" {
             return Err(CheckinError::Malformed {
                 message_type: "DeclarativeManagement command",
@@ -576,10 +627,7 @@ pub struct IncomingRequest {
 impl IncomingCommand {
     /// Parses a command property list.
     pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
-        plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
-            message_type: "MDM command",
-            reason: error.to_string(),
-        })
+        read_plist(bytes, "MDM command")
     }
 }
 
@@ -655,10 +703,7 @@ impl CommandReport {
 
     /// Parses a report; it must name its enrollment and carry a `Status`.
     pub fn parse(bytes: &[u8]) -> Result<Self, CheckinError> {
-        let report: Self = plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
-            message_type: "command report",
-            reason: error.to_string(),
-        })?;
+        let report: Self = read_plist(bytes, "command report")?;
         if report.udid.is_none() && report.enrollment_id.is_none() {
             return Err(CheckinError::Malformed {
                 message_type: "command report",
@@ -698,11 +743,7 @@ impl GetBootstrapTokenResponse {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }
-        let mut response: Self =
-            plist::from_bytes(bytes).map_err(|error| CheckinError::Malformed {
-                message_type: "GetBootstrapToken response",
-                reason: error.to_string(),
-            })?;
+        let mut response: Self = read_plist(bytes, "GetBootstrapToken response")?;
         if response.bootstrap_token.as_ref().is_some_and(Vec::is_empty) {
             response.bootstrap_token = None;
         }

@@ -22,6 +22,8 @@ pub use declaration::{
     ActivationSimple, Declaration, DeclarationCategory, DeclarationError, DeclarationPayload,
     SoftwareUpdateEnforcementSpecific, StatusSubscriptions, TargetLocalDateTime,
 };
-pub use status::{DeviceStatus, InstallState, StatusItem, StatusReport, StatusReportError};
+pub use status::{
+    Absorbed, DeviceStatus, InstallState, StatusBounds, StatusItem, StatusReport, StatusReportError,
+};
 pub use sync::{DeclarationItemsResponse, SyncTimestamp, TokensResponse};
 pub use version::{OsVersion, VersionExtra, compare_builds};

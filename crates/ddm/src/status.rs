@@ -759,6 +759,46 @@ impl<'de> Visitor<'de> for UnknownItem<'_> {
     }
 }
 
+fn is_refusal(error: &StatusItemError) -> bool {
+    error
+        .reasons
+        .iter()
+        .flatten()
+        .any(|reason| reason.code == REFUSED_CODE)
+}
+
+fn json_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// Levels of arrays and objects in `value`, counted without recursion.
+fn value_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 fn write_key(out: &mut Vec<u8>, key: &str, first: bool) {
     if !first {
         out.push(b',');
@@ -791,6 +831,49 @@ fn insert_path(tree: &mut Map<String, Value>, name: &str, value: Value) {
     }
 }
 
+/// What a server keeps of one device's status at most. Items Updraft reads (install state, OS
+/// version, declarations…) are always kept; the bounds hold back what a device, or someone
+/// posing as one, could grow without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusBounds {
+    /// Dotted parts of an item's name (`device.operating-system.version` has three), counting
+    /// the nesting of its value: the merged status is written back as nested JSON, which a
+    /// reader takes only 128 levels deep.
+    pub max_name_parts: usize,
+    /// Items of names Updraft does not type.
+    pub max_unknown_items: usize,
+    /// Their total size, as JSON.
+    pub max_unknown_bytes: usize,
+    /// Entries of `Errors` kept.
+    pub max_errors: usize,
+}
+
+impl Default for StatusBounds {
+    fn default() -> Self {
+        Self {
+            max_name_parts: 32,
+            max_unknown_items: 4_096,
+            max_unknown_bytes: 1024 * 1024,
+            max_errors: 256,
+        }
+    }
+}
+
+/// The `Code` of an `Errors` entry a server writes for items it refused to keep.
+pub const REFUSED_CODE: &str = "Updraft.StatusBound";
+
+/// Refused items are named one by one up to this many per report; the rest are counted.
+const REFUSALS_NAMED: usize = 10;
+
+/// What [`DeviceStatus::absorb_within`] did with a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Absorbed {
+    /// Whether the status changed.
+    pub changed: bool,
+    /// Items and errors of the report that were not kept, each recorded in `Errors`.
+    pub refused: usize,
+}
+
 /// What is known of a device's status: the merge of every report received.
 ///
 /// Merge rule: a `FullReport: true` report replaces everything; any other report replaces only
@@ -820,6 +903,134 @@ impl DeviceStatus {
             return self.items != items || self.errors != errors;
         }
         self.merge(report)
+    }
+
+    /// Applies one report within `bounds`: items over them are not kept, and each refusal is
+    /// recorded in this status's `Errors` under the item's name with [`REFUSED_CODE`] and the
+    /// reason (the first few by name, the rest counted), so nothing is dropped silently.
+    pub fn absorb_within(&mut self, mut report: StatusReport, bounds: &StatusBounds) -> Absorbed {
+        let (mut items_used, mut bytes_used) = if report.full_report {
+            (0, 0)
+        } else {
+            self.unknown_usage()
+        };
+        let mut refusals: Vec<(String, String)> = Vec::new();
+        report.items.retain(|item| {
+            let depth = item.name().split('.').count()
+                + match item {
+                    StatusItem::Other { value, .. } => value_depth(value),
+                    _ => 0,
+                };
+            if depth > bounds.max_name_parts {
+                refusals.push((
+                    item.name().to_owned(),
+                    format!(
+                        "nested {depth} levels deep (dotted name and value), more than the {} kept",
+                        bounds.max_name_parts
+                    ),
+                ));
+                return false;
+            }
+            let StatusItem::Other { name, value } = item else {
+                return true;
+            };
+            let size = name.len() + json_len(value);
+            let replaced = (!report.full_report)
+                .then(|| self.items.get(name))
+                .flatten()
+                .map(|old| match old {
+                    StatusItem::Other { name, value } => name.len() + json_len(value),
+                    _ => 0,
+                });
+            let items = items_used + usize::from(replaced.is_none());
+            let bytes = (bytes_used + size).saturating_sub(replaced.unwrap_or(0));
+            if items > bounds.max_unknown_items || bytes > bounds.max_unknown_bytes {
+                refusals.push((
+                    name.clone(),
+                    format!(
+                        "this device's status already holds {items_used} unknown items \
+                         ({bytes_used} bytes); at most {} items and {} bytes are kept",
+                        bounds.max_unknown_items, bounds.max_unknown_bytes
+                    ),
+                ));
+                return false;
+            }
+            (items_used, bytes_used) = (items, bytes);
+            true
+        });
+        let errors_room = bounds.max_errors.saturating_sub(if report.full_report {
+            0
+        } else {
+            self.errors.len()
+        });
+        if report.errors.len() > errors_room {
+            for error in report.errors.drain(errors_room..) {
+                refusals.push((
+                    error.status_item,
+                    format!(
+                        "the device's error for it was not kept: at most {} errors are",
+                        bounds.max_errors
+                    ),
+                ));
+            }
+        }
+        let refused = refusals.len();
+        let mut changed = self.absorb(report);
+        if refused > 0 {
+            changed = true;
+            let named = refusals.len().min(REFUSALS_NAMED);
+            let rest = refusals.split_off(named);
+            let mut record = |name: String, description: String| {
+                // The bound on errors holds for refusals too: the oldest refusal makes room.
+                if self.errors.len() >= bounds.max_errors && !self.errors.contains_key(&name) {
+                    let oldest = self
+                        .errors
+                        .iter()
+                        .find(|(_, error)| is_refusal(error))
+                        .map(|(key, _)| key.clone());
+                    match oldest {
+                        Some(key) => self.errors.remove(&key),
+                        None => return,
+                    };
+                }
+                let reasons = vec![StatusReason {
+                    code: REFUSED_CODE.to_owned(),
+                    description: Some(description),
+                    details: None,
+                }];
+                self.errors.insert(
+                    name.clone(),
+                    StatusItemError {
+                        status_item: name,
+                        reasons: Some(reasons),
+                    },
+                );
+            };
+            for (name, reason) in refusals {
+                record(name, format!("not kept by the server: {reason}"));
+            }
+            if let Some((first, reason)) = rest.first() {
+                record(
+                    first.clone(),
+                    format!(
+                        "not kept by the server, with {} more items of the same report: {reason}",
+                        rest.len() - 1
+                    ),
+                );
+            }
+        }
+        Absorbed { changed, refused }
+    }
+
+    /// Unknown items held, and their size as JSON.
+    fn unknown_usage(&self) -> (usize, usize) {
+        self.items
+            .values()
+            .filter_map(|item| match item {
+                StatusItem::Other { name, value } => Some(name.len() + json_len(value)),
+                _ => None,
+            })
+            .fold((0, 0), |(items, bytes), size| (items + 1, bytes + size))
     }
 
     /// Merges a report's items and errors into this status; whether any differed.
