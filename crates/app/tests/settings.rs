@@ -17,7 +17,9 @@ async fn server(dir: &std::path::Path) -> String {
         pusher: Arc::new(NoPusher),
         sealing_key: SealingKey::from_bytes(&[7; 32]),
         api_key: Some("right-key".into()),
-        hmac_key: None,
+        forwarding: updraft_server::DdmForwarding::Off,
+        device_trust: None,
+        push_certificate: None,
         webhook: None,
         limits: Limits::default(),
     });

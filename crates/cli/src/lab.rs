@@ -1,19 +1,14 @@
-//! `updraft lab` and `updraft serve`.
+//! `updraft lab`.
 
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::Arc;
+use updraft_server::Enqueuer;
 
 use std::io::Write;
 use updraft_feed::{BUNDLED_FEED, LookupResponse};
 use updraft_lab::{
     ExternalServer, ExternalStatus, Lab, LabConfig, LabServer, LabStats, ServerProfile,
-};
-
-use updraft_server::{
-    ApnsPusher, AppState, Db, Enqueuer, Limits, NoPusher, Pusher, SealingKey, ServerConfig,
-    WebhookConfig,
 };
 
 use crate::output::{print, table};
@@ -255,160 +250,4 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("updraft-lab-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
-}
-
-#[derive(Args)]
-pub struct ServeArgs {
-    /// The server's SQLite database (created if absent). The bootstrap-token key goes beside it.
-    #[arg(long)]
-    db: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9400")]
-    listen: String,
-    /// The admin API key (HTTP Basic user `kmfddm`). Also read from UPDRAFT_API_KEY.
-    #[arg(long, env = "UPDRAFT_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    /// The MDM push certificate and its key, PEM, for APNs.
-    #[arg(long)]
-    apns_identity: Option<PathBuf>,
-    /// Use APNs' sandbox instead of production.
-    #[arg(long)]
-    apns_sandbox: bool,
-    /// Push through this APNs-shaped HTTP gateway instead (a simulator's).
-    #[arg(long, conflicts_with = "apns_identity")]
-    push_gateway: Option<String>,
-    /// Require NanoMDM's X-Hmac-Signature on forwarded DDM requests, with this key.
-    #[arg(long, env = "UPDRAFT_DDM_HMAC_KEY", hide_env_values = true)]
-    hmac_key: Option<String>,
-    /// Take NanoMDM's webhook events at POST /webhook (`nanohub -webhook-url .../webhook`):
-    /// this server then keeps enrollments, statuses and the status-changes feed for a NanoHUB.
-    #[arg(long)]
-    companion: bool,
-    /// NanoMDM's -webhook-hmac-key: events must carry its X-Hmac-Signature.
-    #[arg(
-        long,
-        env = "UPDRAFT_WEBHOOK_HMAC_KEY",
-        hide_env_values = true,
-        requires = "companion"
-    )]
-    webhook_hmac_key: Option<String>,
-    /// NanoMDM's API (`https://hub/api/v1/nanomdm`), to ask new enrollments their name and time
-    /// zone (DeviceInformation); its key in UPDRAFT_NANOMDM_API_KEY.
-    #[arg(long, requires = "companion")]
-    nanomdm_api: Option<String>,
-    /// The HTTP Basic user of --nanomdm-api.
-    #[arg(long, default_value = "nanohub")]
-    nanomdm_user: String,
-}
-
-/// The webhook companion's settings, if `--companion`.
-fn companion(args: &ServeArgs) -> anyhow::Result<Option<WebhookConfig>> {
-    if !args.companion {
-        return Ok(None);
-    }
-    if args.webhook_hmac_key.is_none() {
-        eprintln!(
-            "warning: no --webhook-hmac-key: anyone who can reach /webhook can forge a device's status"
-        );
-    }
-    let enqueue = match &args.nanomdm_api {
-        Some(url) => Some(Enqueuer {
-            url: format!("{}/enqueue", url.trim_end_matches('/')),
-            user: args.nanomdm_user.clone(),
-            key: std::env::var("UPDRAFT_NANOMDM_API_KEY").map_err(|_| {
-                anyhow::anyhow!("--nanomdm-api: set its key in UPDRAFT_NANOMDM_API_KEY")
-            })?,
-        }),
-        None => {
-            eprintln!("warning: no --nanomdm-api: devices' names and time zones will not be asked");
-            None
-        }
-    };
-    Ok(Some(WebhookConfig {
-        hmac_key: args.webhook_hmac_key.clone().map(String::into_bytes),
-        enqueue,
-    }))
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one (a service manager's stop).
-async fn shutdown_requested() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    eprintln!("updraft serve: stopping (finishing requests in flight, then the writer)");
-}
-
-pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let db = Db::open(&args.db).await?;
-        let key_path = args.db.with_extension("key");
-        let sealing_key = SealingKey::load_or_create(&key_path)
-            .with_context(|| format!("bootstrap-token key {}", key_path.display()))?;
-        let pusher: Arc<dyn Pusher> = match (&args.apns_identity, &args.push_gateway) {
-            (Some(path), _) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let host = if args.apns_sandbox {
-                    updraft_server::push::APNS_SANDBOX
-                } else {
-                    updraft_server::push::APNS_PRODUCTION
-                };
-                Arc::new(ApnsPusher::apple(host, &pem)?)
-            }
-            (None, Some(url)) => Arc::new(ApnsPusher::gateway(url)?),
-            (None, None) => {
-                eprintln!("warning: no --apns-identity: devices will not be pushed");
-                Arc::new(NoPusher)
-            }
-        };
-        if args.api_key.is_none() {
-            eprintln!("warning: no --api-key: the admin API answers 403");
-        }
-        let state = AppState::new(ServerConfig {
-            db,
-            clock: Arc::new(updraft_clock::SystemClock),
-            pusher,
-            sealing_key,
-            api_key: args.api_key.clone(),
-            hmac_key: args.hmac_key.clone().map(String::into_bytes),
-            webhook: companion(&args)?,
-            limits: Limits::default(),
-        });
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!(
-            "updraft serve: listening on http://{}",
-            listener.local_addr()?
-        );
-        axum::serve(listener, updraft_server::app(state.clone()))
-            .with_graceful_shutdown(shutdown_requested())
-            .await?;
-        state
-            .shut_down()
-            .await
-            .map_err(|error| anyhow::anyhow!("stopping the server's writer: {error}"))?;
-        eprintln!("updraft serve: stopped");
-        Ok(())
-    })
 }

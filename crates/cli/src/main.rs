@@ -8,6 +8,7 @@ mod feed;
 mod fleet;
 mod lab;
 mod output;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -35,7 +36,7 @@ enum Command {
     /// The lab: a DDM server, a simulated fleet and the console in one process, run to the end.
     Lab(lab::LabArgs),
     /// Run the DDM server: device check-in and DDM endpoints, and the KMFDDM-compatible admin API.
-    Serve(lab::ServeArgs),
+    Serve(serve::ServeArgs),
     /// A simulated fleet on a fast clock, enrolled into a DDM server started elsewhere.
     Fleet(fleet::FleetArgs),
     /// The console without its window: follows a server, prints events as JSON lines.
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Feed(command) => feed::run(command),
         Command::Lab(args) => lab::lab(args),
-        Command::Serve(args) => lab::serve(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Console(args) => console::console(args),
     };

@@ -713,6 +713,14 @@ impl CommandReport {
         Ok(report)
     }
 
+    /// The device sending it (UDID, or EnrollmentID on a user enrollment), whichever channel.
+    pub fn device_id(&self) -> &str {
+        self.udid
+            .as_deref()
+            .or(self.enrollment_id.as_deref())
+            .unwrap_or_default()
+    }
+
     /// The enrollment id as the server keys it: the device, plus `:<user>` on a user channel.
     pub fn enrollment(&self) -> String {
         let device = self

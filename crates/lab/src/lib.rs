@@ -19,8 +19,10 @@ use updraft_feed::{LookupResponse, Platform, SetKind};
 use updraft_mdm::{
     Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
 };
+use updraft_server::identity::DeviceTrust;
 use updraft_server::{
-    ApnsPusher, AppState, Db, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig, WebhookConfig,
+    ApnsPusher, AppState, DdmForwarding, Db, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig,
+    WebhookConfig,
 };
 use updraft_sim::{DeviceSpec, Endpoints, Fleet, FleetPlan, IdentityIssuer};
 
@@ -401,7 +403,15 @@ impl Lab {
         let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let server_url = format!("http://{}", server_listener.local_addr()?);
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
-        let fleet = Fleet::new(specs.to_vec(), &server_url, clock.clone());
+        // Devices prove who they are as real ones do: an identity from a CA the server trusts.
+        let issuer = Arc::new(IdentityIssuer::generate("Updraft lab device CA")?);
+        let device_trust = DeviceTrust::from_pem(&[issuer.ca_pem().as_bytes().to_vec()], None)
+            .map_err(anyhow::Error::msg)?;
+        let fleet = Fleet::with_endpoints(
+            specs.to_vec(),
+            Endpoints::updraft(&server_url, issuer),
+            clock.clone(),
+        )?;
         let gateway = fleet.gateway();
         tokio::spawn(async move { axum::serve(gateway_listener, gateway).await });
 
@@ -414,7 +424,9 @@ impl Lab {
             pusher: pusher.clone(),
             sealing_key: SealingKey::load_or_create(&config.dir.join("server.key"))?,
             api_key: Some(api_key.clone()),
-            hmac_key: None,
+            forwarding: DdmForwarding::Off,
+            device_trust: Some(device_trust),
+            push_certificate: None,
             webhook: None,
             limits: Limits::default(),
         });
@@ -466,7 +478,9 @@ impl Lab {
                     pusher: Arc::new(NoPusher),
                     sealing_key: SealingKey::load_or_create(&config.dir.join("companion.key"))?,
                     api_key: Some(api_key.clone()),
-                    hmac_key: None,
+                    forwarding: DdmForwarding::Off,
+                    device_trust: None,
+                    push_certificate: None,
                     webhook: Some(WebhookConfig {
                         hmac_key: hmac_key.clone(),
                         enqueue: enqueue.clone(),

@@ -36,7 +36,9 @@ async fn updraft_serve() -> Under {
         pusher: Arc::new(NoPusher),
         sealing_key: SealingKey::from_bytes(&[5; 32]),
         api_key: Some("key".into()),
-        hmac_key: None,
+        forwarding: updraft_server::DdmForwarding::Off,
+        device_trust: None,
+        push_certificate: None,
         webhook: None,
         limits: Limits::default(),
     });

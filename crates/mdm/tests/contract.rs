@@ -18,7 +18,9 @@ async fn serve(dir: &tempfile::TempDir) -> String {
         pusher: Arc::new(NoPusher),
         sealing_key: SealingKey::from_bytes(&[1; 32]),
         api_key: Some("key".into()),
-        hmac_key: None,
+        forwarding: updraft_server::DdmForwarding::Off,
+        device_trust: None,
+        push_certificate: None,
         webhook: None,
         limits: Limits::default(),
     });

@@ -108,7 +108,9 @@ fn main() {
             pusher: Arc::new(NoPusher),
             sealing_key: SealingKey::from_bytes(&[3; 32]),
             api_key: None,
-            hmac_key: None,
+            forwarding: updraft_server::DdmForwarding::Off,
+            device_trust: None,
+            push_certificate: None,
             webhook: None,
             limits: Limits::default(),
         });

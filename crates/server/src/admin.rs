@@ -83,8 +83,17 @@ pub(crate) struct NotifyFlag {
 
 impl NotifyFlag {
     fn notify(&self) -> bool {
-        self.nonotify.is_none()
+        notify_wanted(self.nonotify.as_deref())
     }
+}
+
+/// KMFDDM's reading of `?nonotify=`: absent, empty, `0`, `false`, `no` or `off` (any case)
+/// still notify; any other value suppresses the notification.
+fn notify_wanted(nonotify: Option<&str>) -> bool {
+    matches!(
+        nonotify.unwrap_or_default().to_ascii_lowercase().as_str(),
+        "" | "0" | "false" | "no" | "off"
+    )
 }
 
 fn changed(changed: bool) -> StatusCode {
@@ -288,7 +297,7 @@ pub(crate) async fn put_set_declaration(
         &state,
         &set,
         result.rows_affected() > 0,
-        query.nonotify.is_none(),
+        notify_wanted(query.nonotify.as_deref()),
     )
     .await
 }
@@ -311,7 +320,7 @@ pub(crate) async fn delete_set_declaration(
         &state,
         &set,
         result.rows_affected() > 0,
-        query.nonotify.is_none(),
+        notify_wanted(query.nonotify.as_deref()),
     )
     .await
 }
@@ -364,7 +373,7 @@ pub(crate) async fn put_enrollment_set(
         set,
     };
     let (touched, _) = state
-        .assign(std::slice::from_ref(&assignment), query.nonotify.is_none())
+        .assign(std::slice::from_ref(&assignment), notify_wanted(query.nonotify.as_deref()))
         .await
         .map_err(internal)?;
     Ok(changed(touched > 0))
@@ -381,7 +390,7 @@ pub(crate) async fn delete_enrollment_set(
         set,
     };
     let (touched, _) = state
-        .unassign(std::slice::from_ref(&assignment), query.nonotify.is_none())
+        .unassign(std::slice::from_ref(&assignment), notify_wanted(query.nonotify.as_deref()))
         .await
         .map_err(internal)?;
     Ok(changed(touched > 0))
@@ -421,13 +430,9 @@ pub(crate) async fn declaration_status(
     state.writer.flush().await.map_err(internal)?;
     let mut out = serde_json::Map::new();
     for id in split_ids(&ids) {
-        let Some(report) = state.db.status(&id).await.map_err(internal)? else {
+        let Some((status, _)) = merged_status(&state, &id).await? else {
             continue;
         };
-        let mut status = updraft_ddm::DeviceStatus::default();
-        if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
-            status.apply(&parsed);
-        }
         let entries: Vec<Value> = status
             .declarations()
             .map(|declarations| {
@@ -447,6 +452,226 @@ pub(crate) async fn declaration_status(
         out.insert(id, Value::Array(entries));
     }
     Ok(Json(Value::Object(out)))
+}
+
+/// An enrollment's merged status and when it last changed, parsed off the async workers.
+async fn merged_status(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<(updraft_ddm::DeviceStatus, String)>, AdminError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT report, updated_at FROM status WHERE enrollment_id = ?")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await
+            .map_err(internal)?;
+    let Some((report, updated_at)) = row else {
+        return Ok(None);
+    };
+    let status = tokio::task::spawn_blocking(move || {
+        let mut status = updraft_ddm::DeviceStatus::default();
+        if let Ok(parsed) = StatusReport::parse(report.as_bytes()) {
+            status.apply(&parsed);
+        }
+        status
+    })
+    .await
+    .map_err(internal)?;
+    Ok(Some((status, updated_at)))
+}
+
+/// `GET /v1/status-errors/:ids`: as KMFDDM, the latest ten errors of each enrollment: each
+/// entry of the report's `Errors` (path `.Errors`, including the items this server refused
+/// to keep) and each declaration neither active nor valid.
+pub(crate) async fn status_errors(
+    State(state): State<AppState>,
+    Path(ids): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    state.writer.flush().await.map_err(internal)?;
+    let mut out = serde_json::Map::new();
+    for id in split_ids(&ids) {
+        let Some((status, updated_at)) = merged_status(&state, &id).await? else {
+            continue;
+        };
+        let mut errors: Vec<Value> = status
+            .errors()
+            .map(|error| json!({"path": ".Errors", "error": error, "timestamp": updated_at}))
+            .collect();
+        if let Some(declarations) = status.declarations() {
+            errors.extend(
+                declarations
+                    .all()
+                    .filter(|d| !d.active && d.valid != updraft_ddm::status::Validity::Valid)
+                    .map(|d| {
+                        json!({
+                            "path": ".StatusItems.management.declarations",
+                            "error": d, "timestamp": updated_at,
+                        })
+                    }),
+            );
+        }
+        errors.truncate(10);
+        if !errors.is_empty() {
+            out.insert(id, Value::Array(errors));
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PrefixQuery {
+    prefix: Option<String>,
+}
+
+/// `GET /v1/status-values/:ids?prefix=`: as KMFDDM, every scalar of the merged status by its
+/// path (`.StatusItems.device.operating-system.version`), the elements of an array under the
+/// array's path; `prefix` is an SQL LIKE pattern (`%` any run, `_` one character).
+pub(crate) async fn status_values(
+    State(state): State<AppState>,
+    Path(ids): Path<String>,
+    Query(query): Query<PrefixQuery>,
+) -> Result<Json<Value>, AdminError> {
+    state.writer.flush().await.map_err(internal)?;
+    let mut out = serde_json::Map::new();
+    for id in split_ids(&ids) {
+        let Some(report) = state.db.status(&id).await.map_err(internal)? else {
+            continue;
+        };
+        let prefix = query.prefix.clone().unwrap_or_default();
+        let values = tokio::task::spawn_blocking(move || {
+            let tree: Value = serde_json::from_str(&report).unwrap_or_default();
+            let mut values = Vec::new();
+            if let Some(items) = tree.get("StatusItems") {
+                flatten_values(items, ".StatusItems".into(), &mut values);
+            }
+            values
+                .into_iter()
+                .filter(|(path, _)| prefix.is_empty() || sql_like(&prefix, path))
+                .map(|(path, value)| json!({"path": path, "value": value}))
+                .collect::<Vec<Value>>()
+        })
+        .await
+        .map_err(internal)?;
+        if !values.is_empty() {
+            out.insert(id, Value::Array(values));
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// KMFDDM's status values: scalars as text by path, without recursion.
+fn flatten_values(root: &Value, path: String, out: &mut Vec<(String, String)>) {
+    let mut stack = vec![(root, path)];
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter().rev() {
+                    stack.push((child, format!("{path}.{key}")));
+                }
+            }
+            Value::Array(items) => {
+                for child in items.iter().rev() {
+                    stack.push((child, path.clone()));
+                }
+            }
+            Value::String(text) => out.push((path, text.clone())),
+            Value::Number(number) => out.push((path, number.to_string())),
+            Value::Bool(flag) => out.push((path, flag.to_string())),
+            Value::Null => {}
+        }
+    }
+}
+
+/// SQL LIKE (case-sensitive, as SQLite's for non-ASCII and KMFDDM's MySQL with a binary
+/// collation): `%` matches any run, `_` any one character.
+fn sql_like(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('%') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '_' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((bp, bt)) => {
+                    p = bp + 1;
+                    t = bt + 1;
+                    backtrack = Some((bp, bt + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '%')
+}
+
+/// `GET /v1/declaration-sets/:id`: the sets holding a declaration.
+pub(crate) async fn declaration_sets(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<String>>, AdminError> {
+    let sets = sqlx::query_scalar(
+        "SELECT set_name FROM set_declarations WHERE identifier = ? ORDER BY set_name",
+    )
+    .bind(id)
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(sets))
+}
+
+/// Every admin rejection as KMFDDM's JSON `{"error": …}`, including axum's own (a bad path
+/// or query, a body over the limit), which are plain text.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove("content-type");
+    parts.headers.remove("content-length");
+    (parts, AdminError(status, message)).into_response()
+}
+
+/// `GET /v1/x-updraft/push-certificate`: the push certificate's topic and expiry; 404 when the
+/// server has none.
+pub(crate) async fn push_certificate(
+    State(state): State<AppState>,
+) -> Result<Json<crate::push_certificate::PushCertificateInfo>, AdminError> {
+    state.push_certificate.clone().map(Json).ok_or_else(|| {
+        AdminError(
+            StatusCode::NOT_FOUND,
+            "this server has no push certificate (--apns-identity or --apns-p12)".into(),
+        )
+    })
+}
+
+/// Any path no route serves: a JSON 404 naming it.
+pub(crate) async fn no_such_endpoint(uri: axum::http::Uri) -> AdminError {
+    AdminError(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
 }
 
 #[derive(Deserialize)]

@@ -390,6 +390,22 @@ impl Db {
             .await
             .context("reading status")
     }
+
+    /// Whether `device_id` enrolled with the certificate of this fingerprint.
+    pub(crate) async fn identity_bound(
+        &self,
+        device_id: &str,
+        fingerprint: &str,
+    ) -> Result<bool, DbError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM identity_bindings WHERE device_id = ? AND fingerprint = ?)",
+        )
+        .bind(device_id)
+        .bind(fingerprint)
+        .fetch_one(&self.pool)
+        .await
+        .context("reading a device's certificates")
+    }
 }
 
 const ENROLLMENT_COLUMNS: &str = "e.id, e.udid, e.serial_number, e.product_name, e.model, e.device_name,
@@ -462,7 +478,8 @@ fn declaration_from_row(row: &rusqlite::Row) -> rusqlite::Result<Option<Declarat
 }
 
 /// A random (version 4) UUID, upper-case as Apple writes them.
-pub(crate) fn new_uuid() -> String {
+/// A random (version 4) UUID, upper case.
+pub fn new_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     let mut b = bytes;
     b[6] = (b[6] & 0x0f) | 0x40;

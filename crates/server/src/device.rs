@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use updraft_ddm::checkin::{CheckinMessage, CommandReport, DdmEndpoint, GetBootstrapTokenResponse};
 use updraft_ddm::{DeclarationItemsResponse, StatusReport};
 
-use crate::AppState;
+use crate::identity::{Identity, IdentityError, TlsPeer};
+use crate::{AppState, DdmForwarding};
 use crate::db::timestamp;
 use crate::secrets::verify_hmac;
 use crate::writes;
@@ -34,24 +35,127 @@ fn internal(reason: impl std::fmt::Display) -> DeviceError {
 
 const PLIST: &str = "application/x-apple-aspen-mdm";
 
+/// A device's request as it arrived: what proves who sent it, and the body.
+pub(crate) struct DeviceRequest {
+    headers: HeaderMap,
+    tls: Option<TlsPeer>,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for DeviceRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let tls = request.extensions().get::<TlsPeer>().cloned();
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { headers, tls, body })
+    }
+}
+
+impl AppState {
+    /// The certificate the request proves it holds, checked against the device CAs.
+    fn identify(&self, request: &DeviceRequest) -> Result<Identity, DeviceError> {
+        let trust = self
+            .device_trust
+            .as_ref()
+            .ok_or_else(|| bad_request(IdentityError::NoDeviceCa))?;
+        trust
+            .identify(
+                &request.headers,
+                &request.body,
+                request.tls.as_ref(),
+                self.clock.now(),
+            )
+            .map_err(|error| {
+                tracing::info!(%error, "device request without a valid identity refused");
+                bad_request(error)
+            })
+    }
+
+    /// Refuses a certificate the device did not enroll with.
+    async fn require_binding(&self, device_id: &str, identity: &Identity) -> Result<(), DeviceError> {
+        if self
+            .db
+            .identity_bound(device_id, &identity.fingerprint)
+            .await
+            .map_err(internal)?
+        {
+            return Ok(());
+        }
+        tracing::error!(
+            device = device_id,
+            certificate = %identity.subject,
+            fingerprint = %identity.fingerprint,
+            "device identity mismatch: a request for this device carries a certificate it did not \
+             enroll with (another device's, or an impersonation attempt); refused"
+        );
+        Err(DeviceError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the certificate {:?} is not one device {device_id} enrolled with: the device must \
+                 enroll again (Authenticate) to use it",
+                identity.subject
+            ),
+        ))
+    }
+}
+
+/// Parses on a blocking thread: a 2 MiB property list must not stall the async workers.
+async fn parse_off_workers<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    body: &Bytes,
+    parse: fn(&[u8]) -> Result<T, E>,
+) -> Result<T, DeviceError> {
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .map_err(internal)?
+        .map_err(bad_request)
+}
+
 /// `PUT /mdm/checkin`
 pub(crate) async fn checkin(
     State(state): State<AppState>,
-    body: Bytes,
+    request: DeviceRequest,
 ) -> Result<Response, DeviceError> {
-    let message = CheckinMessage::parse(&body).map_err(bad_request)?;
-    let id = message
-        .enrollment()
+    let identity = state.identify(&request)?;
+    let message = parse_off_workers(&request.body, CheckinMessage::parse).await?;
+    let enrollment = message.enrollment();
+    let id = enrollment
         .enrollment_id()
         .ok_or_else(|| bad_request("no enrollment id"))?;
+    let device_id = enrollment.device_id().unwrap_or_default().to_owned();
+    if let CheckinMessage::Authenticate(authenticate) = message {
+        let holder = state
+            .record_authenticate(authenticate, id, Some((device_id.clone(), identity.clone())))
+            .await
+            .map_err(internal)?;
+        return match holder {
+            None => Ok(StatusCode::OK.into_response()),
+            Some(holder) => {
+                tracing::error!(
+                    device = %device_id,
+                    holder = %holder,
+                    certificate = %identity.subject,
+                    "device identity reuse: an Authenticate carries another device's certificate; refused"
+                );
+                Err(DeviceError(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "the certificate {:?} belongs to another enrolled device: each device \
+                         enrolls with an identity of its own",
+                        identity.subject
+                    ),
+                ))
+            }
+        };
+    }
+    state.require_binding(&device_id, &identity).await?;
     let now = timestamp(state.clock.now());
     match message {
-        CheckinMessage::Authenticate(authenticate) => {
-            state
-                .record_authenticate(authenticate, id)
-                .await
-                .map_err(internal)?;
-        }
+        CheckinMessage::Authenticate(_) => {}
         CheckinMessage::TokenUpdate(update) => {
             let first = state
                 .record_token_update(update, id.clone())
@@ -117,26 +221,30 @@ pub(crate) async fn checkin(
 /// command report.
 pub(crate) async fn single_endpoint(
     state: State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: DeviceRequest,
 ) -> Result<Response, DeviceError> {
-    let checkin_type = headers
+    let checkin_type = request
+        .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-apple-aspen-mdm-checkin"));
     if checkin_type {
-        checkin(state, body).await
+        checkin(state, request).await
     } else {
-        connect(state, body).await
+        connect(state, request).await
     }
 }
 
 /// `PUT /mdm/connect`: the device reports a command result (or Idle) and gets the next command.
 pub(crate) async fn connect(
     State(state): State<AppState>,
-    body: Bytes,
+    request: DeviceRequest,
 ) -> Result<Response, DeviceError> {
-    let report = CommandReport::parse(&body).map_err(bad_request)?;
+    let identity = state.identify(&request)?;
+    let report = parse_off_workers(&request.body, CommandReport::parse).await?;
+    state
+        .require_binding(report.device_id(), &identity)
+        .await?;
     let id = report.enrollment();
     let result = report
         .command_uuid
@@ -166,21 +274,31 @@ pub(crate) async fn connect(
     }
 }
 
-/// DDM over NanoMDM's forwarding: the enrollment comes from `X-Enrollment-ID`.
+/// DDM over NanoMDM's forwarding: the enrollment comes from `X-Enrollment-ID`, which NanoMDM
+/// sets from the identity it verified; the HMAC proves the request came from it.
 fn forwarded_enrollment(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<String, DeviceError> {
-    if let Some(key) = &state.hmac_key {
-        let signature = headers
-            .get("x-hmac-signature")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| bad_request("X-Hmac-Signature is required"))?;
-        if !verify_hmac(key, body, signature) {
+    match &state.forwarding {
+        DdmForwarding::Signed(key) => {
+            let signature = headers
+                .get("x-hmac-signature")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| bad_request("X-Hmac-Signature is required"))?;
+            if !verify_hmac(key, body, signature) {
+                return Err(DeviceError(
+                    StatusCode::FORBIDDEN,
+                    "X-Hmac-Signature does not match the body".into(),
+                ));
+            }
+        }
+        DdmForwarding::Unsigned => {}
+        DdmForwarding::Off => {
             return Err(DeviceError(
-                StatusCode::FORBIDDEN,
-                "X-Hmac-Signature does not match the body".into(),
+                StatusCode::NOT_FOUND,
+                "DDM forwarding is off on this server".into(),
             ));
         }
     }
@@ -248,7 +366,9 @@ async fn ddm(
                     "status report too large".into(),
                 ));
             }
-            let report = StatusReport::parse(&data).map_err(bad_request)?;
+            let data = Bytes::from(data);
+            let report = parse_off_workers(&data, StatusReport::parse).await?;
+            let data = data.to_vec();
             state
                 .writer
                 .submit(id.to_owned(), data, report)

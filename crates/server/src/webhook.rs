@@ -151,7 +151,7 @@ pub(crate) async fn receive(
     match message {
         CheckinMessage::Authenticate(authenticate) => {
             state
-                .record_authenticate(authenticate, id)
+                .record_authenticate(authenticate, id, None)
                 .await
                 .map_err(internal)?;
         }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use updraft_clock::SharedClock;
-use updraft_ddm::{DeviceStatus, StatusReport};
+use updraft_ddm::{DeviceStatus, StatusBounds, StatusReport};
 
 use crate::db::{Context, Db, DbError, parse_recent_reports, timestamp};
 
@@ -109,13 +109,14 @@ impl Writer {
     /// Starts the writer thread; it first folds any reports a crash left unmerged. If its
     /// connection cannot be opened, the error is logged and every submit answers that the
     /// writer has stopped.
-    pub fn start(db: Db, clock: SharedClock, cache_generation: usize) -> Self {
+    pub fn start(db: Db, clock: SharedClock, cache_generation: usize, bounds: StatusBounds) -> Self {
         let (jobs, receiver) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("server-writer".into())
             .spawn(move || match db.open_writer() {
                 Ok(connection) => {
-                    WriterThread::new(connection, clock, cache_generation.max(1)).run(&receiver);
+                    WriterThread::new(connection, clock, cache_generation.max(1), bounds)
+                        .run(&receiver);
                 }
                 Err(error) => tracing::error!(%error, "the server's writer cannot start"),
             });
@@ -280,13 +281,21 @@ struct WriterThread {
     through: i64,
     /// Raw reports no enrollment lists any more (it re-enrolled), deleted by the next fold.
     orphans: Vec<i64>,
+    /// What a merged status keeps at most.
+    bounds: StatusBounds,
 }
 
 impl WriterThread {
-    fn new(connection: Connection, clock: SharedClock, cache_generation: usize) -> Self {
+    fn new(
+        connection: Connection,
+        clock: SharedClock,
+        cache_generation: usize,
+        bounds: StatusBounds,
+    ) -> Self {
         Self {
             connection,
             clock,
+            bounds,
             cache: StatusCache {
                 generation: cache_generation,
                 newer: HashMap::new(),
@@ -423,7 +432,15 @@ impl WriterThread {
         }
         let (changed, evicted) = match self.cache.newer.get_mut(&enrollment_id) {
             Some(cached) => {
-                let changed = cached.status.absorb(report) || !cached.stored;
+                let absorbed = cached.status.absorb_within(report, &self.bounds);
+                if absorbed.refused > 0 {
+                    tracing::warn!(
+                        enrollment = %enrollment_id,
+                        refused = absorbed.refused,
+                        "status items over the server's bounds were not kept (see status-errors)"
+                    );
+                }
+                let changed = absorbed.changed || !cached.stored;
                 cached.stored = true;
                 (changed, cached.record(raw_id))
             }
@@ -751,7 +768,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("server.db")).await.unwrap();
         let clock = Arc::new(updraft_clock::ManualClock::new(chrono::Utc::now()));
-        let writer = Writer::start(db.clone(), clock, 16);
+        let writer = Writer::start(db.clone(), clock, 16, StatusBounds::default());
         // Hold the writer so that the forty writes below queue up and share one batch.
         let (held, release) = std::sync::mpsc::channel::<()>();
         let holding = tokio::spawn({

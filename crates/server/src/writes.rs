@@ -79,6 +79,39 @@ pub(crate) fn authenticate(
     Ok(())
 }
 
+/// Binds `identity` to `device_id` at an Authenticate, unless another device holds it: then
+/// nothing is written and that device's id is returned.
+pub(crate) fn bind_identity(
+    connection: &Connection,
+    device_id: &str,
+    identity: &crate::identity::Identity,
+    now: &str,
+) -> Result<Option<String>, DbError> {
+    let holder: Option<String> = connection
+        .prepare_cached(
+            "SELECT device_id FROM identity_bindings WHERE fingerprint = ?1 AND device_id <> ?2 LIMIT 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([&identity.fingerprint, device_id], |row| row.get(0))
+                .optional()
+        })
+        .context("looking up a certificate's device")?;
+    if holder.is_some() {
+        return Ok(holder);
+    }
+    connection
+        .prepare_cached(
+            "INSERT INTO identity_bindings (device_id, fingerprint, subject, bound_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute([device_id, &identity.fingerprint, &identity.subject, now])
+        })
+        .context("binding a device's certificate")?;
+    Ok(None)
+}
+
 /// Records a TokenUpdate. Returns whether it was the enrollment's first.
 pub(crate) fn token_update(
     connection: &Connection,

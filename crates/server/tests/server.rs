@@ -1,235 +1,19 @@
 //! The DDM server without a socket (`app().oneshot`), on NanoMDM's real check-in captures.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use tower::ServiceExt;
 
-use updraft_clock::ManualClock;
-use updraft_ddm::checkin::{
-    CheckinMessage, CommandReport, DeclarativeManagementCheckin, DeclarativeManagementCommand,
-    EnrollmentKeys, GetBootstrapTokenResponse, IncomingCommand, QueryResponses,
-};
-use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig, app};
-
-const KEY: &str = "secret-key";
-const UDID: &str = "66ADE930-5FDF-5EC4-8429-15640684C489";
-
-struct Server {
-    state: AppState,
-    _dir: tempfile::TempDir,
-    db_path: std::path::PathBuf,
-}
-
-async fn server(hmac: Option<&str>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("server.db");
-    Server {
-        state: state_on(&db_path, hmac).await,
-        _dir: dir,
-        db_path,
-    }
-}
-
-/// The server's state on a database file, as a fresh start of the process builds it.
-async fn state_on(db_path: &std::path::Path, hmac: Option<&str>) -> AppState {
-    let db = Db::open(db_path).await.unwrap();
-    let start: DateTime<Utc> = "2026-04-10T09:00:00Z".parse().unwrap();
-    AppState::new(ServerConfig {
-        db,
-        clock: Arc::new(ManualClock::new(start)),
-        pusher: Arc::new(NoPusher),
-        sealing_key: SealingKey::from_bytes(&[9; 32]),
-        api_key: Some(KEY.into()),
-        hmac_key: hmac.map(|k| k.as_bytes().to_vec()),
-        webhook: None,
-        limits: Limits {
-            max_checkin_bytes: 64 * 1024,
-            max_status_bytes: 32 * 1024,
-            // Tiny, so that the tests with several devices also drop and re-read statuses.
-            status_cache_generation: 2,
-        },
-    })
-}
-
-impl Server {
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Vec<u8>) {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        (
-            status,
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-    }
-
-    async fn checkin(&self, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-        self.send(Request::put("/mdm/checkin").body(Body::from(body)).unwrap())
-            .await
-    }
-
-    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Vec<u8>) {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("kmfddm:{KEY}"));
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Basic {auth}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        self.send(request).await
-    }
-
-    async fn ddm(&self, endpoint: &str, data: Option<Vec<u8>>) -> (StatusCode, Vec<u8>) {
-        let message = CheckinMessage::DeclarativeManagement(DeclarativeManagementCheckin {
-            enrollment: EnrollmentKeys {
-                udid: Some(UDID.into()),
-                ..Default::default()
-            },
-            endpoint: endpoint.into(),
-            data,
-        });
-        self.checkin(message.to_xml()).await
-    }
-
-    /// A page of the status-changes feed after `after`.
-    async fn status_changes(&self, after: i64) -> Value {
-        let path = format!("/v1/x-updraft/status-changes?after={after}");
-        let (status, page) = self.admin("GET", &path, None).await;
-        assert_eq!(status, StatusCode::OK);
-        json_body(&page)
-    }
-
-    /// The Mac's merged status items as the status-changes feed gives them, and the feed's cursor.
-    async fn merged_status_items(&self) -> (Value, i64) {
-        let changes = self.status_changes(0).await;
-        let change = changes["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["enrollment"]["id"] == UDID)
-            .unwrap();
-        (
-            change["status"]["StatusItems"].clone(),
-            changes["next"].as_i64().unwrap(),
-        )
-    }
-
-    /// `GET /v1/status-report/<the device>?index=N`.
-    async fn raw_report(&self, index: usize) -> (StatusCode, Vec<u8>) {
-        let path = format!("/v1/status-report/{UDID}?index={index}");
-        self.admin("GET", &path, None).await
-    }
-
-    /// Raw reports in the database, whoever they belong to.
-    async fn stored_raw_reports(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM status_reports").await
-    }
-
-    /// A connection pool of its own on the database file, behind the server's back.
-    async fn pool(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
-            .await
-            .unwrap()
-    }
-
-    /// A count read straight from the database file.
-    async fn count(&self, sql: &'static str) -> i64 {
-        let pool = self.pool().await;
-        let count = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        count
-    }
-
-    /// `PUT /mdm/connect` with `Idle` or a command's result; the next DeclarativeManagement
-    /// command, if one is sent. A DeviceInformation command on the way is answered as the Mac
-    /// would (name "Lab Mac", zone Europe/Paris).
-    async fn connect(&self, result: Option<(&str, &str)>) -> Option<DeclarativeManagementCommand> {
-        let mut report = match result {
-            Some((status, uuid)) => CommandReport::result(UDID, status, uuid),
-            None => CommandReport::idle(UDID),
-        };
-        loop {
-            let (code, command) = self
-                .send(
-                    Request::put("/mdm/connect")
-                        .body(Body::from(report.to_xml()))
-                        .unwrap(),
-                )
-                .await;
-            assert_eq!(code, StatusCode::OK);
-            if command.is_empty() {
-                return None;
-            }
-            let incoming = IncomingCommand::parse(&command).unwrap();
-            if incoming.command.request_type != "DeviceInformation" {
-                return Some(DeclarativeManagementCommand::parse(&command).unwrap());
-            }
-            report = CommandReport::result(UDID, "Acknowledged", &incoming.command_uuid);
-            report.query_responses = Some(QueryResponses {
-                device_name: Some("Lab Mac".into()),
-                time_zone: Some("Europe/Paris".into()),
-            });
-        }
-    }
-
-    /// The declarations token the `tokens` endpoint gives the Mac now.
-    async fn declarations_token(&self) -> Value {
-        let (status, tokens) = self.ddm("tokens", None).await;
-        assert_eq!(status, StatusCode::OK);
-        json_body(&tokens)["SyncTokens"]["DeclarationsToken"].clone()
-    }
-
-    async fn enroll(&self) {
-        for file in ["Authenticate.2.plist", "TokenUpdate.2.plist"] {
-            let (status, body) = self.checkin(fixture(file)).await;
-            assert_eq!(
-                status,
-                StatusCode::OK,
-                "{file}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-    }
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/nanomdm")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// Stores a raw report of the device the way the status writer does, behind the server's back.
-async fn insert_raw_report(pool: &sqlx::SqlitePool, received_at: &str, report: &Value) {
-    sqlx::query("INSERT INTO status_reports (enrollment_id, received_at, body) VALUES (?, ?, ?)")
-        .bind(UDID)
-        .bind(received_at)
-        .bind(report.to_string().into_bytes())
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
-fn json_body(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
-}
+use common::*;
+use updraft_ddm::checkin::{DeclarativeManagementCommand, GetBootstrapTokenResponse};
+use updraft_server::DdmForwarding;
 
 #[tokio::test]
 async fn nanomdm_captures_enroll_a_device() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     // Authenticate.1 is an iPad on iOS 9; Authenticate.2 and TokenUpdate.2 a Mac (same UDID).
     let (status, _) = server.checkin(fixture("Authenticate.1.plist")).await;
     assert_eq!(status, StatusCode::OK);
@@ -279,7 +63,7 @@ fn carried_token(command: &DeclarativeManagementCommand) -> Value {
 
 #[tokio::test]
 async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_sync_gets_its_own() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let declaration = json!({"Type": "com.apple.configuration.passcode.settings", "Identifier": "passcode",
         "Payload": {"MinimumLength": 6}});
@@ -354,7 +138,7 @@ async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_s
 
 #[tokio::test]
 async fn declarations_reach_the_device_through_sets_and_404_when_not_assigned() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let declaration = json!({"Type": "com.apple.configuration.softwareupdate.enforcement.specific", "Identifier": "su",
         "Payload": {"TargetOSVersion": "26.4.1", "TargetBuildVersion": "25E253", "TargetLocalDateTime": "2026-04-15T17:00:00"}});
@@ -448,7 +232,7 @@ fn first_status_report() -> Vec<u8> {
 
 #[tokio::test]
 async fn status_is_an_empty_200_after_commit_and_merges() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let report = first_status_report();
     let (status, body) = server.ddm("status", Some(report)).await;
@@ -476,7 +260,7 @@ async fn status_is_an_empty_200_after_commit_and_merges() {
 
 #[tokio::test]
 async fn a_report_that_changes_nothing_advances_the_feed_without_writing_the_status_again() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let mut full: Value = serde_json::from_slice(&first_status_report()).unwrap();
     full["FullReport"] = json!(true);
@@ -518,7 +302,7 @@ async fn a_report_that_changes_nothing_advances_the_feed_without_writing_the_sta
 
 #[tokio::test]
 async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everything() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
@@ -552,7 +336,7 @@ async fn only_the_newest_raw_reports_are_kept_and_the_merged_status_keeps_everyt
 
 #[tokio::test]
 async fn a_re_enrollment_starts_without_the_old_raw_reports() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     assert_eq!(
         server.ddm("status", Some(first_status_report())).await.0,
@@ -606,11 +390,7 @@ async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade(
         .unwrap();
     pool.close().await;
 
-    let server = Server {
-        state: state_on(&db_path, None).await,
-        _dir: dir,
-        db_path,
-    };
+    let server = server_in(dir, DdmForwarding::Off).await;
     let kept = updraft_server::writer::RAW_REPORTS_KEPT;
     for index in [0, kept - 1] {
         let (status, raw) = server.raw_report(index).await;
@@ -627,7 +407,7 @@ async fn raw_reports_stored_before_the_kept_lists_existed_are_listed_on_upgrade(
 async fn statuses_dropped_from_memory_are_read_back_and_lose_nothing() {
     // Six devices reporting in turn through a cache of two generations of two statuses: most
     // reports find their device's status gone from memory and must read it back.
-    let server = server(None).await;
+    let server = server(DdmForwarding::Unsigned).await;
     let ids: Vec<String> = (0..6).map(|n| format!("DEVICE-{n}")).collect();
     for round in 0..4 {
         for (n, id) in ids.iter().enumerate() {
@@ -663,7 +443,7 @@ async fn statuses_dropped_from_memory_are_read_back_and_lose_nothing() {
 
 #[tokio::test]
 async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_start() {
-    let mut server = server(None).await;
+    let mut server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let first = first_status_report();
     assert_eq!(server.ddm("status", Some(first)).await.0, StatusCode::OK);
@@ -679,7 +459,7 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
     insert_raw_report(&pool, "2026-04-10T09:30:00.000Z", &late).await;
     pool.close().await;
 
-    server.state = state_on(&server.db_path, None).await;
+    server.state = state_on(&server.db_path, DdmForwarding::Off, &server.issuer).await;
     let (items, _) = server.merged_status_items().await;
     assert_eq!(items["softwareupdate"]["install-state"], "prepared");
     assert_eq!(items["device"]["operating-system"]["version"], "13.3.1");
@@ -687,7 +467,7 @@ async fn reports_stored_but_not_yet_merged_at_a_stop_are_merged_on_the_next_star
 
 #[tokio::test]
 async fn bad_input_is_a_400_with_the_reason_and_stores_nothing() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let (status, body) = server
         .checkin(b"<plist><dict><key>MessageType".to_vec())
@@ -725,7 +505,7 @@ async fn bad_input_is_a_400_with_the_reason_and_stores_nothing() {
 
 #[tokio::test]
 async fn bootstrap_tokens_are_sealed_at_rest_and_served_back() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     server.enroll().await;
     let token = b"bootstrap-token-plaintext-0123456789";
     let set = format!(
@@ -770,7 +550,7 @@ async fn bootstrap_tokens_are_sealed_at_rest_and_served_back() {
 
 #[tokio::test]
 async fn forwarded_ddm_requires_the_enrollment_and_a_valid_signature_when_keyed() {
-    let server = server(Some("hmac-key")).await;
+    let server = server(DdmForwarding::Signed(b"hmac-key".to_vec())).await;
     server.enroll().await;
     let body = br#"{"StatusItems": {"softwareupdate": {"install-state": "none"}}, "Errors": []}"#;
     let request = |signature: Option<String>, enrollment: Option<&str>| {
@@ -821,7 +601,7 @@ async fn forwarded_ddm_requires_the_enrollment_and_a_valid_signature_when_keyed(
 
 #[tokio::test]
 async fn the_admin_api_needs_the_key_and_devices_never_see_401() {
-    let server = server(None).await;
+    let server = server(DdmForwarding::Off).await;
     let (status, _) = server
         .send(
             Request::get("/v1/declarations")

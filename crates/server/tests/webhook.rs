@@ -41,7 +41,9 @@ async fn companion(dir: &tempfile::TempDir, enqueue: Option<Enqueuer>) -> AppSta
         pusher: Arc::new(NoPusher),
         sealing_key: SealingKey::from_bytes(&[3; 32]),
         api_key: Some(KEY.into()),
-        hmac_key: None,
+        forwarding: updraft_server::DdmForwarding::Off,
+        device_trust: None,
+        push_certificate: None,
         webhook: Some(WebhookConfig {
             hmac_key: Some(HMAC.to_vec()),
             enqueue,

@@ -37,13 +37,14 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// Updraft's server at `base_url`, unsigned, woken by pushes.
-    pub fn updraft(base_url: &str) -> Self {
+    /// Updraft's server at `base_url`, woken by pushes, each device with an identity from
+    /// `identities` (a CA the server trusts with `--device-ca`).
+    pub fn updraft(base_url: &str, identities: Arc<IdentityIssuer>) -> Self {
         let base = base_url.trim_end_matches('/');
         Self {
             checkin_url: format!("{base}/mdm/checkin"),
             connect_url: format!("{base}/mdm/connect"),
-            identities: None,
+            identities: Some(identities),
             connect_every: None,
         }
     }
@@ -158,12 +159,6 @@ pub struct DeviceOutcome {
 }
 
 impl Fleet {
-    /// A fleet of `specs` talking to Updraft's server at `server_url`, woken by pushes.
-    pub fn new(specs: Vec<DeviceSpec>, server_url: &str, clock: SharedClock) -> Arc<Self> {
-        let identities = vec![None; specs.len()];
-        Self::build(specs, Endpoints::updraft(server_url), identities, clock)
-    }
-
     /// A fleet of `specs` talking to the server at `endpoints`, each device with an identity
     /// issued by the endpoints' CA, if any.
     pub fn with_endpoints(
