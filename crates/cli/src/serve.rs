@@ -13,7 +13,7 @@ use updraft_server::listen::TlsSettings;
 use updraft_server::profile::{IdentitySource, ProfileSettings};
 use updraft_server::push_certificate::PushCertificate;
 use updraft_server::{
-    ApnsPusher, AppState, DdmForwarding, Db, DeviceTrust, Enqueuer, Limits, NoPusher, Pusher,
+    ApnsPusher, AppState, Db, DdmForwarding, DeviceTrust, Enqueuer, Limits, NoPusher, Pusher,
     SealingKey, ServerConfig, WebhookConfig,
 };
 
@@ -461,25 +461,28 @@ fn write_profile(args: &ProfileArgs) -> anyhow::Result<()> {
     let topic = match (&args.topic, &args.apns_identity, &args.apns_p12) {
         (Some(topic), _, _) => topic.clone(),
         (None, identity, p12) => {
-            let certificate = match identity {
-                Some(path) => {
-                    updraft_server::push_certificate::PushCertificateInfo::from_certificate_pem(
-                        &read(path)?,
-                    )
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("--apns-identity {}", path.display()))?
-                }
-                None => {
-                    push_certificate(None, p12.as_deref())?
-                        .context("give the push certificate (--apns-identity or --apns-p12) or --topic")?
-                        .info
-                }
-            };
+            let certificate =
+                match identity {
+                    Some(path) => {
+                        updraft_server::push_certificate::PushCertificateInfo::from_certificate_pem(
+                            &read(path)?,
+                        )
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("--apns-identity {}", path.display()))?
+                    }
+                    None => push_certificate(None, p12.as_deref())?
+                        .context(
+                            "give the push certificate (--apns-identity or --apns-p12) or --topic",
+                        )?
+                        .info,
+                };
             certificate.topic
         }
     };
     if !topic.starts_with("com.apple.mgmt.") {
-        anyhow::bail!("the push topic {topic:?} does not start with com.apple.mgmt.: is it an MDM push certificate?");
+        anyhow::bail!(
+            "the push topic {topic:?} does not start with com.apple.mgmt.: is it an MDM push certificate?"
+        );
     }
     let device_ca = args.device_ca.as_deref().map(read).transpose()?;
     let identity = if let Some(url) = &args.scep_url {

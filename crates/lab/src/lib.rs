@@ -21,7 +21,7 @@ use updraft_mdm::{
 };
 use updraft_server::identity::DeviceTrust;
 use updraft_server::{
-    ApnsPusher, AppState, DdmForwarding, Db, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig,
+    ApnsPusher, AppState, Db, DdmForwarding, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig,
     WebhookConfig,
 };
 use updraft_sim::{DeviceSpec, Endpoints, Fleet, FleetPlan, IdentityIssuer};

@@ -10,8 +10,17 @@ use updraft_mdm::{
 };
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig};
 
+/// The device CA of the servers these tests start: their devices sign what they send.
+static DEVICE_CA: std::sync::LazyLock<updraft_sim::IdentityIssuer> =
+    std::sync::LazyLock::new(|| {
+        updraft_sim::IdentityIssuer::generate("Contract device CA").unwrap()
+    });
+
 async fn serve(dir: &tempfile::TempDir) -> String {
     let db = Db::open(&dir.path().join("server.db")).await.unwrap();
+    let trust =
+        updraft_server::DeviceTrust::from_pem(&[DEVICE_CA.ca_pem().as_bytes().to_vec()], None)
+            .unwrap();
     let state = AppState::new(ServerConfig {
         db,
         clock: Arc::new(updraft_clock::SystemClock),
@@ -19,7 +28,7 @@ async fn serve(dir: &tempfile::TempDir) -> String {
         sealing_key: SealingKey::from_bytes(&[1; 32]),
         api_key: Some("key".into()),
         forwarding: updraft_server::DdmForwarding::Off,
-        device_trust: None,
+        device_trust: Some(trust),
         push_certificate: None,
         webhook: None,
         limits: Limits::default(),
@@ -30,10 +39,31 @@ async fn serve(dir: &tempfile::TempDir) -> String {
     url
 }
 
+/// A check-in signed by the device it names (one identity per device, as it enrolled).
 async fn checkin(url: &str, message: CheckinMessage) -> u16 {
+    static IDENTITIES: std::sync::Mutex<Vec<(String, updraft_sim::DeviceIdentity)>> =
+        std::sync::Mutex::new(Vec::new());
+    let device = message
+        .enrollment()
+        .device_id()
+        .unwrap_or_default()
+        .to_owned();
+    let identity = {
+        let mut known = IDENTITIES.lock().unwrap();
+        match known.iter().find(|(id, _)| *id == device) {
+            Some((_, identity)) => identity.clone(),
+            None => {
+                let identity = DEVICE_CA.issue(&device).unwrap();
+                known.push((device, identity.clone()));
+                identity
+            }
+        }
+    };
+    let body = message.to_xml();
     reqwest::Client::new()
         .put(format!("{url}/mdm/checkin"))
-        .body(message.to_xml())
+        .header("mdm-signature", identity.sign(&body).unwrap())
+        .body(body)
         .send()
         .await
         .unwrap()

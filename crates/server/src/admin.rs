@@ -373,7 +373,10 @@ pub(crate) async fn put_enrollment_set(
         set,
     };
     let (touched, _) = state
-        .assign(std::slice::from_ref(&assignment), notify_wanted(query.nonotify.as_deref()))
+        .assign(
+            std::slice::from_ref(&assignment),
+            notify_wanted(query.nonotify.as_deref()),
+        )
         .await
         .map_err(internal)?;
     Ok(changed(touched > 0))
@@ -390,7 +393,10 @@ pub(crate) async fn delete_enrollment_set(
         set,
     };
     let (touched, _) = state
-        .unassign(std::slice::from_ref(&assignment), notify_wanted(query.nonotify.as_deref()))
+        .unassign(
+            std::slice::from_ref(&assignment),
+            notify_wanted(query.nonotify.as_deref()),
+        )
         .await
         .map_err(internal)?;
     Ok(changed(touched > 0))
@@ -585,7 +591,8 @@ fn flatten_values(root: &Value, path: String, out: &mut Vec<(String, String)>) {
 /// SQL LIKE (case-sensitive, as SQLite's for non-ASCII and KMFDDM's MySQL with a binary
 /// collation): `%` matches any run, `_` any one character.
 fn sql_like(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Response};
 use updraft_ddm::checkin::{CheckinMessage, CommandReport, DdmEndpoint, GetBootstrapTokenResponse};
 use updraft_ddm::{DeclarationItemsResponse, StatusReport};
 
-use crate::identity::{Identity, IdentityError, TlsPeer};
-use crate::{AppState, DdmForwarding};
 use crate::db::timestamp;
+use crate::identity::{Identity, IdentityError, TlsPeer};
 use crate::secrets::verify_hmac;
 use crate::writes;
+use crate::{AppState, DdmForwarding};
 
 /// A device-facing failure: a status and a reason in plain text. Never 401 to a device.
 pub(crate) struct DeviceError(StatusCode, String);
@@ -76,7 +76,11 @@ impl AppState {
     }
 
     /// Refuses a certificate the device did not enroll with.
-    async fn require_binding(&self, device_id: &str, identity: &Identity) -> Result<(), DeviceError> {
+    async fn require_binding(
+        &self,
+        device_id: &str,
+        identity: &Identity,
+    ) -> Result<(), DeviceError> {
         if self
             .db
             .identity_bound(device_id, &identity.fingerprint)
@@ -129,7 +133,11 @@ pub(crate) async fn checkin(
     let device_id = enrollment.device_id().unwrap_or_default().to_owned();
     if let CheckinMessage::Authenticate(authenticate) = message {
         let holder = state
-            .record_authenticate(authenticate, id, Some((device_id.clone(), identity.clone())))
+            .record_authenticate(
+                authenticate,
+                id,
+                Some((device_id.clone(), identity.clone())),
+            )
             .await
             .map_err(internal)?;
         return match holder {
@@ -242,9 +250,7 @@ pub(crate) async fn connect(
 ) -> Result<Response, DeviceError> {
     let identity = state.identify(&request)?;
     let report = parse_off_workers(&request.body, CommandReport::parse).await?;
-    state
-        .require_binding(report.device_id(), &identity)
-        .await?;
+    state.require_binding(report.device_id(), &identity).await?;
     let id = report.enrollment();
     let result = report
         .command_uuid

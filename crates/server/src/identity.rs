@@ -94,8 +94,7 @@ impl DeviceTrust {
         let mut certificates = Vec::new();
         for pem in pems {
             for certificate in CertificateDer::pem_slice_iter(pem) {
-                certificates
-                    .push(certificate.map_err(|e| format!("not a PEM certificate: {e}"))?);
+                certificates.push(certificate.map_err(|e| format!("not a PEM certificate: {e}"))?);
             }
         }
         if certificates.is_empty() {
@@ -137,9 +136,9 @@ impl DeviceTrust {
         } else if let Some(certificate) = tls.and_then(|peer| peer.0.clone()) {
             (certificate, Vec::new())
         } else if let Some(name) = &self.cert_header {
-            let value = headers
-                .get(name.as_str())
-                .ok_or(IdentityError::Missing(", no TLS client certificate and no proxy header"))?;
+            let value = headers.get(name.as_str()).ok_or(IdentityError::Missing(
+                ", no TLS client certificate and no proxy header",
+            ))?;
             (read_header_certificate(name, value.as_bytes())?, Vec::new())
         } else {
             return Err(IdentityError::Missing(" and no TLS client certificate"));
@@ -187,9 +186,8 @@ fn verify_signature(
     header: &str,
     body: &[u8],
 ) -> Result<(CertificateDer<'static>, Vec<CertificateDer<'static>>), IdentityError> {
-    let malformed = |what: &str, e: &dyn std::fmt::Display| {
-        IdentityError::Malformed(format!("{what}: {e}"))
-    };
+    let malformed =
+        |what: &str, e: &dyn std::fmt::Display| IdentityError::Malformed(format!("{what}: {e}"));
     let der = base64::engine::general_purpose::STANDARD
         .decode(header.trim())
         .map_err(|e| malformed("not base64", &e))?;
@@ -227,8 +225,9 @@ fn verify_signature(
                 certificate.tbs_certificate.issuer == id.issuer
                     && certificate.tbs_certificate.serial_number == id.serial_number
             }
-            SignerIdentifier::SubjectKeyIdentifier(id) => subject_key_id(certificate)
-                .is_some_and(|key_id| key_id == id.0.as_bytes()),
+            SignerIdentifier::SubjectKeyIdentifier(id) => {
+                subject_key_id(certificate).is_some_and(|key_id| key_id == id.0.as_bytes())
+            }
         })
         .ok_or_else(|| {
             IdentityError::Malformed("the signer's certificate is not in the signature".into())
@@ -363,19 +362,25 @@ fn read_header_certificate(
         header: header.to_owned(),
         reason,
     };
-    let text = std::str::from_utf8(value).map_err(|_| bad("not UTF-8".into()))?.trim();
+    let text = std::str::from_utf8(value)
+        .map_err(|_| bad("not UTF-8".into()))?
+        .trim();
     if let Some(inner) = text.strip_prefix(':').and_then(|t| t.strip_suffix(':')) {
         let der = base64::engine::general_purpose::STANDARD
             .decode(inner)
             .map_err(|e| bad(format!("RFC 9440 value is not base64: {e}")))?;
         return Ok(CertificateDer::from(der));
     }
-    let pem: String = url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default();
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| bad(format!("neither RFC 9440 nor a URL-escaped PEM certificate: {e}")))
+    let pem: String =
+        url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        bad(format!(
+            "neither RFC 9440 nor a URL-escaped PEM certificate: {e}"
+        ))
+    })
 }
 
 fn subject_of(certificate: &CertificateDer<'_>) -> String {

@@ -336,7 +336,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/x-updraft/enrollments", get(admin::enrollments))
         .route("/v1/x-updraft/status-changes", get(admin::status_changes))
         .route("/v1/x-updraft/assignments", get(admin::assignments))
-        .route("/v1/x-updraft/push-certificate", get(admin::push_certificate))
+        .route(
+            "/v1/x-updraft/push-certificate",
+            get(admin::push_certificate),
+        )
         .route(
             "/v1/x-updraft/enrollment-sets",
             put(admin::bulk_assign).delete(admin::bulk_unassign),

@@ -249,8 +249,8 @@ pub fn issue_pkcs12(
         .map_err(|e| format!("--device-ca-key is not a PEM private key: {e}"))?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
         .map_err(|e| format!("--device-ca is not a PEM CA certificate: {e}"))?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| e.to_string())?;
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let mut params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     params

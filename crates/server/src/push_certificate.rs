@@ -23,8 +23,8 @@ pub struct PushCertificateInfo {
 impl PushCertificateInfo {
     /// Read from the first certificate of a PEM file (a key beside it is not needed).
     pub fn from_certificate_pem(pem: &[u8]) -> Result<Self, String> {
-        let certificate = CertificateDer::from_pem_slice(pem)
-            .map_err(|e| format!("no PEM certificate: {e}"))?;
+        let certificate =
+            CertificateDer::from_pem_slice(pem).map_err(|e| format!("no PEM certificate: {e}"))?;
         PushCertificate::read(&certificate)
     }
 }
@@ -69,7 +69,9 @@ impl PushCertificate {
             password,
             p12_keystore::Pkcs12ImportPolicy::Relaxed,
         )
-        .map_err(|e| format!("the push certificate's .p12 cannot be opened (wrong password?): {e}"))?;
+        .map_err(|e| {
+            format!("the push certificate's .p12 cannot be opened (wrong password?): {e}")
+        })?;
         let (_, chain) = store
             .private_key_chain()
             .ok_or("the .p12 holds no private key with its certificate")?;

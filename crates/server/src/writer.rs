@@ -109,7 +109,12 @@ impl Writer {
     /// Starts the writer thread; it first folds any reports a crash left unmerged. If its
     /// connection cannot be opened, the error is logged and every submit answers that the
     /// writer has stopped.
-    pub fn start(db: Db, clock: SharedClock, cache_generation: usize, bounds: StatusBounds) -> Self {
+    pub fn start(
+        db: Db,
+        clock: SharedClock,
+        cache_generation: usize,
+        bounds: StatusBounds,
+    ) -> Self {
         let (jobs, receiver) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("server-writer".into())

@@ -18,7 +18,7 @@ use updraft_ddm::checkin::{
     EnrollmentKeys, IncomingCommand, QueryResponses,
 };
 use updraft_server::{
-    AppState, DdmForwarding, Db, DeviceTrust, Limits, NoPusher, SealingKey, ServerConfig, app,
+    AppState, Db, DdmForwarding, DeviceTrust, Limits, NoPusher, SealingKey, ServerConfig, app,
 };
 use updraft_sim::{DeviceIdentity, IdentityIssuer};
 
@@ -51,15 +51,45 @@ pub async fn server_in(dir: tempfile::TempDir, forwarding: DdmForwarding) -> Ser
     }
 }
 
+/// A server with `limits` rather than the tests' small ones.
+pub async fn server_with(forwarding: DdmForwarding, limits: Limits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("server.db");
+    let issuer = Arc::new(IdentityIssuer::generate("Test device CA").unwrap());
+    Server {
+        state: AppState::new(config(&db_path, forwarding, &issuer, limits).await),
+        _dir: dir,
+        db_path,
+        issuer,
+        identities: Mutex::default(),
+    }
+}
+
 /// The server's state on a database file, as a fresh start of the process builds it.
 pub async fn state_on(
     db_path: &std::path::Path,
     forwarding: DdmForwarding,
     issuer: &IdentityIssuer,
 ) -> AppState {
+    let limits = Limits {
+        max_checkin_bytes: 64 * 1024,
+        max_status_bytes: 32 * 1024,
+        // Tiny, so that the tests with several devices also drop and re-read statuses.
+        status_cache_generation: 2,
+        ..Limits::default()
+    };
+    AppState::new(config(db_path, forwarding, issuer, limits).await)
+}
+
+async fn config(
+    db_path: &std::path::Path,
+    forwarding: DdmForwarding,
+    issuer: &IdentityIssuer,
+    limits: Limits,
+) -> ServerConfig {
     let db = Db::open(db_path).await.unwrap();
     let start: DateTime<Utc> = "2026-04-10T09:00:00Z".parse().unwrap();
-    AppState::new(ServerConfig {
+    ServerConfig {
         db,
         clock: Arc::new(ManualClock::new(start)),
         pusher: Arc::new(NoPusher),
@@ -71,14 +101,8 @@ pub async fn state_on(
         ),
         push_certificate: None,
         webhook: None,
-        limits: Limits {
-            max_checkin_bytes: 64 * 1024,
-            max_status_bytes: 32 * 1024,
-            // Tiny, so that the tests with several devices also drop and re-read statuses.
-            status_cache_generation: 2,
-            ..Limits::default()
-        },
-    })
+        limits,
+    }
 }
 
 impl Server {
@@ -99,7 +123,12 @@ impl Server {
         body: Vec<u8>,
         identity: Option<&DeviceIdentity>,
     ) -> (StatusCode, Vec<u8>) {
-        let mut request = Request::put(path);
+        let content_type = if path.ends_with("/connect") {
+            "application/x-apple-aspen-mdm"
+        } else {
+            "application/x-apple-aspen-mdm-checkin"
+        };
+        let mut request = Request::put(path).header("content-type", content_type);
         if let Some(identity) = identity {
             request = request.header("mdm-signature", identity.sign(&body).unwrap());
         }
@@ -111,7 +140,11 @@ impl Server {
         CheckinMessage::parse(body)
             .ok()
             .and_then(|m| m.enrollment().device_id().map(str::to_owned))
-            .or_else(|| CommandReport::parse(body).ok().map(|r| r.device_id().to_owned()))
+            .or_else(|| {
+                CommandReport::parse(body)
+                    .ok()
+                    .map(|r| r.device_id().to_owned())
+            })
             .unwrap_or_else(|| "UNREADABLE".into())
     }
 
@@ -137,7 +170,12 @@ impl Server {
             .await
     }
 
-    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Vec<u8>) {
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Vec<u8>) {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("kmfddm:{KEY}"));
         let request = Request::builder()
             .method(method)
@@ -213,7 +251,10 @@ impl Server {
     /// `PUT /mdm/connect` with `Idle` or a command's result; the next DeclarativeManagement
     /// command, if one is sent. A DeviceInformation command on the way is answered as the Mac
     /// would (name "Lab Mac", zone Europe/Paris).
-    pub async fn connect(&self, result: Option<(&str, &str)>) -> Option<DeclarativeManagementCommand> {
+    pub async fn connect(
+        &self,
+        result: Option<(&str, &str)>,
+    ) -> Option<DeclarativeManagementCommand> {
         let mut report = match result {
             Some((status, uuid)) => CommandReport::result(UDID, status, uuid),
             None => CommandReport::idle(UDID),
@@ -283,4 +324,3 @@ pub fn json_body(body: &[u8]) -> Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
-
