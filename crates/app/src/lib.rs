@@ -187,6 +187,9 @@ impl Session {
             prepared.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         console.sync().await?;
+        if !self.is_lab() {
+            console.watch_push_certificate().await?;
+        }
         console.drain_outbox().await?;
         console.tick().await?;
         console.drain_outbox().await?;

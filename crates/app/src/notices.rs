@@ -93,6 +93,7 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
 fn urgency(kind: &str) -> u8 {
     match kind {
         "install_failed" => 0,
+        "push_certificate_expiring" => 1,
         "declaration_invalid" => 1,
         "past_deadline" => 2,
         "device_stuck" => 3,
@@ -112,6 +113,7 @@ fn title(kind: &str, count: usize) -> String {
         "device_stuck" => "Update stuck".into(),
         "device_stale" => "No status report".into(),
         "bootstrap_token_missing" => "No bootstrap token escrowed".into(),
+        "push_certificate_expiring" => "Push certificate expiring".into(),
         "new_release" if plural => "New releases".into(),
         "new_release" => "New release".into(),
         other => other.replace('_', " "),

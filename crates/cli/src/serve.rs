@@ -64,6 +64,25 @@ dictionaries and expand to at most twice their bytes in elements; JSON nests at 
 enum ServeAction {
     /// Write the enrollment profile (.mobileconfig) devices install to enroll into this server.
     Profile(ProfileArgs),
+    /// Create a device CA (certificate and key, PEM) for --device-ca and --device-ca-key, when
+    /// there is no SCEP or ACME CA to use.
+    DeviceCa(DeviceCaArgs),
+}
+
+#[derive(Args)]
+struct DeviceCaArgs {
+    /// Where to write the CA certificate (PEM): give it to `updraft serve --device-ca`.
+    #[arg(long)]
+    cert_out: PathBuf,
+    /// Where to write its private key (PEM, readable by its owner only): keep it off the server.
+    #[arg(long)]
+    key_out: PathBuf,
+    /// The CA's name.
+    #[arg(long, default_value = "Updraft device CA")]
+    name: String,
+    /// Years the CA is valid.
+    #[arg(long, default_value_t = 10)]
+    years: i64,
 }
 
 #[derive(Args)]
@@ -214,7 +233,8 @@ struct ProfileArgs {
     /// --scep-url, its fingerprint is pinned.
     #[arg(long)]
     device_ca: Option<PathBuf>,
-    /// The device CA's private key (PEM).
+    /// The device CA's private key (PEM). The identity is bound to the first device that
+    /// enrolls with it: write one profile per device.
     #[arg(long, requires = "device_ca")]
     device_ca_key: Option<PathBuf>,
     /// The issued identity's common name.
@@ -318,8 +338,10 @@ async fn shutdown_requested() {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(ServeAction::Profile(profile)) = args.action {
-        return write_profile(&profile);
+    match &args.action {
+        Some(ServeAction::Profile(profile)) => return write_profile(profile),
+        Some(ServeAction::DeviceCa(ca)) => return write_device_ca(ca),
+        None => {}
     }
     let db_path = args.db.clone().context("--db is required")?;
     let tls_files = match (&args.devices.tls_cert, &args.devices.tls_key) {
@@ -539,12 +561,58 @@ fn write_profile(args: &ProfileArgs) -> anyhow::Result<()> {
     });
     std::fs::write(&args.out, profile)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    // A profile with the identity in it is that device's key: its owner only may read it.
+    #[cfg(unix)]
+    if matches!(settings.identity, IdentitySource::Pkcs12 { .. }) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", args.out.display()))?;
+    }
     eprintln!(
         "updraft serve profile: wrote {} (devices check in at {}/mdm/checkin)",
         args.out.display(),
         args.url.trim_end_matches('/')
     );
     Ok(())
+}
+
+fn write_device_ca(args: &DeviceCaArgs) -> anyhow::Result<()> {
+    if args.years < 1 {
+        anyhow::bail!("--years {} must be at least 1", args.years);
+    }
+    let (certificate, key) = updraft_server::profile::new_device_ca(&args.name, args.years)
+        .map_err(anyhow::Error::msg)?;
+    write_new(&args.key_out, key.as_bytes(), true)?;
+    write_new(&args.cert_out, certificate.as_bytes(), false)?;
+    eprintln!(
+        "updraft serve device-ca: wrote {} and its key {}",
+        args.cert_out.display(),
+        args.key_out.display()
+    );
+    Ok(())
+}
+
+/// Writes a file that must not exist yet (a CA is never overwritten by mistake); a secret
+/// one is readable by its owner only.
+fn write_new(path: &Path, contents: &[u8], secret: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })?;
+    file.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn random_password() -> String {

@@ -316,6 +316,8 @@ fn serve_stops_cleanly_on_sigterm_with_every_report_merged() {
             &db.display().to_string(),
             "--listen",
             "127.0.0.1:0",
+            // The report comes as a NanoMDM in front would forward it.
+            "--insecure-ddm-forwarding",
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()

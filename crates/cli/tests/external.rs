@@ -6,6 +6,9 @@ use serde_json::Value;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
+mod common;
+use common::device_ca;
+
 /// A running `updraft serve`, killed when dropped.
 struct Serve(Child);
 
@@ -16,11 +19,32 @@ impl Drop for Serve {
     }
 }
 
+/// `updraft lab` against the server in `dir`: its devices take identities from the server's
+/// device CA, as enrolled devices would from SCEP.
+fn lab(dir: &std::path::Path, address: &str, api_key: &str) -> Command {
+    let (certificate, key) = device_ca(dir);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_updraft"));
+    command
+        .args(["lab", "--json", "--seed", "7", "--dir"])
+        .arg(dir.join("lab"))
+        .args(["--mdm-url", &format!("http://{address}/mdm")])
+        .args(["--ddm-api", &format!("http://{address}/v1")])
+        .arg("--identity-ca")
+        .arg(certificate)
+        .arg("--identity-ca-key")
+        .arg(key)
+        .env("UPDRAFT_API_KEY", api_key);
+    command
+}
+
 fn serve(dir: &std::path::Path, api_key: &str) -> (Serve, String) {
+    let (device_ca, _) = device_ca(dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
         .args(["serve", "--db"])
         .arg(dir.join("server.db"))
         .args(["--listen", "127.0.0.1:0"])
+        .arg("--device-ca")
+        .arg(device_ca)
         .env("UPDRAFT_API_KEY", api_key)
         .stderr(Stdio::piped())
         .spawn()
@@ -48,12 +72,8 @@ fn serve(dir: &std::path::Path, api_key: &str) -> (Serve, String) {
 fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, address) = serve(dir.path(), "separate-key");
-    let output = Command::new(env!("CARGO_BIN_EXE_updraft"))
-        .args(["lab", "--devices", "200", "--seed", "7", "--json", "--dir"])
-        .arg(dir.path().join("lab"))
-        .args(["--mdm-url", &format!("http://{address}/mdm")])
-        .args(["--ddm-api", &format!("http://{address}/v1")])
-        .env("UPDRAFT_API_KEY", "separate-key")
+    let output = lab(dir.path(), &address, "separate-key")
+        .args(["--devices", "200"])
         .output()
         .unwrap();
     assert!(
@@ -111,13 +131,8 @@ fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
 fn the_lab_follows_a_separate_updraft_serve_by_polling_status_reports() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, address) = serve(dir.path(), "poll-key");
-    let output = Command::new(env!("CARGO_BIN_EXE_updraft"))
-        .args(["lab", "--devices", "40", "--seed", "7", "--json", "--dir"])
-        .arg(dir.path().join("lab"))
-        .args(["--mdm-url", &format!("http://{address}/mdm")])
-        .args(["--ddm-api", &format!("http://{address}/v1")])
-        .args(["--poll-interval", "30"])
-        .env("UPDRAFT_API_KEY", "poll-key")
+    let output = lab(dir.path(), &address, "poll-key")
+        .args(["--devices", "40", "--poll-interval", "30"])
         .output()
         .unwrap();
     assert!(

@@ -38,6 +38,23 @@ pub enum ConsoleError {
 }
 
 const CURSOR: &str = "server.status_cursor";
+/// The last push-certificate warning raised: topic, expiry and stage.
+const PUSH_CERTIFICATE_WARNED: &str = "server.push_certificate_warned";
+/// Days before a push certificate's expiry at which the console raises an alert.
+pub const PUSH_CERTIFICATE_WARNINGS: [i64; 5] = [30, 14, 7, 3, 1];
+
+/// The warning stage a certificate with `left` to run is in: the smallest of
+/// [`PUSH_CERTIFICATE_WARNINGS`] it is within, 0 once expired, none before 30 days.
+fn push_certificate_stage(left: Duration) -> Option<i64> {
+    if left <= Duration::zero() {
+        return Some(0);
+    }
+    PUSH_CERTIFICATE_WARNINGS
+        .iter()
+        .rev()
+        .find(|days| left <= Duration::days(**days))
+        .copied()
+}
 const PAGE: u32 = 2000;
 /// Outbox items carried out at once.
 const OUTBOX_BATCH: i64 = 20_000;
@@ -530,6 +547,65 @@ impl Console {
             }
         }
         changes.enforcements.push(record);
+    }
+
+    /// Checks the server's push certificate: an alert when its expiry is 30 days away, again at
+    /// 14, 7, 3 and 1 days, and once it has expired (each once per certificate). A lapsed push
+    /// certificate cannot be renewed: every device would have to enroll again. Returns whether
+    /// an alert was raised.
+    pub async fn watch_push_certificate(&self) -> Result<bool, ConsoleError> {
+        let Some(certificate) = self.backend.push_certificate().await? else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        let left = certificate.not_after - now;
+        let Some(stage) = push_certificate_stage(left) else {
+            return Ok(false);
+        };
+        let warned = format!(
+            "{}|{}|{stage}",
+            certificate.topic,
+            certificate.not_after.to_rfc3339()
+        );
+        if self
+            .store
+            .setting(PUSH_CERTIFICATE_WARNED)
+            .await?
+            .as_deref()
+            == Some(&warned)
+        {
+            return Ok(false);
+        }
+        let expiry = certificate.not_after.format("%Y-%m-%d %H:%M UTC");
+        let detail = if stage == 0 {
+            format!(
+                "The push certificate (topic {}) expired on {expiry}: devices are no longer \
+                 pushed. Renew it at identity.apple.com with the same Apple ID and restart the \
+                 server with it; a new certificate means every device enrolls again.",
+                certificate.topic
+            )
+        } else {
+            format!(
+                "The push certificate (topic {}) expires on {expiry}, in {} days. Renew it at \
+                 identity.apple.com with the same Apple ID and restart the server with it; if it \
+                 lapses, every device must enroll again.",
+                certificate.topic,
+                left.num_days()
+            )
+        };
+        let mut changes = Changes::default();
+        changes.alerts.push((
+            String::new(),
+            None,
+            now,
+            "push_certificate_expiring".into(),
+            detail,
+        ));
+        changes
+            .settings
+            .push((PUSH_CERTIFICATE_WARNED.into(), warned));
+        self.store.commit(changes, now).await?;
+        Ok(true)
     }
 
     /// Moves time-based flags (past deadline, stale, stuck, unresponsive) of the enforcements

@@ -26,11 +26,33 @@ fn updraft() -> Command {
     Command::new(common::workspace().join("target/debug/updraft"))
 }
 
+/// A device CA beside `db`, made as an admin makes one: (certificate, key).
+fn device_ca(
+    db: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), std::io::Error> {
+    let (certificate, key) = (db.with_extension("ca.pem"), db.with_extension("ca.key"));
+    if !certificate.exists() {
+        let made = updraft()
+            .args(["serve", "device-ca", "--cert-out"])
+            .arg(&certificate)
+            .arg("--key-out")
+            .arg(&key)
+            .status()?;
+        if !made.success() {
+            return Err(std::io::Error::other("updraft serve device-ca failed"));
+        }
+    }
+    Ok((certificate, key))
+}
+
 fn serve(db: &std::path::Path, port: u16, gateway: u16) -> Result<Process, std::io::Error> {
+    let (device_ca, _) = device_ca(db)?;
     Ok(Process(
         updraft()
             .args(["serve", "--db"])
             .arg(db)
+            .arg("--device-ca")
+            .arg(device_ca)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--push-gateway", &format!("http://127.0.0.1:{gateway}")])
             .env("UPDRAFT_API_KEY", KEY)
@@ -46,6 +68,7 @@ async fn an_admin_follows_a_real_server_from_settings_to_a_failed_device() -> Te
     let (port, gateway) = (free_port(), free_port());
     let db = data.path().join("server.db");
     let mut server = Some(serve(&db, port, gateway)?);
+    let (identity_ca, identity_ca_key) = device_ca(&db)?;
     let _fleet = Process(
         updraft()
             .args([
@@ -56,6 +79,10 @@ async fn an_admin_follows_a_real_server_from_settings_to_a_failed_device() -> Te
             .args(["--devices", "24", "--seed", "5", "--failure-rate", "0.5"])
             .args(["--speed", "30", "--gateway-listen"])
             .arg(format!("127.0.0.1:{gateway}"))
+            .arg("--identity-ca")
+            .arg(&identity_ca)
+            .arg("--identity-ca-key")
+            .arg(&identity_ca_key)
             .stderr(Stdio::null())
             .spawn()?,
     );

@@ -522,6 +522,17 @@ impl Notifier for KmfddmClient {
         }
         Ok(results)
     }
+
+    /// Updraft's `/x-updraft/push-certificate`: a 404 (a KMFDDM, or a server without a
+    /// certificate) is "not known".
+    async fn push_certificate(&self) -> Result<Option<crate::PushCertificateStatus>, MdmError> {
+        let path = "/x-updraft/push-certificate";
+        let answer = self.send(Method::Get, path, None, true).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.json(path, &answer.body).map(Some)
+    }
 }
 
 #[async_trait]

@@ -17,6 +17,7 @@ mod polling;
 mod profile;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -220,6 +221,15 @@ pub trait StatusSource: Send + Sync {
     }
 }
 
+/// The server's APNs push certificate, as far as the console needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushCertificateStatus {
+    /// The APNs topic.
+    pub topic: String,
+    /// When it expires.
+    pub not_after: DateTime<Utc>,
+}
+
 /// Pushes.
 #[async_trait]
 pub trait Notifier: Send + Sync {
@@ -228,6 +238,12 @@ pub trait Notifier: Send + Sync {
         &self,
         enrollment_ids: &[String],
     ) -> Result<BTreeMap<String, PushResult>, MdmError>;
+
+    /// The push certificate the server pushes with, if it says (Updraft's server does;
+    /// NanoMDM and KMFDDM do not).
+    async fn push_certificate(&self) -> Result<Option<PushCertificateStatus>, MdmError> {
+        Ok(None)
+    }
 }
 
 /// Everything the console needs from a DDM server.
@@ -312,5 +328,9 @@ impl Notifier for Deployment {
         enrollment_ids: &[String],
     ) -> Result<BTreeMap<String, PushResult>, MdmError> {
         self.notifier.push(enrollment_ids).await
+    }
+
+    async fn push_certificate(&self) -> Result<Option<PushCertificateStatus>, MdmError> {
+        self.notifier.push_certificate().await
     }
 }

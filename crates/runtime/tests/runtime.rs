@@ -11,12 +11,22 @@ use updraft_clock::{ManualClock, SharedClock};
 use updraft_feed::LookupResponse;
 use updraft_mdm::{Deployment, KmfddmClient};
 use updraft_runtime::{Cadence, Event, FeedSource, Runtime};
+use updraft_server::push_certificate::PushCertificateInfo;
 use updraft_server::{AppState, Db, Limits, NoPusher, SealingKey, ServerConfig};
 
 /// Serves `updraft serve` on `listener` until the task is aborted.
 async fn serve(
     dir: &std::path::Path,
     listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    serve_pushing_with(dir, listener, None).await
+}
+
+/// Serves `updraft serve` started with a push certificate of this description.
+async fn serve_pushing_with(
+    dir: &std::path::Path,
+    listener: tokio::net::TcpListener,
+    push_certificate: Option<PushCertificateInfo>,
 ) -> tokio::task::JoinHandle<()> {
     let state = AppState::new(ServerConfig {
         db: Db::open(&dir.join("server.db")).await.unwrap(),
@@ -26,7 +36,7 @@ async fn serve(
         api_key: Some("key".into()),
         forwarding: updraft_server::DdmForwarding::Off,
         device_trust: None,
-        push_certificate: None,
+        push_certificate,
         webhook: None,
         limits: Limits::default(),
     });
@@ -139,4 +149,89 @@ async fn a_server_that_goes_away_shows_as_stale_and_recovers_by_itself() {
     wall.advance(chrono::Duration::hours(6));
     runtime.turn(0).await;
     assert_eq!(polls.load(Ordering::Relaxed), 2);
+}
+
+fn notices(events: &[Event]) -> Vec<&updraft_app::notices::Notice> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Notice(notice) => Some(notice),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_certificate_near_its_expiry_raises_a_notice_at_30_days_then_7_then_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let start: chrono::DateTime<chrono::Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+    let topic = "com.apple.mgmt.External.5b7f0d1e-8a2c-4f3e-9b1d-2c4e6f8a0b1c";
+    let _server = serve_pushing_with(
+        dir.path(),
+        listener,
+        Some(PushCertificateInfo {
+            topic: topic.into(),
+            subject: format!("UID={topic}, CN=APSP:5b7f0d1e"),
+            not_after: start + chrono::Duration::days(33),
+        }),
+    )
+    .await;
+    let client = Arc::new(KmfddmClient::updraft(&format!("http://{address}"), "key").unwrap());
+    let wall = Arc::new(ManualClock::new(start));
+    let shared: SharedClock = wall.clone();
+    let session = Session::server(
+        &dir.path().join("console.db"),
+        Arc::new(Deployment::single(client)),
+        shared.clone(),
+        &bundled(),
+    )
+    .await
+    .unwrap();
+    let mut runtime = Runtime::new(
+        Arc::new(session),
+        shared,
+        Cadence::default(),
+        Some(Box::new(CountingFeed(Arc::default()))),
+    )
+    .await;
+
+    // 33 days left: nothing yet.
+    assert!(notices(&runtime.turn(0).await).is_empty());
+    // 29 days left: one notice naming the topic, the date and what to do.
+    wall.advance(chrono::Duration::days(4));
+    let events = runtime.turn(0).await;
+    let raised = notices(&events);
+    assert_eq!(raised.len(), 1, "{events:?}");
+    assert_eq!(raised[0].summary, "Push certificate expiring");
+    assert!(raised[0].body.contains(topic), "{}", raised[0].body);
+    assert!(raised[0].body.contains("2027-01-04"), "{}", raised[0].body);
+    assert!(raised[0].body.contains("in 29 days"), "{}", raised[0].body);
+    assert!(
+        raised[0].body.contains("identity.apple.com"),
+        "{}",
+        raised[0].body
+    );
+    // Not again the next sync, nor the next day.
+    wall.advance(chrono::Duration::seconds(30));
+    assert!(notices(&runtime.turn(0).await).is_empty());
+    wall.advance(chrono::Duration::days(1));
+    assert!(notices(&runtime.turn(0).await).is_empty());
+    // A week before: again.
+    wall.advance(chrono::Duration::days(22));
+    let events = runtime.turn(0).await;
+    let raised = notices(&events);
+    assert_eq!(raised.len(), 1, "{events:?}");
+    assert!(raised[0].body.contains("in 5 days"), "{}", raised[0].body);
+    // Expired.
+    wall.advance(chrono::Duration::days(6));
+    let events = runtime.turn(0).await;
+    let raised = notices(&events);
+    assert_eq!(raised.len(), 1, "{events:?}");
+    assert!(
+        raised[0].body.contains("expired on 2027-01-04"),
+        "{}",
+        raised[0].body
+    );
 }

@@ -292,3 +292,27 @@ pub fn issue_pkcs12(
         .write()
         .map_err(|e| format!("writing the PKCS #12: {e}"))
 }
+
+/// A new device CA (certificate and private key, PEM): ECDSA P-256, valid `years` years, for
+/// signing device identities into profiles (`--device-ca-key`) and for `--device-ca`.
+pub fn new_device_ca(common_name: &str, years: i64) -> Result<(String, String), String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| format!("generating the CA key: {e}"))?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(365 * years);
+    let certificate = params
+        .self_signed(&key)
+        .map_err(|e| format!("signing the CA certificate: {e}"))?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}

@@ -9,10 +9,20 @@ use serde_json::json;
 use common::*;
 use updraft_server::DdmForwarding;
 
+/// Takes and acknowledges every queued command.
+async fn drain(server: &Server) {
+    let mut next = server.connect(None).await;
+    while let Some(command) = next {
+        next = server
+            .connect(Some(("Acknowledged", &command.command_uuid)))
+            .await;
+    }
+}
+
 async fn with_a_set(server: &Server) {
     server.enroll().await;
     // The enrollment's first commands (DeviceInformation, DeclarativeManagement) are taken.
-    while server.connect(None).await.is_some() {}
+    drain(server).await;
     let declaration = json!({"Type": "com.apple.configuration.softwareupdate.enforcement.specific",
         "Identifier": "su", "Payload": {"TargetOSVersion": "26.4.1", "TargetLocalDateTime": "2026-04-15T17:00:00"}});
     let put = server
@@ -49,6 +59,11 @@ async fn nonotify_is_read_as_kmfddm_reads_it() {
             assert_eq!(code, StatusCode::NO_CONTENT, "{method} {path}: {body:?}");
             let command = server.connect(None).await;
             assert_eq!(command.is_some(), notifies, "{method} ?{query}");
+            if let Some(command) = command {
+                server
+                    .connect(Some(("Acknowledged", &command.command_uuid)))
+                    .await;
+            }
         }
     }
 }

@@ -90,6 +90,7 @@ impl IdentityIssuer {
         Ok(DeviceIdentity {
             certificate: parsed,
             certificate_pem: certificate.pem(),
+            key_pem: key.serialize_pem(),
             key: signing_key,
         })
     }
@@ -100,6 +101,7 @@ impl IdentityIssuer {
 pub struct DeviceIdentity {
     certificate: x509_cert::Certificate,
     certificate_pem: String,
+    key_pem: String,
     key: p256::ecdsa::SigningKey,
 }
 
@@ -113,6 +115,11 @@ impl DeviceIdentity {
     /// The certificate, PEM (what a TLS proxy passes on in a header).
     pub fn certificate_pem(&self) -> &str {
         &self.certificate_pem
+    }
+
+    /// The private key, PEM (PKCS #8): for a TLS client certificate.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 
     /// The `Mdm-Signature` header's value for `body`: base64 of a detached CMS SignedData

@@ -20,6 +20,7 @@ const LABELS: Record<string, string> = {
   retry: "Retried",
   excluded: "Excluded",
   cancelled: "Cancelled",
+  push_certificate_expiring: "Push certificate expiring",
 };
 
 /** A person's name for an event kind; unknown kinds read as their words. */
@@ -29,7 +30,7 @@ export function label(kind: string): string {
 
 /** `trouble`, `done` or `info`, for the marker's colour. */
 export function tone(entry: Pick<TimelineEntry, "kind" | "detail">): "trouble" | "done" | "info" {
-  if (["install_failed", "declaration_invalid", "past_deadline", "stale", "stuck", "push_failed"].includes(entry.kind)) {
+  if (["install_failed", "declaration_invalid", "past_deadline", "stale", "stuck", "push_failed", "push_certificate_expiring"].includes(entry.kind)) {
     return "trouble";
   }
   if (entry.kind === "install_state" && entry.detail === "failed") return "trouble";

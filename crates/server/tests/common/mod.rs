@@ -57,7 +57,7 @@ pub async fn server_with(forwarding: DdmForwarding, limits: Limits) -> Server {
     let db_path = dir.path().join("server.db");
     let issuer = Arc::new(IdentityIssuer::generate("Test device CA").unwrap());
     Server {
-        state: AppState::new(config(&db_path, forwarding, &issuer, limits).await),
+        state: AppState::new(config(&db_path, forwarding, &issuer, limits, None).await),
         _dir: dir,
         db_path,
         issuer,
@@ -78,7 +78,29 @@ pub async fn state_on(
         status_cache_generation: 2,
         ..Limits::default()
     };
-    AppState::new(config(db_path, forwarding, issuer, limits).await)
+    AppState::new(config(db_path, forwarding, issuer, limits, None).await)
+}
+
+/// A server behind a TLS proxy that passes the device's certificate in `cert_header`.
+pub async fn server_behind_proxy(cert_header: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("server.db");
+    let issuer = Arc::new(IdentityIssuer::generate("Test device CA").unwrap());
+    let config = config(
+        &db_path,
+        DdmForwarding::Off,
+        &issuer,
+        Limits::default(),
+        Some(cert_header),
+    )
+    .await;
+    Server {
+        state: AppState::new(config),
+        _dir: dir,
+        db_path,
+        issuer,
+        identities: Mutex::default(),
+    }
 }
 
 async fn config(
@@ -86,6 +108,7 @@ async fn config(
     forwarding: DdmForwarding,
     issuer: &IdentityIssuer,
     limits: Limits,
+    cert_header: Option<&str>,
 ) -> ServerConfig {
     let db = Db::open(db_path).await.unwrap();
     let start: DateTime<Utc> = "2026-04-10T09:00:00Z".parse().unwrap();
@@ -97,7 +120,7 @@ async fn config(
         api_key: Some(KEY.into()),
         forwarding,
         device_trust: Some(
-            DeviceTrust::from_pem(&[issuer.ca_pem().as_bytes().to_vec()], None).unwrap(),
+            DeviceTrust::from_pem(&[issuer.ca_pem().as_bytes().to_vec()], cert_header).unwrap(),
         ),
         push_certificate: None,
         webhook: None,
