@@ -453,9 +453,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             webhook: companion(&args.companion)?,
             limits,
         });
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = updraft_server::listen::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
             "updraft serve: listening on {scheme}://{} (at most {} connections)",

@@ -332,6 +332,7 @@ fn serve_stops_cleanly_on_sigterm_with_every_report_merged() {
         if let Some(address) = line
             .trim()
             .strip_prefix("updraft serve: listening on http://")
+            .and_then(|rest| rest.split_whitespace().next())
         {
             break address.to_owned();
         }

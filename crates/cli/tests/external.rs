@@ -59,6 +59,7 @@ fn serve(dir: &std::path::Path, api_key: &str) -> (Serve, String) {
         if let Some(address) = line
             .trim()
             .strip_prefix("updraft serve: listening on http://")
+            .and_then(|rest| rest.split_whitespace().next())
         {
             break address.to_owned();
         }

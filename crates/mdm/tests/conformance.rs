@@ -30,6 +30,9 @@ struct Under {
 
 async fn updraft_serve() -> Under {
     let dir = tempfile::tempdir().unwrap();
+    let issuer = IdentityIssuer::generate("conformance device CA").unwrap();
+    let trust = updraft_server::DeviceTrust::from_pem(&[issuer.ca_pem().as_bytes().to_vec()], None)
+        .unwrap();
     let state = AppState::new(ServerConfig {
         db: Db::open(&dir.path().join("server.db")).await.unwrap(),
         clock: Arc::new(updraft_clock::SystemClock),
@@ -37,7 +40,7 @@ async fn updraft_serve() -> Under {
         sealing_key: SealingKey::from_bytes(&[5; 32]),
         api_key: Some("key".into()),
         forwarding: updraft_server::DdmForwarding::Off,
-        device_trust: None,
+        device_trust: Some(trust),
         push_certificate: None,
         webhook: None,
         limits: Limits::default(),
@@ -48,7 +51,7 @@ async fn updraft_serve() -> Under {
     Under {
         client: Arc::new(KmfddmClient::updraft(&url, "key").unwrap()),
         mdm_url: format!("{url}/mdm"),
-        identities: None,
+        identities: Some(issuer),
         _guard: Box::new(dir),
     }
 }

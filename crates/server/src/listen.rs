@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -63,11 +63,31 @@ impl TlsSettings {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("--tls-cert and --tls-key do not go together: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only: its header timeout also closes idle connections, where HTTP/2 keeps
+        // an idle client open as long as it answers pings. Devices and consoles speak 1.1.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
         })
     }
+}
+
+/// Connections the kernel holds for us while every slot is taken (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` with a queue of [`LISTEN_BACKLOG`]: tokio's default of 128 would
+/// refuse devices as soon as the slots are full.
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish.
@@ -81,18 +101,13 @@ pub async fn serve(
     let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header timeout runs from the moment a head is awaited, the connection's first one
+    // included: a connection that sends nothing is closed after it, as a slow head is.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_timeout)
-        .keep_alive_timeout(limits.header_timeout)
-        .max_concurrent_streams(64);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -124,7 +139,7 @@ pub async fn serve(
                 None => {
                     let service = with_peer(app, TlsPeer(None));
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    let _ = watcher.watch(connection).await;
                 }
                 Some(acceptor) => {
                     let Ok(Ok(tls)) =
@@ -140,7 +155,7 @@ pub async fn serve(
                         .map(|certificate| certificate.clone().into_owned());
                     let service = with_peer(app, TlsPeer(peer));
                     let connection = builder.serve_connection(TokioIo::new(tls), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    let _ = watcher.watch(connection).await;
                 }
             }
         });
