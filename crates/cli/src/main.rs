@@ -36,7 +36,7 @@ enum Command {
     /// The lab: a DDM server, a simulated fleet and the console in one process, run to the end.
     Lab(lab::LabArgs),
     /// Run the DDM server: device check-in and DDM endpoints, and the KMFDDM-compatible admin API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A simulated fleet on a fast clock, enrolled into a DDM server started elsewhere.
     Fleet(fleet::FleetArgs),
     /// The console without its window: follows a server, prints events as JSON lines.
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Feed(command) => feed::run(command),
         Command::Lab(args) => lab::lab(args),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => serve::serve(*args),
         Command::Fleet(args) => fleet::fleet(args),
         Command::Console(args) => console::console(args),
     };

@@ -63,7 +63,7 @@ dictionaries and expand to at most twice their bytes in elements; JSON nests at 
 #[derive(Subcommand)]
 enum ServeAction {
     /// Write the enrollment profile (.mobileconfig) devices install to enroll into this server.
-    Profile(ProfileArgs),
+    Profile(Box<ProfileArgs>),
     /// Create a device CA (certificate and key, PEM) for --device-ca and --device-ca-key, when
     /// there is no SCEP or ACME CA to use.
     DeviceCa(DeviceCaArgs),

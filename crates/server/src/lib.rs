@@ -197,10 +197,10 @@ impl AppState {
         let holder = self
             .writer
             .write("recording Authenticate", move |c| {
-                if let Some((device_id, identity)) = &binding {
-                    if let Some(holder) = writes::bind_identity(c, device_id, identity, &now)? {
-                        return Ok(Some(holder));
-                    }
+                if let Some((device_id, identity)) = &binding
+                    && let Some(holder) = writes::bind_identity(c, device_id, identity, &now)?
+                {
+                    return Ok(Some(holder));
                 }
                 writes::authenticate(c, &message, &key, &now)?;
                 Ok(None)
