@@ -558,10 +558,12 @@ impl StatusReport {
         };
         let mut items = Vec::new();
         let mut failed_item = None;
+        let mut unnameable = Vec::new();
         let namespace = Namespace {
             prefix: String::new(),
             items: &mut items,
             failed_item: &mut failed_item,
+            unnameable: &mut unnameable,
         };
         let mut reader = serde_json::Deserializer::from_str(tree.get());
         (&mut reader)
@@ -573,9 +575,24 @@ impl StatusReport {
                 },
                 None => StatusReportError::Malformed(error.to_string()),
             })?;
+        let mut errors = wire.errors;
+        // Apple's names are paths of non-empty, dot-free keys; any other key cannot be written
+        // back into the tree and read as the same item (a trailing dot read back as part of a
+        // known item, say), so it is refused and named, never kept half-right.
+        errors.extend(unnameable.into_iter().map(|name| StatusItemError {
+            status_item: name,
+            reasons: Some(vec![StatusReason {
+                code: REFUSED_CODE.to_owned(),
+                description: Some(
+                    "not kept by the server: a key of a status item's path is empty or holds a dot"
+                        .to_owned(),
+                ),
+                details: None,
+            }]),
+        }));
         Ok(Self {
             items,
-            errors: wire.errors,
+            errors,
             full_report: wire.full_report,
         })
     }
@@ -616,6 +633,8 @@ struct Namespace<'s> {
     items: &'s mut Vec<StatusItem>,
     /// The known item that failed to read, so the error can name it.
     failed_item: &'s mut Option<String>,
+    /// Paths with an empty or dotted key, skipped.
+    unnameable: &'s mut Vec<String>,
 }
 
 impl<'de> Visitor<'de> for Namespace<'_> {
@@ -627,12 +646,16 @@ impl<'de> Visitor<'de> for Namespace<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let nameable = !key.is_empty() && !key.contains('.');
             let name = if self.prefix.is_empty() {
                 key.into_owned()
             } else {
                 format!("{}.{key}", self.prefix)
             };
-            if KNOWN_ITEMS.contains(&name.as_str()) {
+            if !nameable {
+                map.next_value::<de::IgnoredAny>()?;
+                self.unnameable.push(name);
+            } else if KNOWN_ITEMS.contains(&name.as_str()) {
                 let known = KnownItem {
                     name: &name,
                     failed_item: self.failed_item,
@@ -644,6 +667,7 @@ impl<'de> Visitor<'de> for Namespace<'_> {
                     name,
                     items: self.items,
                     failed_item: self.failed_item,
+                    unnameable: self.unnameable,
                 })?;
             }
         }
@@ -671,6 +695,7 @@ struct UnknownItem<'s> {
     name: String,
     items: &'s mut Vec<StatusItem>,
     failed_item: &'s mut Option<String>,
+    unnameable: &'s mut Vec<String>,
 }
 
 impl UnknownItem<'_> {
@@ -698,15 +723,17 @@ impl<'de> Visitor<'de> for UnknownItem<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let before = self.items.len();
+        let (before, refused_before) = (self.items.len(), self.unnameable.len());
         Namespace {
             prefix: self.name.clone(),
             items: &mut *self.items,
             failed_item: &mut *self.failed_item,
+            unnameable: &mut *self.unnameable,
         }
         .visit_map(map)?;
-        // Every entry of a namespace adds at least one item, so none added means it was empty.
-        if self.items.len() == before {
+        // Every entry of a namespace adds at least one item, so none added means it was empty
+        // (unless its entries were refused: then nothing of it is kept).
+        if self.items.len() == before && self.unnameable.len() == refused_before {
             self.keep(Value::Object(Map::new()));
         }
         Ok(())

@@ -70,14 +70,14 @@ fn a_key_of_two_hundred_dots_is_refused_and_nothing_else_is_lost() {
     let bounds = StatusBounds::default();
     let mut status = DeviceStatus::default();
     let dotted = vec!["a"; 201].join(".");
-    let absorbed = status.absorb_within(
+    // A dotted key cannot name an item: refused as the report is read, and named.
+    status.absorb_within(
         report(json!({"StatusItems": {
             "device": {"operating-system": {"version": "15.1"}},
             dotted.clone(): 1,
         }})),
         &bounds,
     );
-    assert_eq!(absorbed.refused, 1);
     assert_eq!(refusals(&status), vec![dotted]);
     assert_eq!(status.os_version(), Some("15.1"));
     // The merged status reads back whole, as a server reads it after a restart.
@@ -125,4 +125,46 @@ fn a_full_report_starts_the_budget_again() {
     assert_eq!(absorbed.refused, 0);
     assert!(refusals(&status).is_empty());
     assert!(status.get("d").is_some() && status.get("a").is_none());
+}
+
+/// Found by the `status_report` fuzzer: a key `declarations.` (trailing dot) under `management`
+/// was kept as `management.declarations.`, written back as `declarations: {"": …}` and read after
+/// a restart as the known `management.declarations` item. Keys that cannot name an item (empty,
+/// or holding a dot) are refused and named instead, and the stored status reads back the same.
+#[test]
+fn keys_that_cannot_name_an_item_are_refused_and_the_stored_status_reads_back_the_same() {
+    let mut status = DeviceStatus::default();
+    status.absorb_within(
+        report(json!({"StatusItems": {
+            "management": {
+                "declarations.": {"activations": [], "configurations": [], "assets": [], "management": []},
+                "declarations.x": 1,
+                "": {"y": 2},
+            },
+            "device": {"operating-system": {"version": "15.1"}},
+        }})),
+        &StatusBounds::default(),
+    );
+    assert_eq!(status.os_version(), Some("15.1"));
+    assert!(
+        status.declarations().is_none(),
+        "nothing read as the known item"
+    );
+    let mut refused = refusals(&status);
+    refused.sort();
+    assert_eq!(
+        refused,
+        vec![
+            "management.".to_owned(),
+            "management.declarations.".to_owned(),
+            "management.declarations.x".to_owned()
+        ]
+    );
+    let stored = status.to_full_report_json();
+    let mut restarted = DeviceStatus::default();
+    restarted.absorb_within(
+        StatusReport::parse(stored.as_bytes()).expect("the stored status reads back"),
+        &StatusBounds::default(),
+    );
+    assert_eq!(restarted.to_full_report_json(), stored);
 }
