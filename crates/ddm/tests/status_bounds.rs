@@ -168,3 +168,25 @@ fn keys_that_cannot_name_an_item_are_refused_and_the_stored_status_reads_back_th
     );
     assert_eq!(restarted.to_full_report_json(), stored);
 }
+
+/// Found by the `status_report` fuzzer: without exact float parsing, `1.1111111111111109e+46`
+/// read back one ulp off, so a stored status changed at every restart.
+#[test]
+fn numbers_in_a_stored_status_read_back_exactly() {
+    let mut status = DeviceStatus::default();
+    status.absorb_within(
+        StatusReport::parse(
+            br#"{"StatusItems":{"test":{"real-value":[1.1111111111111109e+46,0.1,2.2250738585072014e-308,1e23,3.0000000000000004]}},"Errors":[]}"#,
+        )
+        .expect("a valid report"),
+        &StatusBounds::default(),
+    );
+    let stored = status.to_full_report_json();
+    let mut restarted = DeviceStatus::default();
+    restarted.absorb_within(
+        StatusReport::parse(stored.as_bytes()).expect("reads back"),
+        &StatusBounds::default(),
+    );
+    assert_eq!(restarted.to_full_report_json(), stored);
+    assert!(stored.contains("1.1111111111111109e+46"), "{stored}");
+}
