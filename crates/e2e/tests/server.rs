@@ -45,9 +45,12 @@ fn device_ca(
     Ok((certificate, key))
 }
 
+/// `updraft serve` on `port`, its log beside `db`; returns once it answers, or with its log if
+/// it does not (a port taken between choosing it and binding it, say).
 fn serve(db: &std::path::Path, port: u16, gateway: u16) -> Result<Process, std::io::Error> {
     let (device_ca, _) = device_ca(db)?;
-    Ok(Process(
+    let log = db.with_extension("log");
+    let mut process = Process(
         updraft()
             .args(["serve", "--db"])
             .arg(db)
@@ -56,9 +59,24 @@ fn serve(db: &std::path::Path, port: u16, gateway: u16) -> Result<Process, std::
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--push-gateway", &format!("http://127.0.0.1:{gateway}")])
             .env("UPDRAFT_API_KEY", KEY)
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()?,
-    ))
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listening = std::fs::read_to_string(&log)
+            .is_ok_and(|text| text.contains(&format!("listening on http://127.0.0.1:{port}")));
+        if listening {
+            return Ok(process);
+        }
+        if process.0.try_wait()?.is_some() || Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "updraft serve did not start on port {port}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test]
