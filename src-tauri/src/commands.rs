@@ -157,7 +157,6 @@ pub async fn export_rollout_csv(
     shell: State<'_, Arc<Shell>>,
     id: i64,
 ) -> Reply<String> {
-    let csv = session(&shell).await?.rollout_csv(id).await?;
     let folder = app
         .path()
         .download_dir()
@@ -166,13 +165,10 @@ pub async fn export_rollout_csv(
             code: "backend",
             message: format!("no folder to save the CSV in: {e}"),
         })?;
-    let path = folder.join(format!("updraft-rollout-{id}.csv"));
-    std::fs::create_dir_all(&folder)
-        .and_then(|()| std::fs::write(&path, csv))
-        .map_err(|e| CommandError {
-            code: "backend",
-            message: format!("writing {}: {e}", path.display()),
-        })?;
+    let path = session(&shell)
+        .await?
+        .export_rollout_csv(id, &folder)
+        .await?;
     Ok(path.display().to_string())
 }
 
@@ -197,6 +193,8 @@ pub struct ClockView {
     /// Simulated minutes per real second; 0 when stopped.
     speed: i64,
     lab: bool,
+    /// Held by the rollout wizard: the clock stands still whatever its speed.
+    held: bool,
 }
 
 #[tauri::command]
@@ -206,6 +204,7 @@ pub async fn clock(shell: State<'_, Arc<Shell>>) -> Reply<ClockView> {
         now: session.now().to_rfc3339(),
         speed: shell.speed.load(Ordering::Relaxed),
         lab: session.is_lab(),
+        held: shell.clock_held.load(Ordering::Relaxed),
     })
 }
 
@@ -222,6 +221,13 @@ pub async fn set_speed(shell: State<'_, Arc<Shell>>, speed: i64) -> Reply<i64> {
     }
     shell.speed.store(speed, Ordering::Relaxed);
     Ok(speed)
+}
+
+/// Holds the lab's clock (the wizard, while it is open) or lets it run again at its speed.
+#[tauri::command]
+pub async fn hold_lab_clock(shell: State<'_, Arc<Shell>>, held: bool) -> Reply<()> {
+    shell.clock_held.store(held, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Moves the lab's clock forward at once, by up to a week.
@@ -276,14 +282,16 @@ pub async fn use_server(
     api_key: String,
     companion_key: Option<String>,
 ) -> Reply<ServerTried> {
-    let (settings, checks) = updraft_app::settings::use_server(
-        &shell.settings_file,
-        &Keychain,
-        server,
-        &api_key,
-        companion_key.as_deref(),
-    )
-    .await?;
+    let (settings, checks) = session(&shell)
+        .await?
+        .use_server(
+            &shell.settings_file,
+            &Keychain,
+            server,
+            &api_key,
+            companion_key.as_deref(),
+        )
+        .await?;
     tracing::info!("settings: the console opens on a DDM server at the next start");
     Ok(ServerTried {
         view: settings_view(&shell, &settings),
@@ -305,7 +313,7 @@ pub async fn sync_health(shell: State<'_, Arc<Shell>>) -> Reply<updraft_runtime:
 /// Goes back to the lab at the next start.
 #[tauri::command]
 pub async fn use_lab(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
-    Settings::Lab.save(&shell.settings_file)?;
+    session(&shell).await?.use_lab(&shell.settings_file).await?;
     tracing::info!("settings: the console opens on the lab at the next start");
     Ok(settings_view(&shell, &Settings::Lab))
 }

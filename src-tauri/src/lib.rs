@@ -30,6 +30,9 @@ pub struct Shell {
     log_file: PathBuf,
     /// Simulated minutes per real second; 0 stops the clock.
     speed: AtomicI64,
+    /// The rollout wizard holds the lab's clock while it is open, so the deadline it proposed at
+    /// its first step is still ahead at its last.
+    clock_held: std::sync::atomic::AtomicBool,
     /// Flushes the log file's writer when the app ends.
     _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
     /// Whether the last sync with the server worked, for a window that asks.
@@ -52,7 +55,7 @@ impl Shell {
                         .map_err(|e| format!("the console could not open {}: {e:#}", db.display())),
                     Start::Failed(reason) => Err(reason.clone()),
                 }
-                .map(Arc::new)
+                .map(|session| Arc::new(session.acting_as(&updraft_app::os_account())))
             })
             .await
             .cloned()
@@ -233,6 +236,7 @@ pub fn run() {
                 _log_guard: log_guard,
                 health: std::sync::Mutex::default(),
                 speed: AtomicI64::new(env_number("UPDRAFT_LAB_SPEED").unwrap_or(DEFAULT_SPEED)),
+                clock_held: std::sync::atomic::AtomicBool::new(false),
             });
             app.manage(shell.clone());
             // A desktop without a tray host (or without libayatana-appindicator) still gets the
@@ -262,6 +266,7 @@ pub fn run() {
             commands::audit,
             commands::clock,
             commands::set_speed,
+            commands::hold_lab_clock,
             commands::advance_clock,
             commands::settings,
             commands::try_server,
@@ -358,7 +363,11 @@ async fn clock_loop(app: tauri::AppHandle, shell: Arc<Shell>) {
     let mut interval = tokio::time::interval(TICK);
     loop {
         interval.tick().await;
-        let speed = shell.speed.load(Ordering::Relaxed);
+        let speed = if shell.clock_held.load(Ordering::Relaxed) {
+            0
+        } else {
+            shell.speed.load(Ordering::Relaxed)
+        };
         let lab_minutes = (speed * TICK.as_millis() as i64 / 1000).max(i64::from(speed > 0));
         for event in runtime.turn(lab_minutes).await {
             match event {

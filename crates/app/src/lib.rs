@@ -29,6 +29,14 @@ use table::DeviceTable;
 use view::*;
 use wizard::{Preview, RolloutPlan};
 
+/// The operating system's name for the person at the desktop, for the audit log.
+pub fn os_account() -> String {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| updraft_console::DEFAULT_ACTOR.to_owned())
+}
+
 /// A failure the UI shows as it is: what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -129,6 +137,16 @@ impl Session {
             table: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Names `actor` in the audit log for what this session does (the desktop app passes
+    /// [`os_account`]).
+    pub fn acting_as(mut self, actor: &str) -> Self {
+        match &mut self.backend {
+            Backend::Lab(lab) => lab.console.set_actor(actor),
+            Backend::Server { console, .. } => console.set_actor(actor),
+        }
+        self
     }
 
     fn console(&self) -> &Console {
@@ -549,15 +567,15 @@ impl Session {
             return Err(AppError::Invalid(preview.errors.join("; ")));
         };
         let mut ids = Vec::new();
-        for (index, (deadline, scope)) in checked.waves.into_iter().enumerate() {
+        for wave in checked.waves {
             let id = self
                 .console()
                 .start_wave(RolloutRequest {
                     release: release.release.clone(),
-                    wave: index as u32 + 1,
-                    deadline,
+                    wave: wave.number,
+                    deadline: wave.deadline,
                     details_url: checked.details_url.clone(),
-                    scope: (!checked.open).then_some(scope),
+                    scope: (!checked.open).then_some(wave.devices),
                 })
                 .await?;
             ids.push(id);
@@ -712,6 +730,55 @@ impl Session {
             csv.push_str("\r\n");
         }
         Ok(csv)
+    }
+
+    /// Writes the rollout's CSV into `folder` as `updraft-rollout-<id>.csv`, and says so in the
+    /// audit log (an export carries every device's serial number out of the console).
+    pub async fn export_rollout_csv(
+        &self,
+        id: i64,
+        folder: &Path,
+    ) -> Result<std::path::PathBuf, AppError> {
+        let csv = self.rollout_csv(id).await?;
+        let devices = csv.lines().count().saturating_sub(1);
+        let path = folder.join(format!("updraft-rollout-{id}.csv"));
+        std::fs::create_dir_all(folder)
+            .and_then(|()| std::fs::write(&path, csv))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        self.console()
+            .record(
+                "rollout_exported",
+                &format!("rollout {id}: {devices} devices to {}", path.display()),
+            )
+            .await?;
+        Ok(path)
+    }
+
+    /// Keeps a DDM server as the backend for the next start (see [`settings::use_server`]) and
+    /// says so in the audit log.
+    pub async fn use_server(
+        &self,
+        path: &Path,
+        secrets: &dyn settings::SecretStore,
+        server: settings::ServerSettings,
+        api_key: &str,
+        companion_key: Option<&str>,
+    ) -> Result<(settings::Settings, Vec<settings::CheckLine>), AppError> {
+        let (saved, checks) =
+            settings::use_server(path, secrets, server, api_key, companion_key).await?;
+        self.console()
+            .record("settings_changed", &saved.describe())
+            .await?;
+        Ok((saved, checks))
+    }
+
+    /// Keeps the lab as the backend for the next start, and says so in the audit log.
+    pub async fn use_lab(&self, path: &Path) -> Result<(), AppError> {
+        settings::Settings::Lab.save(path)?;
+        self.console()
+            .record("settings_changed", &settings::Settings::Lab.describe())
+            .await?;
+        Ok(())
     }
 
     /// The newest alerts, newest first.

@@ -153,6 +153,27 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()).into())
     }
 
+    /// What these settings ask for, in a line for the audit log (never a key).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Lab => "the console opens on the lab at the next start".into(),
+            Self::Server(server) => {
+                let status = match &server.status {
+                    StatusChoice::ServerFeed => "the server's status feed".to_owned(),
+                    StatusChoice::Companion { url } => format!("the companion at {url}"),
+                    StatusChoice::Polling { every_minutes, .. } => {
+                        format!("polling every {every_minutes} min")
+                    }
+                };
+                format!(
+                    "the console opens on {} at {} at the next start; status from {status}",
+                    server.preset.label(),
+                    server.url
+                )
+            }
+        }
+    }
+
     /// The view, given the keychain and what runs now.
     pub fn view(
         &self,

@@ -52,13 +52,25 @@ pub struct RolloutPlan {
 /// A plan the wizard accepts, with its deadlines parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedPlan {
-    /// Waves in order: deadline and the devices in it.
-    pub waves: Vec<(NaiveDateTime, Vec<String>)>,
+    /// The waves that hold devices, in order, each with the number the preview showed.
+    pub waves: Vec<CheckedWave>,
     /// Every applicable device in one wave: the rollout also takes in devices that enroll, or
     /// become eligible, after it starts. Any narrower choice is fixed when the admin confirms.
     pub open: bool,
     /// The DetailsURL, checked.
     pub details_url: Option<String>,
+}
+
+/// One wave of a checked plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedWave {
+    /// Its number in the plan, from 1: a wave left empty keeps its number unused, so wave 3 is
+    /// still wave 3 when wave 2 had no device.
+    pub number: u32,
+    /// The deadline, in each device's local time.
+    pub deadline: NaiveDateTime,
+    /// The devices' enrollment ids.
+    pub devices: Vec<String>,
 }
 
 /// A device in the preview.
@@ -248,7 +260,7 @@ pub fn preview(
 
     // Waves by share, in a stable spread.
     included.sort_by_key(|(device, _)| spread_key(&device.facts.enrollment_id));
-    let mut waves: Vec<(NaiveDateTime, Vec<String>)> = Vec::new();
+    let mut waves: Vec<CheckedWave> = Vec::new();
     let mut preview_waves = Vec::new();
     let mut included_rows = Vec::new();
     let mut start = 0usize;
@@ -311,14 +323,17 @@ pub fn preview(
                 "the deadline has already passed on {past} devices' clocks: they will install within the hour"
             ));
         }
-        if let Some(deadline) = deadline {
-            waves.push((
+        if members.is_empty() {
+            wave_warnings.push("no device falls in this wave: it will not be started".into());
+        } else if let Some(deadline) = deadline {
+            waves.push(CheckedWave {
+                number: index as u32 + 1,
                 deadline,
-                members
+                devices: members
                     .iter()
                     .map(|(d, _)| d.facts.enrollment_id.clone())
                     .collect(),
-            ));
+            });
         }
         preview_waves.push(PreviewWave {
             wave: index as u32 + 1,
@@ -343,10 +358,7 @@ pub fn preview(
     };
     let checked = preview.errors.is_empty().then(|| CheckedPlan {
         open: plan.selection == Selection::All && plan.waves.len() == 1,
-        waves: waves
-            .into_iter()
-            .filter(|(_, ids)| !ids.is_empty())
-            .collect(),
+        waves,
         details_url,
     });
     (preview, checked)

@@ -240,6 +240,61 @@ async fn chosen_devices_only_are_assigned() {
     }
 }
 
+/// Three chosen devices over 10/10/80%: the first two waves hold none. The preview says so, and
+/// the rollout it starts is the wave the preview called 3, not a renumbered wave 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_waves_keep_their_numbers_from_the_preview() {
+    let (session, _dir) = session(40).await;
+    let banner = session.dashboard().await.expect("dashboard").banners[0].clone();
+    let everyone = session
+        .preview(&RolloutPlan {
+            release: banner.release.clone(),
+            selection: Selection::All,
+            waves: vec![WavePlan {
+                percent: 100,
+                deadline: weekday_deadline(&session, 3),
+            }],
+            details_url: None,
+        })
+        .await
+        .expect("preview");
+    let chosen: Vec<String> = everyone
+        .devices
+        .iter()
+        .filter(|d| d.wave.is_some())
+        .take(3)
+        .map(|d| d.id.clone())
+        .collect();
+    let plan = RolloutPlan {
+        release: banner.release,
+        selection: Selection::Devices(chosen),
+        waves: [(10, 2), (10, 3), (80, 4)]
+            .map(|(percent, days)| WavePlan {
+                percent,
+                deadline: weekday_deadline(&session, days),
+            })
+            .to_vec(),
+        details_url: None,
+    };
+    let preview = session.preview(&plan).await.expect("preview");
+    let sizes: Vec<(u32, usize)> = preview.waves.iter().map(|w| (w.wave, w.devices)).collect();
+    assert_eq!(sizes, [(1, 0), (2, 0), (3, 3)]);
+    assert!(
+        preview.waves[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("will not be started")),
+        "{:?}",
+        preview.waves[0]
+    );
+    let ids = session.start_rollout(&plan).await.expect("starts");
+    assert_eq!(ids.len(), 1);
+    session.advance(60).await.expect("time moves");
+    let rollouts = session.rollouts().await.expect("rollouts");
+    assert_eq!(rollouts[0].wave, 3, "{rollouts:?}");
+    assert_eq!(rollouts[0].total, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_applicable_device_in_one_wave_stays_open_to_devices_that_come_later() {
     let (session, _dir) = session(20).await;
@@ -307,4 +362,53 @@ async fn a_release_new_in_the_feed_raises_one_alert_and_a_notice() {
             .iter()
             .any(|r| r.version == "26.5")
     );
+}
+
+/// The audit log names the person at the desktop, and records what leaves the console or changes
+/// how it starts: a CSV export and a Settings change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_and_settings_changes_are_audited_in_the_actors_name() {
+    let (session, dir) = session(20).await;
+    let session = session.acting_as("jdoe");
+    let release = session.dashboard().await.expect("dashboard").banners[0]
+        .release
+        .clone();
+    let plan = RolloutPlan {
+        release,
+        selection: Selection::All,
+        waves: vec![WavePlan {
+            percent: 100,
+            deadline: weekday_deadline(&session, 3),
+        }],
+        details_url: None,
+    };
+    let id = session.start_rollout(&plan).await.expect("rollout")[0];
+    let folder = dir.path().join("Downloads");
+    let path = session
+        .export_rollout_csv(id, &folder)
+        .await
+        .expect("export");
+    let written = std::fs::read_to_string(&path).expect("the CSV is on disk");
+    let devices = written.lines().count() - 1;
+    assert!(devices > 0);
+    session
+        .use_lab(&dir.path().join("settings.json"))
+        .await
+        .expect("settings saved");
+
+    let audit = session.audit(10).await.expect("audit");
+    assert!(audit.iter().all(|a| a.actor == "jdoe"), "{audit:?}");
+    let exported = audit
+        .iter()
+        .find(|a| a.action == "rollout_exported")
+        .expect("the export is audited");
+    assert_eq!(
+        exported.detail,
+        format!("rollout {id}: {devices} devices to {}", path.display())
+    );
+    let changed = audit
+        .iter()
+        .find(|a| a.action == "settings_changed")
+        .expect("the settings change is audited");
+    assert!(changed.detail.contains("lab"), "{}", changed.detail);
 }

@@ -88,7 +88,9 @@ pub fn console(args: ConsoleArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let backend = server.backend(&secrets, clock.clone())?;
         let feed = LookupResponse::parse(BUNDLED_FEED.as_bytes()).context("the bundled feed")?;
-        let session = Session::server(&args.db, backend, clock.clone(), &feed).await?;
+        let session = Session::server(&args.db, backend, clock.clone(), &feed)
+            .await?
+            .acting_as(&updraft_app::os_account());
         let cadence = Cadence {
             server_refresh: chrono::Duration::seconds(args.sync_seconds.max(1)),
             ..Cadence::default()

@@ -126,7 +126,15 @@ fn fetch(url: String, out: Option<&Path>) -> anyhow::Result<()> {
             },
             None => match client.fetch(None).await? {
                 FetchOutcome::Fetched { body, .. } => print(&String::from_utf8_lossy(&body))?,
-                FetchOutcome::NotModified => unreachable!("no etag was sent"),
+                // No etag was sent, so a 304 can only come from a proxy or server that ignores
+                // HTTP's rules: say so rather than print nothing.
+                FetchOutcome::NotModified => {
+                    return Err(anyhow!(
+                        "{} answered 304 Not Modified to a request that sent no etag; \
+                         check the URL, or fetch with --out FILE to keep a copy",
+                        client.url()
+                    ));
+                }
             },
         }
         Ok(())

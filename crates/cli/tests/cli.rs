@@ -253,19 +253,24 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-/// Serves each body once, in order, as HTTP/1.1 responses with an ETag.
+/// Serves each body once, in order, as HTTP/1.1 200 responses with an ETag.
 fn serve_once_each(bodies: Vec<Vec<u8>>) -> String {
+    serve_once_each_with_status(bodies.into_iter().map(|body| (200, body)).collect())
+}
+
+/// Serves each (status, body) once, in order, with an ETag.
+fn serve_once_each_with_status(answers: Vec<(u16, Vec<u8>)>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        for (n, body) in bodies.into_iter().enumerate() {
+        for (n, (status, body)) in answers.into_iter().enumerate() {
             let Ok((mut stream, _)) = listener.accept() else {
                 return;
             };
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \"e{n}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nETag: \"e{n}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes());
@@ -299,6 +304,16 @@ fn fetch_saves_a_good_answer_and_keeps_it_over_an_empty_one() {
         &[&out_text, "left as it was", "no release"],
     );
     assert_eq!(std::fs::read(&out).unwrap(), saved);
+}
+
+/// A 304 to a request that sent no etag (a proxy that ignores HTTP's rules) is an error that
+/// names the URL, not a panic.
+#[test]
+fn fetch_to_stdout_reports_an_unasked_304() {
+    let url = serve_once_each_with_status(vec![(304, Vec::new())]);
+    let output = updraft(&["feed", "fetch", "--url", &url]);
+    assert_clean_failure(&output, &[&url, "304", "no etag"]);
+    assert!(output.stdout.is_empty());
 }
 
 /// `updraft serve` stopped by its service manager (SIGTERM): it finishes, merges every status

@@ -83,7 +83,13 @@ pub struct Console {
     /// Devices that enrolled without reporting status get planned from enrollment facts alone
     /// after this long, so that a silent device shows up as unresponsive instead of vanishing.
     facts_grace: Duration,
+    /// Who the audit log names for what this console does: the edge sets it (the desktop app
+    /// passes the operating system's account name).
+    actor: String,
 }
+
+/// The audit log's actor until the edge names one.
+pub const DEFAULT_ACTOR: &str = "updraft";
 
 impl Console {
     /// A console over a store and a backend.
@@ -94,7 +100,21 @@ impl Console {
             clock,
             rules: Rules::default(),
             facts_grace: Duration::hours(24),
+            actor: DEFAULT_ACTOR.to_owned(),
         }
+    }
+
+    /// Names `actor` in the audit log for everything this console does from now on.
+    pub fn set_actor(&mut self, actor: impl Into<String>) {
+        self.actor = actor.into();
+    }
+
+    /// Writes one line to the audit log, in this console's actor's name.
+    pub async fn record(&self, action: &str, detail: &str) -> Result<(), ConsoleError> {
+        self.store
+            .audit(self.clock.now(), &self.actor, action, detail)
+            .await?;
+        Ok(())
     }
 
     /// The store.
@@ -166,18 +186,15 @@ impl Console {
             Some(_) => " (chosen devices)",
             None => "",
         };
-        self.store
-            .audit(
-                now,
-                "admin",
-                "rollout_started",
-                &format!(
-                    "rollout {id}, wave {wave}: {} {} by {deadline} local{devices}",
-                    release.platform,
-                    release.label()
-                ),
-            )
-            .await?;
+        self.record(
+            "rollout_started",
+            &format!(
+                "rollout {id}, wave {wave}: {} {} by {deadline} local{devices}",
+                release.platform,
+                release.label()
+            ),
+        )
+        .await?;
         self.plan_unplanned(id, false).await?;
         Ok(id)
     }
@@ -242,9 +259,7 @@ impl Console {
             )));
         }
         self.store.set_rollout_state(id, to).await?;
-        self.store
-            .audit(self.clock.now(), "admin", action, &format!("rollout {id}"))
-            .await?;
+        self.record(action, &format!("rollout {id}")).await?;
         Ok(())
     }
 
@@ -263,14 +278,11 @@ impl Console {
         }
         let retried = changes.enforcements.len();
         self.store.commit(changes, now).await?;
-        self.store
-            .audit(
-                now,
-                "admin",
-                "rollout_retried",
-                &format!("rollout {id}: {retried} failed devices"),
-            )
-            .await?;
+        self.record(
+            "rollout_retried",
+            &format!("rollout {id}: {retried} failed devices"),
+        )
+        .await?;
         Ok(retried)
     }
 
@@ -285,8 +297,7 @@ impl Console {
         }
         self.store.commit(changes, now).await?;
         self.store.set_rollout_state(id, "cancelled").await?;
-        self.store
-            .audit(now, "admin", "rollout_cancelled", &format!("rollout {id}"))
+        self.record("rollout_cancelled", &format!("rollout {id}"))
             .await?;
         Ok(())
     }

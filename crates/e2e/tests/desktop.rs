@@ -43,6 +43,8 @@ async fn scenario(client: &Client) -> TestResult {
     // The wizard, step by step, from the banner.
     release.find(Locator::Css("a")).await?.click().await?;
     wait_for(client, "input[name=release]:checked", 30).await?;
+    // The lab's clock stands still while the wizard is open.
+    wait_for(client, "[data-testid=clock-held]", 10).await?;
     shot(client, "wizard-1-release").await?;
     wait_for(client, "[data-testid=wizard-next]", 10)
         .await?
@@ -77,6 +79,13 @@ async fn scenario(client: &Client) -> TestResult {
     // The rollout page; time moves a day at a time until nothing is in progress.
     let state = text_of(client, "[data-testid=rollout-state]").await?;
     assert_eq!(state, "active");
+    assert!(
+        client
+            .find_all(Locator::Css("[data-testid=clock-held]"))
+            .await?
+            .is_empty(),
+        "the clock runs again once the wizard is closed"
+    );
     let mut days = 0;
     loop {
         let before = text_of(client, "[data-testid=clock]").await?;

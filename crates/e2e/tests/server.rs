@@ -229,6 +229,18 @@ async fn follow(
     // The fleet's faults fail some installs; the funnel shows them as the console reads them.
     wait_for(client, "[data-testid=funnel] tr[data-phase=failed]", 240).await?;
     shot(client, "server-rollout").await?;
+    // A funnel row opens the devices table filtered to that rollout and state.
+    wait_for(client, "[data-testid=funnel] tr[data-phase=failed] a", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, ".vrow .pill", 30).await?;
+    let filter = wait_for(client, "[data-testid=state-filter]", 10).await?;
+    assert_eq!(filter.prop("value").await?.as_deref(), Some("failed"));
+    for pill in client.find_all(Locator::Css(".vrow .pill")).await? {
+        assert_eq!(pill.attr("class").await?.as_deref(), Some("pill failed"));
+    }
+    client.back().await?;
     wait_for(client, "details summary", 10)
         .await?
         .click()

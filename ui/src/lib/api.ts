@@ -68,7 +68,7 @@ export interface RolloutDetail {
   failures: FailureGroup[]; exclusions: FailureGroup[];
 }
 export interface AuditView { at: string; actor: string; action: string; detail: string }
-export interface ClockView { now: string; speed: number; lab: boolean }
+export interface ClockView { now: string; speed: number; lab: boolean; held: boolean }
 export type Preset = "nanoHub" | "kmfddm" | "updraft";
 export type StatusChoice =
   | { source: "serverFeed" }
@@ -120,6 +120,7 @@ export const api = {
   audit: (limit: number) => invoke<AuditView[]>("audit", { limit }),
   clock: () => invoke<ClockView>("clock"),
   setSpeed: (speed: number) => invoke<number>("set_speed", { speed }),
+  holdLabClock: (held: boolean) => invoke<void>("hold_lab_clock", { held }),
   advanceClock: (minutes: number) => invoke<string>("advance_clock", { minutes }),
   settings: () => invoke<SettingsView>("settings"),
   tryServer: (server: ServerSettings, apiKey: string, companionKey: string | null) =>

@@ -6,6 +6,8 @@ export const live = $state({
   now: "",
   version: 0,
   labError: "",
+  /** The wizard holds the lab's clock while it is open. */
+  clockHeld: false,
   health: { lastGood: null, lastFailure: null } as SyncHealth,
 });
 

@@ -3,7 +3,7 @@
 export type Route =
   | { screen: "dashboard" }
   | { screen: "releases" }
-  | { screen: "devices" }
+  | { screen: "devices"; state?: string; rollout?: number }
   | { screen: "device"; id: string }
   | { screen: "wizard"; release: string | null }
   | { screen: "rollouts" }
@@ -13,10 +13,12 @@ export type Route =
   | { screen: "settings" };
 
 export function parse(hash: string): Route {
-  const [screen, arg] = hash.replace(/^#\/?/, "").split("/").map((p) => decodeURIComponent(p ?? ""));
+  const [path, query] = hash.replace(/^#\/?/, "").split("?", 2);
+  const [screen, arg] = path.split("/").map((p) => decodeURIComponent(p ?? ""));
   switch (screen) {
-    case "releases":
     case "devices":
+      return devicesRoute(new URLSearchParams(query ?? ""));
+    case "releases":
     case "rollouts":
     case "alerts":
     case "audit":
@@ -35,8 +37,25 @@ export function parse(hash: string): Route {
   }
 }
 
+// The devices table can open filtered, so a count elsewhere can link to the devices behind it.
+function devicesRoute(params: URLSearchParams): Route {
+  const route: Route = { screen: "devices" };
+  const state = params.get("state");
+  if (state) route.state = state;
+  const rollout = Number(params.get("rollout"));
+  if (Number.isInteger(rollout) && rollout > 0) route.rollout = rollout;
+  return route;
+}
+
 export function href(route: Route): string {
   switch (route.screen) {
+    case "devices": {
+      const params = new URLSearchParams();
+      if (route.state) params.set("state", route.state);
+      if (route.rollout) params.set("rollout", String(route.rollout));
+      const query = params.toString();
+      return query ? `#/devices?${query}` : "#/devices";
+    }
     case "device":
       return `#/device/${encodeURIComponent(route.id)}`;
     case "wizard":
