@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 24] = [
+const COMMANDS: [&str; 25] = [
     "dashboard",
     "releases",
     "devices",
@@ -27,6 +27,7 @@ const COMMANDS: [&str; 24] = [
     "audit",
     "clock",
     "set_speed",
+    "hold_lab_clock",
     "advance_clock",
     "settings",
     "try_server",

@@ -14,11 +14,26 @@ use updraft_app::wizard::{Preview, RolloutPlan};
 use crate::{Keychain, Shell};
 use updraft_app::settings::{CheckLine, ServerSettings, Settings, SettingsView};
 
+/// The kinds of failure the UI tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// What was asked for does not exist.
+    NotFound,
+    /// The input was refused; the message says why.
+    Invalid,
+    /// Something below failed.
+    Backend,
+    /// The console is still starting.
+    Starting,
+}
+
 /// An error as the UI receives it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
+#[ts(rename = "BackendError")]
 pub struct CommandError {
-    /// `not_found`, `invalid`, `backend` or `starting`.
-    code: &'static str,
+    /// What kind of failure, for the UI to tell apart.
+    code: ErrorCode,
     /// What went wrong, for a person.
     message: String,
 }
@@ -26,9 +41,9 @@ pub struct CommandError {
 impl From<AppError> for CommandError {
     fn from(error: AppError) -> Self {
         let code = match &error {
-            AppError::NotFound(_) => "not_found",
-            AppError::Invalid(_) => "invalid",
-            AppError::Backend(_) => "backend",
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::Invalid(_) => ErrorCode::Invalid,
+            AppError::Backend(_) => ErrorCode::Backend,
         };
         Self {
             code,
@@ -41,7 +56,7 @@ type Reply<T> = Result<T, CommandError>;
 
 async fn session(shell: &State<'_, Arc<Shell>>) -> Reply<Arc<updraft_app::Session>> {
     shell.session().await.map_err(|message| CommandError {
-        code: "starting",
+        code: ErrorCode::Starting,
         message,
     })
 }
@@ -162,7 +177,7 @@ pub async fn export_rollout_csv(
         .download_dir()
         .or_else(|_| app.path().app_data_dir())
         .map_err(|e| CommandError {
-            code: "backend",
+            code: ErrorCode::Backend,
             message: format!("no folder to save the CSV in: {e}"),
         })?;
     let path = session(&shell)
@@ -186,12 +201,14 @@ pub async fn audit(shell: State<'_, Arc<Shell>>, limit: i64) -> Reply<Vec<AuditV
 }
 
 /// The lab's clock as the UI shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ClockView {
+    /// The console's clock, RFC 3339.
     now: String,
     /// Simulated minutes per real second; 0 when stopped.
     speed: i64,
+    /// Whether this is the lab (only its clock can be moved).
     lab: bool,
     /// Held by the rollout wizard: the clock stands still whatever its speed.
     held: bool,
@@ -209,13 +226,13 @@ pub async fn clock(shell: State<'_, Arc<Shell>>) -> Reply<ClockView> {
 }
 
 /// The speeds the UI offers, in simulated minutes per second.
-const SPEEDS: [i64; 5] = [0, 15, 60, 360, 1440];
+pub const SPEEDS: [i64; 5] = [0, 15, 60, 360, 1440];
 
 #[tauri::command]
 pub async fn set_speed(shell: State<'_, Arc<Shell>>, speed: i64) -> Reply<i64> {
     if !SPEEDS.contains(&speed) {
         return Err(CommandError {
-            code: "invalid",
+            code: ErrorCode::Invalid,
             message: format!("speed {speed} is not one of {SPEEDS:?} simulated minutes per second"),
         });
     }
@@ -256,10 +273,12 @@ pub async fn settings(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
 }
 
 /// What trying a server found, and the settings as they are now.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerTried {
+    /// The settings as they are now.
     view: SettingsView,
+    /// Each check and what came of it.
     checks: Vec<CheckLine>,
 }
 

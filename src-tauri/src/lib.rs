@@ -1,6 +1,8 @@
 //! The Tauri shell: commands that forward to [`updraft_app::Session`], the lab's clock loop,
 //! events to the UI and desktop notices. Nothing here decides anything; `updraft-app` does.
 
+#[cfg(test)]
+mod bindings;
 mod commands;
 
 use std::path::PathBuf;
@@ -187,6 +189,10 @@ fn env_number(name: &str) -> Option<i64> {
 
 /// Starts the app.
 pub fn run() {
+    // notify-rust names the sender by bundle identifier on macOS and by AppUserModelID on Windows;
+    // left alone, Updraft's notices would come from Terminal or PowerShell.
+    #[cfg(target_os = "macos")]
+    let _ = notify_rust::set_application(APP_IDENTIFIER);
     tauri::Builder::default()
         .setup(|app| {
             // The app data folder holds the console's cache; UPDRAFT_DATA_DIR moves it (tests).
@@ -423,11 +429,18 @@ fn warm(session: &Arc<Session>) {
     });
 }
 
+/// tauri.conf.json's `identifier`: the macOS bundle id and the Windows installer's AppUserModelID.
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+const APP_IDENTIFIER: &str = "com.updraft.console";
+
 /// Shows a desktop notice. notify-rust blocks on D-Bus (Linux), so it runs off the async threads;
 /// a desktop without a notification service only loses the pop-up, not the alert.
 async fn show(notice: Notice) {
     let shown = tauri::async_runtime::spawn_blocking(move || {
-        notify_rust::Notification::new()
+        let mut notice_builder = notify_rust::Notification::new();
+        #[cfg(target_os = "windows")]
+        notice_builder.app_id(APP_IDENTIFIER);
+        notice_builder
             .appname("Updraft")
             .summary(&as_text(&notice.summary))
             .body(&as_text(&notice.body))

@@ -302,7 +302,7 @@ impl Session {
                         "{} {}, posted {}, applies to {applies} devices",
                         release.release.platform,
                         release.release.label(),
-                        release.posting_date
+                        release.window.posting_date
                     ),
                 )
                 .await?;
@@ -351,7 +351,7 @@ impl Session {
                 current,
                 devices: total,
             });
-            let days_ago = (today - release.posting_date).num_days();
+            let days_ago = (today - release.window.posting_date).num_days();
             let covered = rollouts.iter().any(|r| {
                 r.state != "cancelled"
                     && r.platform == platform.to_string()
@@ -427,13 +427,27 @@ impl Session {
                     platform: release.release.platform.to_string(),
                     version: release.release.product_version.clone(),
                     extra: release.release.product_version_extra.clone(),
-                    build: release.release.build.clone(),
-                    prerequisite_build: release.release.prerequisite_build.clone(),
-                    posted: release.posting_date.to_string(),
-                    expires: release.expiration_date.map(|d| d.to_string()),
+                    builds: release
+                        .release
+                        .builds
+                        .iter()
+                        .map(|b| ReleaseBuildView {
+                            build: b.build.clone(),
+                            prerequisite_build: b.prerequisite_build.clone(),
+                            supported_device_ids: b.supported_devices.len(),
+                        })
+                        .collect(),
+                    posted: release.window.posting_date.to_string(),
+                    expires: release.window.expiration_date.map(|d| d.to_string()),
                     available: release.available_on(today),
                     management_only: release.management_only,
-                    supported_device_ids: release.release.supported_devices.len(),
+                    supported_device_ids: release
+                        .release
+                        .builds
+                        .iter()
+                        .flat_map(|b| &b.supported_devices)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len(),
                     applies_to,
                     current,
                 }
@@ -473,7 +487,8 @@ impl Session {
             .max_by_key(|e| e.rollout_id)
             .map(|e| (e.rollout_id, e.phase.as_str().to_owned()));
         let mut previous: Option<DateTime<Utc>> = None;
-        let timeline = store
+        let mut first: Option<DateTime<Utc>> = None;
+        let timeline: Vec<TimelineEntry> = store
             .timeline(id)
             .await?
             .into_iter()
@@ -487,6 +502,7 @@ impl Session {
                 };
                 if at.is_some() {
                     previous = at;
+                    first = first.or(at);
                 }
                 TimelineEntry {
                     at: event.at,
@@ -546,6 +562,12 @@ impl Session {
                     stuck: e.stuck,
                 })
                 .collect(),
+            timeline_span: match (first, previous) {
+                (Some(first), Some(last)) if timeline.len() > 1 => {
+                    Some(human_duration(last - first))
+                }
+                _ => None,
+            },
             timeline,
         })
     }

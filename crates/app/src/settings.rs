@@ -42,7 +42,7 @@ impl SecretStore for MemorySecrets {
 }
 
 /// What the console opens on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "backend", rename_all = "camelCase")]
 pub enum Settings {
     /// The embedded lab.
@@ -53,7 +53,7 @@ pub enum Settings {
 }
 
 /// A DDM server as Settings keeps it (the keys are in the keychain, by address).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSettings {
     /// Its address, e.g. `https://mdm.example.com/`.
@@ -80,7 +80,7 @@ fn updraft_preset() -> Preset {
 }
 
 /// Where the console reads devices' status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "source", rename_all = "camelCase")]
 pub enum StatusChoice {
     /// The server's own status-changes feed (`updraft serve`).
@@ -102,7 +102,7 @@ pub enum StatusChoice {
 }
 
 /// What the Settings screen shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     /// `lab` or `server`: what the settings ask for.
@@ -118,7 +118,7 @@ pub struct SettingsView {
 }
 
 /// One thing Settings tried, and what came of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckLine {
     /// What was tried: "address", "admin API", "status".

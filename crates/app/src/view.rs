@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Devices on one OS version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct OsCount {
     /// `macOS`, `iOS`.
@@ -16,7 +16,7 @@ pub struct OsCount {
 }
 
 /// How much of a platform runs its newest release.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Compliance {
     /// Platform.
@@ -30,7 +30,7 @@ pub struct Compliance {
 }
 
 /// "macOS 26.4, released 2 days ago, applies to 1,204 devices".
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseBanner {
     /// Catalog key, for the wizard.
@@ -46,7 +46,7 @@ pub struct ReleaseBanner {
 }
 
 /// A rollout in a list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSummary {
     /// Id.
@@ -74,7 +74,7 @@ pub struct RolloutSummary {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertView {
     /// Id.
@@ -94,7 +94,7 @@ pub struct AlertView {
 }
 
 /// The dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Dashboard {
     /// The console's clock.
@@ -115,8 +115,20 @@ pub struct Dashboard {
     pub alerts: Vec<AlertView>,
 }
 
+/// One build of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseBuildView {
+    /// The build.
+    pub build: Option<String>,
+    /// For a BSI, the base build it installs on.
+    pub prerequisite_build: Option<String>,
+    /// How many device ids this build lists.
+    pub supported_device_ids: usize,
+}
+
 /// A release on the Releases screen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseView {
     /// Catalog key.
@@ -127,10 +139,8 @@ pub struct ReleaseView {
     pub version: String,
     /// `(a)` for a BSI.
     pub extra: Option<String>,
-    /// Build.
-    pub build: Option<String>,
-    /// For a BSI: the base build it installs on.
-    pub prerequisite_build: Option<String>,
+    /// Its builds: a release is one version, which the feed may list under several builds.
+    pub builds: Vec<ReleaseBuildView>,
     /// `PostingDate`.
     pub posted: String,
     /// `ExpirationDate`.
@@ -148,8 +158,9 @@ pub struct ReleaseView {
 }
 
 /// A row of the devices table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "DeviceRow")]
 pub struct DeviceRowView {
     /// Enrollment id.
     pub id: String,
@@ -174,7 +185,7 @@ pub struct DeviceRowView {
 }
 
 /// A query of the devices table: filters, sort and the window of rows wanted.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DeviceQuery {
     /// Part of the name, serial number or enrollment id, any case.
@@ -198,7 +209,7 @@ pub struct DeviceQuery {
 }
 
 /// A window of the devices table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct DevicePage {
     /// Rows matching the filters.
@@ -210,7 +221,7 @@ pub struct DevicePage {
 }
 
 /// Values the filters offer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceFacets {
     /// Model identifiers.
@@ -224,7 +235,7 @@ pub struct DeviceFacets {
 }
 
 /// A timeline entry, with the time since the one before.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineEntry {
     /// When.
@@ -240,7 +251,7 @@ pub struct TimelineEntry {
 }
 
 /// A device's part in one rollout.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceEnforcement {
     /// Rollout.
@@ -270,7 +281,7 @@ pub struct DeviceEnforcement {
 }
 
 /// The device screen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceDetail {
     /// The row.
@@ -295,10 +306,12 @@ pub struct DeviceDetail {
     pub enforcements: Vec<DeviceEnforcement>,
     /// Every event, oldest first.
     pub timeline: Vec<TimelineEntry>,
+    /// From the first event to the last, in words (`3 d 4 h`); none with fewer than two.
+    pub timeline_span: Option<String>,
 }
 
 /// One phase's count in a rollout's funnel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct FunnelStep {
     /// Phase.
@@ -308,7 +321,7 @@ pub struct FunnelStep {
 }
 
 /// Failed devices sharing a reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureGroup {
     /// Apple's reason (or the console's, for a silent device).
@@ -318,7 +331,7 @@ pub struct FailureGroup {
 }
 
 /// The rollout screen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutDetail {
     /// The summary.
@@ -336,7 +349,7 @@ pub struct RolloutDetail {
 }
 
 /// An audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditView {
     /// When.

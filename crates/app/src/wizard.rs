@@ -12,7 +12,7 @@ use updraft_store::DeviceRow;
 use crate::catalog::CatalogRelease;
 
 /// Which devices the admin chose.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "mode", content = "values", rename_all = "camelCase")]
 pub enum Selection {
     /// Every device the release applies to.
@@ -26,7 +26,7 @@ pub enum Selection {
 }
 
 /// One wave: a share of the chosen devices and their deadline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct WavePlan {
     /// Percent of the chosen devices, 1 to 100; the waves' shares add up to 100.
@@ -36,7 +36,7 @@ pub struct WavePlan {
 }
 
 /// What the admin filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutPlan {
     /// The release's catalog key.
@@ -74,7 +74,7 @@ pub struct CheckedWave {
 }
 
 /// A device in the preview.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewDevice {
     /// Enrollment id.
@@ -96,7 +96,7 @@ pub struct PreviewDevice {
 }
 
 /// A wave in the preview.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewWave {
     /// Wave number, from 1.
@@ -110,7 +110,7 @@ pub struct PreviewWave {
 }
 
 /// The preview, device by device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Preview {
     /// Problems that forbid confirming (empty when the plan can start).
@@ -128,7 +128,11 @@ pub struct Preview {
 }
 
 /// The longest DetailsURL accepted; Apple sets no limit, but a page address this long is a mistake.
-const MAX_DETAILS_URL: usize = 2048;
+/// The longest DetailsURL the wizard takes.
+pub const MAX_DETAILS_URL: usize = 2048;
+
+/// The most waves a rollout has.
+pub const MAX_WAVES: usize = 5;
 
 /// Parses a deadline typed as a local date and time.
 pub fn parse_deadline(text: &str) -> Result<NaiveDateTime, String> {
@@ -201,8 +205,9 @@ pub fn preview(
             release.release.platform,
             release.release.label(),
             now.date_naive(),
-            release.posting_date,
+            release.window.posting_date,
             release
+                .window
                 .expiration_date
                 .map_or("never".to_owned(), |d| d.to_string())
         ));
@@ -217,9 +222,9 @@ pub fn preview(
             }
         },
     };
-    if plan.waves.is_empty() || plan.waves.len() > 5 {
+    if plan.waves.is_empty() || plan.waves.len() > MAX_WAVES {
         errors.push(format!(
-            "a rollout has one to five waves, not {}",
+            "a rollout has one to {MAX_WAVES} waves, not {}",
             plan.waves.len()
         ));
     }

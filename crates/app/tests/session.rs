@@ -129,6 +129,14 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
             .skip(1)
             .all(|e| e.since_previous.is_some())
     );
+    let span = device
+        .timeline_span
+        .as_deref()
+        .expect("a span over the events");
+    assert!(
+        span.ends_with(" d") || span.contains(" d "),
+        "days from assignment to removal: {span}"
+    );
     assert!(
         device.declarations_assigned.is_empty(),
         "cleaned up means no declaration left"

@@ -82,6 +82,7 @@ pub fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         connect_url: args.mdm_url.clone(),
         identities,
         connect_every: Some(chrono::Duration::minutes(args.connect_every)),
+        software: Arc::new(updraft_sim::SoftwareCatalog::from_feed(&feed)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -217,7 +217,7 @@ async fn summary_text(lab: &Lab, stats: &LabStats, seed: u64) -> anyhow::Result<
             "rollout: {} {} ({})\n",
             release.platform,
             release.product_version,
-            release.build.as_deref().unwrap_or("-")
+            release.builds.join(", ")
         ));
     }
     text.push_str(&format!(

@@ -176,10 +176,10 @@ impl Console {
             .await?;
         let declarations =
             plan::enforcement_declarations(id, wave, &release, deadline, details_url)?;
-        for declaration in &declarations {
+        for (set, declaration) in &declarations {
             self.backend.put_declaration(declaration).await?;
             self.backend
-                .add_to_set(&names::enforcement_set(id, wave), &declaration.identifier)
+                .add_to_set(set, &declaration.identifier)
                 .await?;
         }
         let devices = match &scope {
@@ -495,11 +495,16 @@ impl Console {
         }
         let deadline = NaiveDateTime::parse_from_str(&rollout.deadline_local, "%Y-%m-%dT%H:%M:%S")
             .unwrap_or_default();
+        let target_build = match &decision {
+            Decision::Enforce { target_build, .. } => target_build.as_deref(),
+            _ => None,
+        };
         let mut record = Enforcement::planned(
             rollout.id,
             rollout.wave,
             &facts.enrollment_id,
             &rollout.release,
+            target_build,
             deadline,
             device
                 .time_zone
@@ -524,6 +529,7 @@ impl Console {
             Decision::Enforce {
                 device_id,
                 device_id_source,
+                ..
             } => {
                 let source = match device_id_source {
                     plan::DeviceIdSource::Reported => "reported by the device",
@@ -535,9 +541,13 @@ impl Console {
                     now,
                     "planned".into(),
                     format!(
-                        "{} by {} local; device id {device_id} ({source})",
+                        "{} by {} local; device id {device_id} ({source}); {}",
                         rollout.release.label(),
-                        rollout.deadline_local
+                        rollout.deadline_local,
+                        match &record.target_build {
+                            Some(build) => format!("TargetBuildVersion {build}"),
+                            None => "no TargetBuildVersion: the version decides".into(),
+                        }
                     ),
                 ));
                 if rollout.release.platform == updraft_feed::Platform::MacOs

@@ -109,7 +109,16 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
                 }),
                 failure_count: u64::from(phase == Phase::Failed),
                 last_report_at: Some(at),
-                ..Enforcement::planned(rollout, 1, &spec.udid, &release, deadline, Some(0), start)
+                ..Enforcement::planned(
+                    rollout,
+                    1,
+                    &spec.udid,
+                    &release,
+                    Some("25E253"),
+                    deadline,
+                    Some(0),
+                    start,
+                )
             });
             for (step, (kind, detail)) in [
                 ("declaration_assigned", "com.updraft.su.r1.w1"),

@@ -7,7 +7,7 @@ pub mod machine;
 pub mod plan;
 
 pub use machine::{Effect, Enforcement, Event, Observation, Phase, Push, Rules, step};
-pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, decide};
+pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, ReleaseBuild, decide};
 
 #[cfg(test)]
 mod tests;

@@ -144,25 +144,29 @@ pub struct Enforcement {
 
 impl Enforcement {
     /// A device's record when its rollout's wave plans it: the release's target, the set and
-    /// declaration of the wave, the deadline; nothing observed yet.
+    /// declaration of the wave's variant for `target_build` (what [`crate::plan::decide`] found
+    /// for the device), the deadline; nothing observed yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn planned(
         rollout_id: i64,
         wave: u32,
         enrollment_id: &str,
         release: &crate::plan::Release,
+        target_build: Option<&str>,
         deadline: NaiveDateTime,
         utc_offset_minutes: Option<i32>,
         started_at: DateTime<Utc>,
     ) -> Self {
+        let variant = release.variant(target_build);
         Self {
             rollout_id,
             enrollment_id: enrollment_id.to_owned(),
             phase: Phase::Planned,
             target_version: release.product_version.clone(),
             target_extra: release.product_version_extra.clone(),
-            target_build: release.build.clone(),
-            declaration_id: crate::plan::names::enforcement(rollout_id, wave),
-            set_name: crate::plan::names::enforcement_set(rollout_id, wave),
+            target_build: release.declared_build(variant),
+            declaration_id: crate::plan::names::enforcement(rollout_id, wave, variant),
+            set_name: crate::plan::names::enforcement_set(rollout_id, wave, variant),
             deadline,
             utc_offset_minutes,
             exclusion_reason: None,

@@ -162,7 +162,8 @@ pub fn platform_of_model(model: &str) -> Option<Platform> {
     }
 }
 
-/// The release a rollout enforces.
+/// The release a rollout enforces: one version (and supplemental letter) with the builds the
+/// feed lists for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     /// Platform.
@@ -171,12 +172,38 @@ pub struct Release {
     pub product_version: String,
     /// `(a)` for a BSI.
     pub product_version_extra: Option<String>,
-    /// The build (for a BSI, the supplemental build).
+    /// Its builds, in build order.
+    pub builds: Vec<ReleaseBuild>,
+}
+
+/// One build of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseBuild {
+    /// The build (for a BSI, the supplemental build), when the feed gives one.
     pub build: Option<String>,
     /// For a BSI, the base build it installs on.
     pub prerequisite_build: Option<String>,
-    /// Lower-cased ids of every device the release supports.
+    /// Lower-cased ids of every device this build supports.
     pub supported_devices: BTreeSet<String>,
+}
+
+impl From<&updraft_feed::FeedRelease> for Release {
+    fn from(release: &updraft_feed::FeedRelease) -> Self {
+        Self {
+            platform: release.platform,
+            product_version: release.product_version.clone(),
+            product_version_extra: release.product_version_extra.clone(),
+            builds: release
+                .builds
+                .iter()
+                .map(|b| ReleaseBuild {
+                    build: b.build.clone(),
+                    prerequisite_build: b.prerequisite_build.clone(),
+                    supported_devices: b.supported_devices.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Release {
@@ -185,19 +212,65 @@ impl Release {
         self.product_version_extra.is_some()
     }
 
-    /// `26.4.1 (25E253)`, `26.3.1 (a) (25D771280a)`.
+    /// `26.4.1 (25E253)`, `26.4.1 (23E254, 23E6254)`, `26.3.1 (a) (25D771280a)`.
     pub fn label(&self) -> String {
         let extra = self
             .product_version_extra
             .as_deref()
             .map(|e| format!(" {e}"))
             .unwrap_or_default();
-        let build = self
-            .build
-            .as_deref()
-            .map(|b| format!(" ({b})"))
-            .unwrap_or_default();
-        format!("{}{extra}{build}", self.product_version)
+        let builds: Vec<&str> = self
+            .builds
+            .iter()
+            .filter_map(|b| b.build.as_deref())
+            .collect();
+        let builds = if builds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", builds.join(", "))
+        };
+        format!("{}{extra}{builds}", self.product_version)
+    }
+
+    /// Whether any build lists `device_id` (lower-cased).
+    pub fn supports(&self, device_id: &str) -> bool {
+        self.builds
+            .iter()
+            .any(|b| b.supported_devices.contains(device_id))
+    }
+
+    /// The variant of a wave's enforcement a device with this target build gets: its own
+    /// declaration when the release has several builds, the wave's one declaration otherwise.
+    pub fn variant<'a>(&self, target_build: Option<&'a str>) -> Option<&'a str> {
+        if self.builds.len() > 1 {
+            target_build
+        } else {
+            None
+        }
+    }
+
+    /// The builds that name their own variant (a release of several builds).
+    fn variants(&self) -> Vec<Option<&str>> {
+        let mut variants = vec![None];
+        if self.builds.len() > 1 {
+            variants.extend(
+                self.builds
+                    .iter()
+                    .filter_map(|b| b.build.as_deref())
+                    .map(Some),
+            );
+        }
+        variants
+    }
+
+    /// What `TargetBuildVersion` says in a variant's declaration: the variant's build, or the one
+    /// build of a single-build release, or none (the version alone).
+    pub(crate) fn declared_build(&self, variant: Option<&str>) -> Option<String> {
+        match (variant, self.builds.as_slice()) {
+            (Some(build), _) => Some(build.to_owned()),
+            (None, [only]) => only.build.clone(),
+            (None, _) => None,
+        }
     }
 }
 
@@ -225,6 +298,9 @@ pub enum Decision {
         device_id_source: DeviceIdSource,
         /// The matching device id.
         device_id: String,
+        /// The build to name in `TargetBuildVersion`: the release's one build for this device,
+        /// none when several of its builds are (the version alone then decides).
+        target_build: Option<String>,
     },
     /// Leave it out, with the reason.
     Exclude(Exclusion),
@@ -296,7 +372,7 @@ pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
     }
     let Some(device_id) = ids
         .iter()
-        .find(|id| release.supported_devices.contains(&id.to_ascii_lowercase()))
+        .find(|id| release.supports(&id.to_ascii_lowercase()))
     else {
         return Decision::Exclude(format!(
             "device id {} is not in the SupportedDevices of {}",
@@ -304,18 +380,43 @@ pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
             release.label()
         ));
     };
-    if let (true, Some(prerequisite)) = (release.is_bsi(), &release.prerequisite_build)
-        && facts.build.as_deref() != Some(prerequisite.as_str())
-    {
+    let lowered = device_id.to_ascii_lowercase();
+    let listing: Vec<&ReleaseBuild> = release
+        .builds
+        .iter()
+        .filter(|b| b.supported_devices.contains(&lowered))
+        .collect();
+    let applicable: Vec<&ReleaseBuild> = listing
+        .iter()
+        .copied()
+        .filter(|b| {
+            !release.is_bsi()
+                || b.prerequisite_build.is_none()
+                || b.prerequisite_build.as_deref() == facts.build.as_deref()
+        })
+        .collect();
+    if applicable.is_empty() {
+        let prerequisites: Vec<&str> = listing
+            .iter()
+            .filter_map(|b| b.prerequisite_build.as_deref())
+            .collect();
         return Decision::Exclude(format!(
-            "the BSI {} installs only on build {prerequisite}; the device runs {}",
+            "the BSI {} installs only on build {}; the device runs {}",
             release.label(),
+            prerequisites.join(" or "),
             facts.build.as_deref().unwrap_or("an unknown build")
         ));
     }
+    // Apple: a TargetBuildVersion that does not fit the device yields to the version. Name the
+    // build only when exactly one of the release's builds is the device's.
+    let target_build = match applicable.as_slice() {
+        [only] => only.build.clone(),
+        _ => None,
+    };
     Decision::Enforce {
         device_id_source: source,
         device_id: device_id.clone(),
+        target_build,
     }
 }
 
@@ -328,20 +429,24 @@ pub mod names {
     /// Its activation.
     pub const SUBSCRIPTIONS_ACTIVATION: &str = "com.updraft.status-subscriptions.activation";
 
-    /// A wave's enforcement configuration (shared by the wave's devices: the deadline is a
-    /// local time, the same string everywhere).
-    pub fn enforcement(rollout: i64, wave: u32) -> String {
-        format!("com.updraft.su.r{rollout}.w{wave}")
+    /// A wave's enforcement configuration, shared by the wave's devices (the deadline is a
+    /// local time, the same string everywhere). A release of several builds has one more per
+    /// build, its `variant`, for the devices only that build is for.
+    pub fn enforcement(rollout: i64, wave: u32, variant: Option<&str>) -> String {
+        match variant {
+            None => format!("com.updraft.su.r{rollout}.w{wave}"),
+            Some(build) => format!("com.updraft.su.r{rollout}.w{wave}.b{build}"),
+        }
     }
 
     /// Its activation.
-    pub fn enforcement_activation(rollout: i64, wave: u32) -> String {
-        format!("com.updraft.su.r{rollout}.w{wave}.activation")
+    pub fn enforcement_activation(rollout: i64, wave: u32, variant: Option<&str>) -> String {
+        format!("{}.activation", enforcement(rollout, wave, variant))
     }
 
     /// The set holding both.
-    pub fn enforcement_set(rollout: i64, wave: u32) -> String {
-        format!("com.updraft.su.r{rollout}.w{wave}.set")
+    pub fn enforcement_set(rollout: i64, wave: u32, variant: Option<&str>) -> String {
+        format!("{}.set", enforcement(rollout, wave, variant))
     }
 }
 
@@ -362,7 +467,8 @@ pub fn base_declarations() -> Result<Vec<Declaration>, DeclarationError> {
     ])
 }
 
-/// A wave's declarations: the enforcement configuration (full three-part version; for a BSI the
+/// A wave's declarations, each with the set that carries it: per variant (see
+/// [`Release::variant`]) the enforcement configuration (full three-part version; for a BSI the
 /// base version plus the supplemental build) and its own activation.
 pub fn enforcement_declarations(
     rollout: i64,
@@ -370,7 +476,7 @@ pub fn enforcement_declarations(
     release: &Release,
     deadline: NaiveDateTime,
     details_url: Option<&str>,
-) -> Result<Vec<Declaration>, DeclarationError> {
+) -> Result<Vec<(String, Declaration)>, DeclarationError> {
     let version = OsVersion::parse(&release.product_version).map_err(|error| {
         DeclarationError::InvalidValue {
             key: "TargetOSVersion",
@@ -378,21 +484,30 @@ pub fn enforcement_declarations(
             reason: error.reason.into(),
         }
     })?;
-    let payload = SoftwareUpdateEnforcementSpecific {
-        target_os_version: version.three_part(),
-        target_build_version: release.build.clone(),
-        target_local_date_time: TargetLocalDateTime(deadline),
-        details_url: details_url.map(str::to_owned),
-    };
-    let configuration = names::enforcement(rollout, wave);
-    Ok(vec![
-        Declaration::new(configuration.clone(), &payload)?,
-        Declaration::new(
-            names::enforcement_activation(rollout, wave),
-            &ActivationSimple {
-                standard_configurations: vec![configuration],
-                predicate: None,
-            },
-        )?,
-    ])
+    let mut declarations = Vec::new();
+    for variant in release.variants() {
+        let payload = SoftwareUpdateEnforcementSpecific {
+            target_os_version: version.three_part(),
+            target_build_version: release.declared_build(variant),
+            target_local_date_time: TargetLocalDateTime(deadline),
+            details_url: details_url.map(str::to_owned),
+        };
+        let configuration = names::enforcement(rollout, wave, variant);
+        let set = names::enforcement_set(rollout, wave, variant);
+        declarations.push((
+            set.clone(),
+            Declaration::new(configuration.clone(), &payload)?,
+        ));
+        declarations.push((
+            set,
+            Declaration::new(
+                names::enforcement_activation(rollout, wave, variant),
+                &ActivationSimple {
+                    standard_configurations: vec![configuration],
+                    predicate: None,
+                },
+            )?,
+        ));
+    }
+    Ok(declarations)
 }

@@ -18,12 +18,15 @@ fn release() -> Release {
         platform: Platform::MacOs,
         product_version: "26.4.1".into(),
         product_version_extra: None,
-        build: Some("25E253".into()),
-        prerequisite_build: None,
-        supported_devices: ["j314sap", "j223ap"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        builds: vec![build("25E253", None, &["j314sap", "j223ap"])],
+    }
+}
+
+fn build(build: &str, prerequisite: Option<&str>, devices: &[&str]) -> ReleaseBuild {
+    ReleaseBuild {
+        build: Some(build.into()),
+        prerequisite_build: prerequisite.map(str::to_owned),
+        supported_devices: devices.iter().map(|d| d.to_string()).collect(),
     }
 }
 
@@ -49,7 +52,8 @@ fn decisions_name_their_reasons() {
         decide(&mac("MacBookPro18,3", "26.3", true), &r),
         Decision::Enforce {
             device_id_source: DeviceIdSource::Derived,
-            device_id: "J314sAP".into()
+            device_id: "J314sAP".into(),
+            target_build: Some("25E253".into()),
         }
     );
     // A T2 Mac has two ids; the bridge id matches.
@@ -75,7 +79,8 @@ fn decisions_name_their_reasons() {
         decide(&reported, &r),
         Decision::Enforce {
             device_id_source: DeviceIdSource::Reported,
-            device_id: "J314SAP".into()
+            device_id: "J314SAP".into(),
+            target_build: Some("25E253".into()),
         }
     );
     let mut unknown_capabilities = mac("MacBookPro18,3", "26.3", true);
@@ -91,16 +96,22 @@ fn bsi_needs_its_prerequisite_build() {
     let bsi = Release {
         product_version: "26.3.1".into(),
         product_version_extra: Some("(a)".into()),
-        build: Some("25D771280a".into()),
-        prerequisite_build: Some("25D2128".into()),
+        builds: vec![
+            build("25D771280a", Some("25D2128"), &["j314sap"]),
+            build("25D771290a", Some("25D2129"), &["j314sap"]),
+        ],
         ..release()
     };
     let mut device = mac("MacBookPro18,3", "26.3.1", true);
     assert!(
-        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.contains("installs only on build 25D2128"))
+        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.contains("installs only on build 25D2128 or 25D2129"))
     );
-    device.build = Some("25D2128".into());
-    assert!(matches!(decide(&device, &bsi), Decision::Enforce { .. }));
+    // Of the BSI's builds, only the one for the device's base build applies: it is named.
+    device.build = Some("25D2129".into());
+    assert!(matches!(
+        decide(&device, &bsi),
+        Decision::Enforce { target_build: Some(b), .. } if b == "25D771290a"
+    ));
     device.extra = "(a)".into();
     assert!(
         matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.starts_with("already"))
@@ -115,8 +126,10 @@ fn declarations_use_three_part_versions_and_offsetless_deadlines() {
     r.product_version = "26.4".into();
     let declarations =
         enforcement_declarations(3, 1, &r, deadline, Some("https://it.example.com/26")).unwrap();
-    let json = serde_json::to_value(&declarations[0]).unwrap();
-    assert_eq!(json["Identifier"], names::enforcement(3, 1));
+    assert_eq!(declarations.len(), 2, "one build: one configuration");
+    assert_eq!(declarations[0].0, names::enforcement_set(3, 1, None));
+    let json = serde_json::to_value(&declarations[0].1).unwrap();
+    assert_eq!(json["Identifier"], names::enforcement(3, 1, None));
     assert_eq!(json["Payload"]["TargetOSVersion"], "26.4.0");
     assert_eq!(json["Payload"]["TargetBuildVersion"], "25E253");
     assert_eq!(
@@ -124,10 +137,106 @@ fn declarations_use_three_part_versions_and_offsetless_deadlines() {
         "2026-04-16T18:00:00"
     );
     assert_eq!(
-        declarations[1].payload["StandardConfigurations"],
-        json!([names::enforcement(3, 1)])
+        declarations[1].1.payload["StandardConfigurations"],
+        json!([names::enforcement(3, 1, None)])
     );
     assert!(enforcement_declarations(3, 1, &r, deadline, Some("http://insecure")).is_err());
+}
+
+/// iOS 26.4.1 is listed as 23E254 and 23E6254. A device both list gets the version alone (Apple: a
+/// build that does not fit yields to the version); a device only one lists gets that build, in
+/// its own declaration and set.
+#[test]
+fn a_release_of_several_builds_names_a_build_only_where_exactly_one_fits() {
+    let deadline =
+        NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+    let ios = Release {
+        platform: Platform::Ios,
+        product_version: "26.4.1".into(),
+        product_version_extra: None,
+        builds: vec![
+            build("23E254", None, &["iphone15,2", "iphone16,1"]),
+            build("23E6254", None, &["iphone15,2"]),
+        ],
+    };
+    assert_eq!(ios.label(), "26.4.1 (23E254, 23E6254)");
+    let phone = |model: &str| DeviceFacts {
+        enrollment_id: "P1".into(),
+        model: Some(model.into()),
+        os_version: Some("26.3".into()),
+        build: Some("23D100".into()),
+        ..Default::default()
+    };
+    let target = |facts: &DeviceFacts| match decide(facts, &ios) {
+        Decision::Enforce { target_build, .. } => target_build,
+        other => panic!("expected enforcement, got {other:?}"),
+    };
+    assert_eq!(target(&phone("iPhone15,2")), None);
+    assert_eq!(target(&phone("iPhone16,1")), Some("23E254".into()));
+
+    let declarations = enforcement_declarations(4, 2, &ios, deadline, None).unwrap();
+    let configurations: Vec<(String, String, Option<String>)> = declarations
+        .iter()
+        .filter_map(|(set, d)| {
+            let build = d.payload.get("TargetOSVersion")?;
+            assert_eq!(build, "26.4.1");
+            Some((
+                set.clone(),
+                d.identifier.clone(),
+                d.payload
+                    .get("TargetBuildVersion")
+                    .and_then(|b| b.as_str())
+                    .map(str::to_owned),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        configurations,
+        [
+            (
+                names::enforcement_set(4, 2, None),
+                names::enforcement(4, 2, None),
+                None
+            ),
+            (
+                names::enforcement_set(4, 2, Some("23E254")),
+                names::enforcement(4, 2, Some("23E254")),
+                Some("23E254".into())
+            ),
+            (
+                names::enforcement_set(4, 2, Some("23E6254")),
+                names::enforcement(4, 2, Some("23E6254")),
+                Some("23E6254".into())
+            ),
+        ]
+    );
+    let record = Enforcement::planned(
+        4,
+        2,
+        "P1",
+        &ios,
+        Some("23E254"),
+        deadline,
+        None,
+        at("2026-04-11T09:00:00Z"),
+    );
+    assert_eq!(
+        record.set_name,
+        names::enforcement_set(4, 2, Some("23E254"))
+    );
+    assert_eq!(record.target_build.as_deref(), Some("23E254"));
+    let both = Enforcement::planned(
+        4,
+        2,
+        "P2",
+        &ios,
+        None,
+        deadline,
+        None,
+        at("2026-04-11T09:00:00Z"),
+    );
+    assert_eq!(both.set_name, names::enforcement_set(4, 2, None));
+    assert_eq!(both.target_build, None);
 }
 
 fn enforcement() -> Enforcement {
@@ -136,6 +245,7 @@ fn enforcement() -> Enforcement {
         1,
         "E1",
         &release(),
+        Some("25E253"),
         NaiveDateTime::parse_from_str("2026-04-16T18:00:00", "%Y-%m-%dT%H:%M:%S").unwrap(),
         Some(120),
         at("2026-04-11T09:00:00Z"),
@@ -174,7 +284,7 @@ fn run(events: &[(&str, Event)]) -> (Enforcement, Vec<String>) {
 
 #[test]
 fn a_device_walks_all_seven_phases() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let declaration = |valid: &str, active: bool| json!({"configurations": [{"identifier": id, "server-token": "t", "active": active, "valid": valid}], "activations": [], "assets": [], "management": []});
     let (state, lines) = run(&[
         ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
@@ -253,7 +363,7 @@ fn a_device_walks_all_seven_phases() {
 
 #[test]
 fn a_failed_push_is_told_as_such_and_the_device_still_progresses_when_it_connects() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let (state, lines) = run(&[
         (
             "2026-04-11T09:00:00Z",
@@ -286,7 +396,7 @@ fn a_failed_push_is_told_as_such_and_the_device_still_progresses_when_it_connect
 
 #[test]
 fn failure_records_apples_reason_and_alerts() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let (state, lines) = run(&[
         ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
@@ -322,7 +432,7 @@ fn silence_past_the_deadline_flags_then_fails_the_device() {
 
 #[test]
 fn invalid_declarations_carry_apples_reasons() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let items = json!({"management": {"declarations": {"activations": [], "assets": [], "management": [], "configurations": [
         {"identifier": id, "server-token": "t", "active": false, "valid": "invalid",
          "reasons": [{"code": "Error.ConfigurationCannotBeApplied", "description": "DowngradeNotSupported"}]}]}}});
@@ -342,7 +452,7 @@ fn invalid_declarations_carry_apples_reasons() {
 
 #[test]
 fn a_download_that_does_not_finish_in_a_day_is_flagged_stuck_once() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let downloading = observed(
         json!({"softwareupdate": {"install-state": "downloading"}}),
         &id,
@@ -377,7 +487,7 @@ fn a_download_that_does_not_finish_in_a_day_is_flagged_stuck_once() {
 
 #[test]
 fn a_prepared_device_waiting_for_its_deadline_is_not_stuck() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let (state, lines) = run(&[
         ("2026-04-11T09:00:00Z", Event::Assigned { push: Push::Sent }),
         (
@@ -399,7 +509,7 @@ fn a_prepared_device_waiting_for_its_deadline_is_not_stuck() {
 /// final (as the console did before `tick_due`).
 #[test]
 fn ticking_only_when_due_changes_nothing_against_ticking_always() {
-    let id = names::enforcement(1, 1);
+    let id = names::enforcement(1, 1, None);
     let state_at = |state: &str, time: &str| {
         (
             time.to_owned(),

@@ -22,6 +22,7 @@ use std::str::FromStr;
 
 use updraft_ddm::{OsVersion, VersionExtra, compare_builds};
 
+use crate::releases::Window;
 use crate::response::{LookupResponse, SetKind};
 
 /// A device platform as the lookup service groups them.
@@ -124,6 +125,13 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    fn window(&self) -> Window {
+        Window {
+            posting_date: self.posting_date,
+            expiration_date: self.expiration_date,
+        }
+    }
+
     /// Whether this target is a Background Security Improvement.
     pub fn is_bsi(&self) -> bool {
         self.product_version_extra.is_some()
@@ -170,8 +178,15 @@ impl IndexedEntry {
         self.version == other.version && self.extra == other.extra && self.build == other.build
     }
 
+    fn window(&self) -> Window {
+        Window {
+            posting_date: self.posting_date,
+            expiration_date: self.expiration_date,
+        }
+    }
+
     fn available_on(&self, day: NaiveDate) -> bool {
-        self.posting_date <= day && self.expiration_date.is_none_or(|expiry| day < expiry)
+        self.window().contains(day)
     }
 
     fn applies_to(&self, device: &DeviceFacts<'_>) -> bool {
@@ -292,11 +307,9 @@ impl FeedIndex {
             }
             match targets.last_mut() {
                 Some(target) if last_group == Some(entry.group) => {
-                    target.posting_date = target.posting_date.min(entry.posting_date);
-                    target.expiration_date = match (target.expiration_date, entry.expiration_date) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        _ => None,
-                    };
+                    let merged = target.window().merge(entry.window());
+                    target.posting_date = merged.posting_date;
+                    target.expiration_date = merged.expiration_date;
                 }
                 _ => targets.push(Target {
                     product_version: entry.version.as_str(),

@@ -3,6 +3,7 @@
 //!
 //! - [`response`]: the response as it is, sets and platforms in order, unknown keys ignored.
 //! - [`applicability`]: the six rules that turn a feed and a device into targets.
+//! - [`releases`]: the feed's releases, each with its builds, for the console and the lab.
 //! - [`client`]: the HTTP client (rustls, Apple's root only) and the saved copy that a broken or
 //!   empty answer never replaces.
 //!
@@ -13,11 +14,13 @@ pub mod applicability;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod models;
+pub mod releases;
 pub mod response;
 
 pub use applicability::{DeviceFacts, FeedIndex, Platform, Target};
 #[cfg(feature = "client")]
 pub use client::{ClientOptions, FeedClient, FetchOutcome, RefreshOutcome};
+pub use releases::{FeedBuild, FeedRelease, Window};
 pub use response::{Entry, LookupResponse, SetKind};
 
 /// The capture Updraft ships: Apple's response of 2026-04-11 as gathered by SOFA

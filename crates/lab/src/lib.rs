@@ -15,7 +15,7 @@ use updraft_clock::{Clock, ManualClock, SharedClock};
 use updraft_console::Console;
 use updraft_engine::plan::Release;
 use updraft_engine::{Enforcement, Phase};
-use updraft_feed::{LookupResponse, Platform, SetKind};
+use updraft_feed::{LookupResponse, Platform};
 use updraft_mdm::{
     Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
 };
@@ -202,8 +202,8 @@ pub struct ReportRelease {
     pub platform: String,
     /// Version.
     pub product_version: String,
-    /// Build.
-    pub build: Option<String>,
+    /// Its builds.
+    pub builds: Vec<String>,
 }
 
 /// The lab's report (the `updraft lab --json` contract).
@@ -256,61 +256,23 @@ impl Stopwatch {
     }
 }
 
-/// The newest non-BSI release per platform available on `day`, with every device its entries
-/// list. Of twin builds (iOS' 6000-offset builds) the one listing the most devices, then the
-/// shorter, is taken.
+/// The newest non-BSI release per platform available on `day`, with the builds of it that are
+/// available then (iOS' twin builds both: which one a device gets is the device's business).
 pub fn newest_releases(feed: &LookupResponse, day: NaiveDate) -> Vec<Release> {
-    let mut best: BTreeMap<Platform, (updraft_ddm::OsVersion, String, BTreeSet<String>, usize)> =
-        BTreeMap::new();
-    let mut lists: HashMap<(Platform, String, String), BTreeSet<String>> = HashMap::new();
-    for located in feed.entries() {
-        let entry = located.entry;
-        let Some(platform) = Platform::from_feed_key(located.platform) else {
-            continue;
-        };
-        let available = entry.posting_date <= day && entry.expiration_date.is_none_or(|e| day < e);
-        if located.set.kind == SetKind::BackgroundSecurity || !available {
+    let mut newest: BTreeMap<Platform, Release> = BTreeMap::new();
+    // Newest first within each platform: the first available release of a platform is its newest.
+    for mut release in updraft_feed::releases::releases(feed) {
+        if release.is_bsi() || newest.contains_key(&release.platform) {
             continue;
         }
-        let (Ok(version), Some(build)) = (
-            updraft_ddm::OsVersion::parse(&entry.product_version),
-            &entry.build,
-        ) else {
-            continue;
-        };
-        let devices = lists
-            .entry((platform, version.to_string(), build.clone()))
-            .or_default();
-        devices.extend(
-            entry
-                .supported_devices
-                .iter()
-                .map(|d| d.to_ascii_lowercase()),
-        );
-        let count = devices.len();
-        let better = match best.get(&platform) {
-            None => true,
-            Some((v, b, _, n)) => {
-                version > *v
-                    || (version == *v && (count > *n || (count == *n && build.len() < b.len())))
-            }
-        };
-        if better {
-            best.insert(platform, (version, build.clone(), devices.clone(), count));
+        release
+            .builds
+            .retain(|b| b.build.is_some() && b.window.contains(day));
+        if !release.builds.is_empty() {
+            newest.insert(release.platform, Release::from(&release));
         }
     }
-    best.into_iter()
-        .map(|(platform, (version, build, _, _))| Release {
-            platform,
-            supported_devices: lists
-                .remove(&(platform, version.to_string(), build.clone()))
-                .unwrap_or_default(),
-            product_version: version.to_string(),
-            product_version_extra: None,
-            build: Some(build),
-            prerequisite_build: None,
-        })
-        .collect()
+    newest.into_values().collect()
 }
 
 /// The lab's start: 09:00 UTC on the day after the feed's newest posting date.
@@ -409,7 +371,7 @@ impl Lab {
             .map_err(anyhow::Error::msg)?;
         let fleet = Fleet::with_endpoints(
             specs.to_vec(),
-            Endpoints::updraft(&server_url, issuer),
+            Endpoints::updraft(&server_url, issuer).with_software_from(&config.feed),
             clock.clone(),
         )?;
         let gateway = fleet.gateway();
@@ -457,6 +419,7 @@ impl Lab {
             connect_url: external.mdm_url.clone(),
             identities,
             connect_every: Some(external.connect_every),
+            software: Arc::new(updraft_sim::SoftwareCatalog::from_feed(&config.feed)),
         };
         let fleet = Fleet::with_endpoints(specs.to_vec(), endpoints, clock.clone())?;
         let client = Arc::new(KmfddmClient::new(external.ddm_api.clone())?);
@@ -702,7 +665,7 @@ impl Lab {
             .map(|(_, r)| ReportRelease {
                 platform: r.platform.as_str().into(),
                 product_version: r.product_version.clone(),
-                build: r.build.clone(),
+                builds: r.builds.iter().filter_map(|b| b.build.clone()).collect(),
             })
             .collect()
     }

@@ -230,9 +230,11 @@ async fn a_bsi_target_installs_on_its_prerequisite_build_only() {
         platform: Platform::MacOs,
         product_version: "26.3.1".into(),
         product_version_extra: Some("(a)".into()),
-        build: Some("25D771280a".into()),
-        prerequisite_build: Some("25D2128".into()),
-        supported_devices: ["j314sap".to_owned()].into_iter().collect(),
+        builds: vec![updraft_engine::ReleaseBuild {
+            build: Some("25D771280a".into()),
+            prerequisite_build: Some("25D2128".into()),
+            supported_devices: ["j314sap".to_owned()].into_iter().collect(),
+        }],
     };
     let mut on_base = mac(1);
     on_base.os_version = "26.3.1".into();

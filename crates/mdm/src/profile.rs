@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A known server kind, with its API prefix and HTTP Basic user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub enum Preset {
     /// NanoHUB (NanoMDM + KMFDDM in one binary).

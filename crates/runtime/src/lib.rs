@@ -44,7 +44,7 @@ pub trait FeedSource: Send + Sync {
 }
 
 /// Whether the console's view of the server is current.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncHealth {
     /// The last sync that worked, RFC 3339.
@@ -54,7 +54,7 @@ pub struct SyncHealth {
 }
 
 /// A failed sync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncFailure {
     /// When, RFC 3339.

@@ -133,6 +133,49 @@ pub trait Transport {
     ) -> impl std::future::Future<Output = Result<(u16, Vec<u8>), String>> + Send;
 }
 
+/// Apple's software update service as the fleet's devices see it: the build a device id installs
+/// for a version when its declaration names no build (the lowest the feed lists for it).
+#[derive(Debug, Default)]
+pub struct SoftwareCatalog(HashMap<(String, String), String>);
+
+impl SoftwareCatalog {
+    /// The builds of every non-BSI release of `feed`, by lower-cased device id and three-part
+    /// version.
+    pub fn from_feed(feed: &updraft_feed::LookupResponse) -> Self {
+        let mut builds: HashMap<(String, String), String> = HashMap::new();
+        for release in updraft_feed::releases::releases(feed) {
+            let Ok(version) = OsVersion::parse(&release.product_version) else {
+                continue;
+            };
+            if release.is_bsi() {
+                continue;
+            }
+            for build in &release.builds {
+                let Some(name) = &build.build else { continue };
+                for device in &build.supported_devices {
+                    builds
+                        .entry((device.clone(), version.three_part()))
+                        .and_modify(|held| {
+                            if updraft_ddm::compare_builds(name, held).is_lt() {
+                                held.clone_from(name);
+                            }
+                        })
+                        .or_insert_with(|| name.clone());
+                }
+            }
+        }
+        Self(builds)
+    }
+
+    /// The build `device_id` installs for `version` (`26.4.1` or `26.4.1.0`), if the feed says.
+    pub fn build_for(&self, device_id: &str, version: &str) -> Option<&str> {
+        let version = OsVersion::parse(version).ok()?.three_part();
+        self.0
+            .get(&(device_id.to_ascii_lowercase(), version))
+            .map(String::as_str)
+    }
+}
+
 /// Declarations as devices received them, one copy of each revision for a whole fleet: every
 /// device holds the same few declarations, and 100,000 copies of each would be most of a large
 /// lab's memory. Each device still fetches and parses its own over HTTP.
@@ -175,6 +218,8 @@ pub struct SimDevice {
     ddm_token: Option<String>,
     declarations: BTreeMap<String, Arc<Declaration>>,
     shared: Arc<SharedDeclarations>,
+    /// Which build a version installs as, for a declaration that names none.
+    software: Arc<SoftwareCatalog>,
     /// Current OS version.
     pub os_version: String,
     /// Current base build.
@@ -194,8 +239,13 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    /// A device not yet enrolled, keeping its declarations in `shared`.
-    pub fn new(spec: DeviceSpec, shared: Arc<SharedDeclarations>) -> Self {
+    /// A device not yet enrolled, keeping its declarations in `shared`, installing builds as
+    /// `software` lists them.
+    pub fn new(
+        spec: DeviceSpec,
+        shared: Arc<SharedDeclarations>,
+        software: Arc<SoftwareCatalog>,
+    ) -> Self {
         let mut rng = StdRng::seed_from_u64(spec.seed);
         let push_token: [u8; 32] = rng.random();
         let push_magic = format!("{:016X}-{:08X}", rng.random::<u64>(), rng.random::<u32>());
@@ -212,6 +262,7 @@ impl SimDevice {
             ddm_token: None,
             declarations: BTreeMap::new(),
             shared,
+            software,
             install: None,
             failure: None,
             install_state: "none",
@@ -600,11 +651,15 @@ impl SimDevice {
                     self.supplemental_build = install.target_build.clone();
                     self.extra = VersionExtra::parse("a");
                 } else {
-                    self.os_version = target;
+                    // A declaration without TargetBuildVersion installs the build Apple offers
+                    // this device for the version (the catalog; the old build if it lists none).
+                    let offered = self.software.build_for(&self.spec.gdmf_id, &target);
                     self.build = install
                         .target_build
                         .clone()
+                        .or_else(|| offered.map(str::to_owned))
                         .unwrap_or_else(|| self.build.clone());
+                    self.os_version = target;
                     self.supplemental_build = None;
                     self.extra = VersionExtra::NONE;
                 }

@@ -19,7 +19,7 @@ use updraft_ddm::OsVersion;
 use updraft_feed::models::known_mac_models;
 use updraft_feed::{LookupResponse, SetKind};
 
-use crate::device::{DeviceSpec, Fault, SharedDeclarations, SimDevice, Transport};
+use crate::device::{DeviceSpec, Fault, SharedDeclarations, SimDevice, SoftwareCatalog, Transport};
 use crate::identity::{DeviceIdentity, IdentityError, IdentityIssuer};
 
 /// Where a fleet's devices reach their MDM server, and how they prove who they are.
@@ -34,9 +34,18 @@ pub struct Endpoints {
     pub identities: Option<Arc<IdentityIssuer>>,
     /// For a server that cannot push (no APNs here): each device connects on its own this often.
     pub connect_every: Option<chrono::Duration>,
+    /// Apple's software update service: the build a version installs as, when a declaration
+    /// names none (empty: the device keeps its build number).
+    pub software: Arc<SoftwareCatalog>,
 }
 
 impl Endpoints {
+    /// The same, with the builds Apple's software update service offers from `feed`.
+    pub fn with_software_from(mut self, feed: &LookupResponse) -> Self {
+        self.software = Arc::new(SoftwareCatalog::from_feed(feed));
+        self
+    }
+
     /// Updraft's server at `base_url`, woken by pushes, each device with an identity from
     /// `identities` (a CA the server trusts with `--device-ca`).
     pub fn updraft(base_url: &str, identities: Arc<IdentityIssuer>) -> Self {
@@ -46,6 +55,7 @@ impl Endpoints {
             connect_url: format!("{base}/mdm/connect"),
             identities: Some(identities),
             connect_every: None,
+            software: Arc::default(),
         }
     }
 
@@ -56,6 +66,7 @@ impl Endpoints {
             connect_url: mdm_url.to_owned(),
             identities: Some(identities),
             connect_every: None,
+            software: Arc::default(),
         }
     }
 }
@@ -185,7 +196,7 @@ impl Fleet {
         let shared = Arc::new(SharedDeclarations::default());
         let devices: Vec<SimDevice> = specs
             .into_iter()
-            .map(|spec| SimDevice::new(spec, shared.clone()))
+            .map(|spec| SimDevice::new(spec, shared.clone(), endpoints.software.clone()))
             .collect();
         let by_token = devices
             .iter()

@@ -10,6 +10,6 @@ pub mod device;
 pub mod fleet;
 pub mod identity;
 
-pub use device::{DeviceSpec, Fault, SharedDeclarations, SimDevice};
+pub use device::{DeviceSpec, Fault, SharedDeclarations, SimDevice, SoftwareCatalog};
 pub use fleet::{DeviceOutcome, Endpoints, Fleet, FleetPlan, generate};
 pub use identity::{DeviceIdentity, IdentityError, IdentityIssuer};

@@ -1,7 +1,7 @@
 //! The console's store on a real SQLite file per test.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use updraft_engine::plan::{DeviceFacts, Release, names};
+use updraft_engine::plan::{DeviceFacts, Release, ReleaseBuild, names};
 use updraft_engine::{Effect, Enforcement, Phase};
 use updraft_feed::Platform;
 use updraft_store::{Changes, DeviceRow, Store, StoreError};
@@ -15,9 +15,11 @@ fn release() -> Release {
         platform: Platform::MacOs,
         product_version: "26.4.1".into(),
         product_version_extra: None,
-        build: Some("25E253".into()),
-        prerequisite_build: None,
-        supported_devices: ["j314sap".to_owned()].into_iter().collect(),
+        builds: vec![ReleaseBuild {
+            build: Some("25E253".into()),
+            prerequisite_build: None,
+            supported_devices: ["j314sap".to_owned()].into_iter().collect(),
+        }],
     }
 }
 
@@ -29,6 +31,7 @@ fn record(rollout: i64, id: &str, phase: Phase) -> Enforcement {
             1,
             id,
             &release(),
+            Some("25E253"),
             NaiveDateTime::parse_from_str("2026-04-15T17:00:00", "%Y-%m-%dT%H:%M:%S").unwrap(),
             Some(120),
             now(),
@@ -100,7 +103,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     assert_eq!(
         pending[0].effect,
         Effect::Assign {
-            set: names::enforcement_set(rollout, 1)
+            set: names::enforcement_set(rollout, 1, None)
         }
     );
     assert_eq!(store.rollout_counts(rollout).await.unwrap(), (1, 1));
@@ -433,5 +436,51 @@ async fn records_written_before_tick_times_existed_are_due_at_the_first_tick() {
         due,
         ["E1", "E4"],
         "the watched records, not the final or planned ones"
+    );
+}
+
+/// A rollout stored before releases had builds (one `build`, `prerequisite_build` and
+/// `supported_devices`) opens after the upgrade as a release whose one build is that one.
+#[tokio::test]
+async fn a_rollout_stored_with_one_build_reads_back_after_the_release_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let store = Store::open(&path).await.unwrap();
+    drop(store);
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let earlier = r#"{"platform":"macOS","product_version":"26.4.1","product_version_extra":null,"build":"25E253","prerequisite_build":null,"supported_devices":["j314sap","j223ap"]}"#;
+    sqlx::query(
+        "INSERT INTO rollouts (release, wave, deadline_local, details_url, state, created_at)
+         VALUES (?, 1, '2026-04-15T17:00:00', NULL, 'active', '2026-04-10T09:00:00Z')",
+    )
+    .bind(earlier)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // As if this database had stopped at the migration before.
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let rollouts = store.rollouts().await.unwrap();
+    assert_eq!(rollouts.len(), 1);
+    assert_eq!(
+        rollouts[0].release,
+        Release {
+            platform: Platform::MacOs,
+            product_version: "26.4.1".into(),
+            product_version_extra: None,
+            builds: vec![ReleaseBuild {
+                build: Some("25E253".into()),
+                prerequisite_build: None,
+                supported_devices: ["j223ap".to_owned(), "j314sap".to_owned()]
+                    .into_iter()
+                    .collect(),
+            }],
+        }
     );
 }

@@ -30,6 +30,7 @@ describe("hostile strings render as text", () => {
   it("in a device's timeline", () => {
     const { container } = render(Timeline, {
       entries: [{ at: "2026-04-12T09:00:00Z", kind: "install_failed", detail: hostile, rollout: 1, sincePrevious: null }],
+      total: null,
     });
     expect(container.querySelector("img, script")).toBeNull();
     expect(container.textContent).toContain(hostile);

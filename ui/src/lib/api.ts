@@ -1,97 +1,20 @@
 // Every call the UI makes to the Rust backend goes through this module, typed as the backend's
-// views (crates/app/src/view.rs) serialize them. Nothing else imports @tauri-apps/api.
+// views serialize them. Nothing else imports @tauri-apps/api.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-export interface OsCount { platform: string; version: string; count: number }
-export interface Compliance { platform: string; newest: string; current: number; devices: number }
-export interface ReleaseBanner { release: string; platform: string; label: string; daysAgo: number; appliesTo: number }
-export interface RolloutSummary {
-  id: number; wave: number; platform: string; label: string; deadline: string; state: string;
-  total: number; updated: number; failed: number; excluded: number; inProgress: number;
-}
-export interface AlertView {
-  id: number; at: string; kind: string; device: string | null; deviceName: string | null;
-  rollout: number | null; detail: string;
-}
-export interface Dashboard {
-  now: string; lab: boolean; devices: number; byOs: OsCount[]; compliance: Compliance[];
-  banners: ReleaseBanner[]; rollouts: RolloutSummary[]; alerts: AlertView[];
-}
-export interface ReleaseView {
-  key: string; platform: string; version: string; extra: string | null; build: string | null;
-  prerequisiteBuild: string | null; posted: string; expires: string | null; available: boolean;
-  managementOnly: boolean; supportedDeviceIds: number; appliesTo: number; current: number;
-}
-export interface DeviceRow {
-  id: string; name: string; serial: string; model: string; platform: string; os: string;
-  build: string; state: string; rollout: number | null; lastReport: string | null;
-}
-export interface DeviceQuery {
-  search?: string; model?: string | null; os?: string | null; state?: string | null;
-  rollout?: number | null; sort?: string | null; descending?: boolean; offset: number; limit: number;
-}
-export interface DevicePage { total: number; offset: number; rows: DeviceRow[] }
-export interface DeviceFacets { models: string[]; os: string[]; states: string[]; rollouts: number[] }
-export interface TimelineEntry { at: string; kind: string; detail: string; rollout: number | null; sincePrevious: string | null }
-export interface DeviceEnforcement {
-  rollout: number; target: string; phase: string; deadline: string; declaration: string;
-  failureReason: string | null; failureCount: number; exclusionReason: string | null;
-  invalidReason: string | null; pastDeadline: boolean; stale: boolean; stuck: boolean;
-}
-export interface DeviceDetail {
-  row: DeviceRow; family: string | null; deviceId: string | null; deviceIdSource: string | null;
-  supplementalBuild: string | null; timeZone: string | null; bootstrapTokenEscrowed: boolean;
-  bootstrapTokenRequestedAt: string | null; declarationsAssigned: string[];
-  enforcements: DeviceEnforcement[]; timeline: TimelineEntry[];
-}
-export type Selection =
-  | { mode: "all" }
-  | { mode: "models"; values: string[] }
-  | { mode: "osVersions"; values: string[] }
-  | { mode: "devices"; values: string[] };
-export interface WavePlan { percent: number; deadline: string }
-export interface RolloutPlan { release: string; selection: Selection; waves: WavePlan[]; detailsUrl: string | null }
-export interface PreviewDevice {
-  id: string; name: string; model: string; os: string; wave: number | null;
-  localDeadline: string | null; exclusion: string | null; warnings: string[];
-}
-export interface PreviewWave { wave: number; deadline: string; devices: number; warnings: string[] }
-export interface Preview {
-  errors: string[]; waves: PreviewWave[]; included: number; excluded: number; warned: number;
-  devices: PreviewDevice[];
-}
-export interface FunnelStep { phase: string; count: number }
-export interface FailureGroup { reason: string; devices: string[] }
-export interface RolloutDetail {
-  summary: RolloutSummary; detailsUrl: string | null; scoped: boolean; funnel: FunnelStep[];
-  failures: FailureGroup[]; exclusions: FailureGroup[];
-}
-export interface AuditView { at: string; actor: string; action: string; detail: string }
-export interface ClockView { now: string; speed: number; lab: boolean; held: boolean }
-export type Preset = "nanoHub" | "kmfddm" | "updraft";
-export type StatusChoice =
-  | { source: "serverFeed" }
-  | { source: "companion"; url: string }
-  | { source: "polling"; enrollments: string; everyMinutes: number };
-/** A DDM server as Settings keeps it; its API keys are in the keychain, never here. */
-export interface ServerSettings {
-  url: string; preset: Preset; apiPrefix?: string | null; apiUser?: string | null; caPem?: string | null;
-  status: StatusChoice;
-}
-/** The API key itself never reaches the UI: only whether the keychain holds one. */
-export interface SettingsView {
-  backend: "lab" | "server"; server: ServerSettings | null; apiKeyStored: boolean; running: "lab" | "server";
-  logFile: string | null;
-}
-/** One thing Settings tried on a server, and what came of it. */
-export interface CheckLine { what: string; ok: boolean; detail: string }
-export interface ServerTried { view: SettingsView; checks: CheckLine[] }
-/** Whether the console's view of the server is current. */
-export interface SyncHealth { lastGood: string | null; lastFailure: { at: string; reason: string } | null }
+import type {
+  AlertView, AuditView, BackendError, CheckLine, ClockView, Dashboard, DeviceDetail, DeviceFacets,
+  DevicePage, DeviceQuery, Preview, ReleaseView, RolloutDetail, RolloutPlan, RolloutSummary,
+  ServerSettings, ServerTried, SettingsView, SyncHealth,
+} from "./bindings";
 
-/** An error as the backend sends it. */
-export interface BackendError { code: "not_found" | "invalid" | "backend" | "starting"; message: string }
+// The types are generated from the Rust types (src-tauri/src/bindings.rs); screens import them
+// from here with the calls.
+export type * from "./bindings";
+
+/** A devices-table query: the window is required, every filter optional. */
+export type DeviceRequest = Partial<DeviceQuery> & Pick<DeviceQuery, "offset" | "limit">;
 
 /** The message of anything a call threw. */
 export function messageOf(error: unknown): string {
@@ -104,7 +27,7 @@ export function messageOf(error: unknown): string {
 export const api = {
   dashboard: () => invoke<Dashboard>("dashboard"),
   releases: () => invoke<ReleaseView[]>("releases"),
-  devices: (query: DeviceQuery) => invoke<DevicePage>("devices", { query }),
+  devices: (query: DeviceRequest) => invoke<DevicePage>("devices", { query }),
   deviceFacets: () => invoke<DeviceFacets>("device_facets"),
   device: (id: string) => invoke<DeviceDetail>("device", { id }),
   previewRollout: (plan: RolloutPlan) => invoke<Preview>("preview_rollout", { plan }),

@@ -17,3 +17,11 @@ export function when(rfc3339: string | null | undefined): string {
 
 /** A phase key as words: `cleaned_up` → `cleaned up`. */
 export const phase = (key: string): string => (key === "none" ? "no rollout" : key.replace(/_/g, " "));
+
+/** A release's builds, `23E254, 23E6254`; `–` when the feed gave none. */
+export const buildList = (r: { builds: { build: string | null }[] }): string =>
+  r.builds.map((b) => b.build).filter((b) => b).join(", ") || "–";
+
+/** The base builds a BSI installs on, `25D2128 or 25D2129`. */
+export const prerequisites = (r: { builds: { prerequisiteBuild: string | null }[] }): string =>
+  r.builds.map((b) => b.prerequisiteBuild).filter((b) => b).join(" or ");

@@ -37,22 +37,3 @@ export function tone(entry: Pick<TimelineEntry, "kind" | "detail">): "trouble" |
   if (["os_updated", "declaration_removed"].includes(entry.kind)) return "done";
   return "info";
 }
-
-/** The time from the first event to the last, in words. */
-export function span(entries: TimelineEntry[]): string | null {
-  if (entries.length < 2) return null;
-  const first = Date.parse(entries[0].at);
-  const last = Date.parse(entries[entries.length - 1].at);
-  if (Number.isNaN(first) || Number.isNaN(last)) return null;
-  return duration(last - first);
-}
-
-/** "3 d 4 h", "2 h 15 min", "40 s". */
-export function duration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
-  if (d > 0) return h > 0 ? `${d} d ${h} h` : `${d} d`;
-  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`;
-  if (m > 0) return `${m} min`;
-  return `${s} s`;
-}

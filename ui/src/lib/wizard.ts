@@ -1,8 +1,9 @@
 // The wizard's rules as the form applies them while the admin types. The backend applies the
 // same rules again in its preview and before it starts anything (crates/app/src/wizard.rs).
 import type { WavePlan } from "./api";
+import { MAX_DETAILS_URL, MAX_WAVES } from "./bindings";
 
-export const MAX_WAVES = 5;
+export { MAX_WAVES };
 
 /** Parses `YYYY-MM-DDTHH:MM` as a wall-clock time (no zone: it is read on each device). */
 export function parseLocal(text: string): { date: Date; weekday: number } | null {
@@ -70,7 +71,7 @@ export function detailsUrlError(text: string): string | null {
   if (url.protocol !== "https:") return "DetailsURL must start with https://";
   if (!url.hostname) return "DetailsURL needs a host";
   if (url.username || url.password) return "DetailsURL must not carry a user name or password";
-  if (value.length > 2048) return "DetailsURL is longer than 2,048 characters";
+  if (value.length > MAX_DETAILS_URL) return `DetailsURL is longer than ${MAX_DETAILS_URL.toLocaleString("en-US")} characters`;
   return null;
 }
 
