@@ -2,6 +2,9 @@
 
 export const count = (n: number): string => n.toLocaleString("en-US");
 
+/** `1 device`, `2,048 devices`. */
+export const devices = (n: number): string => `${count(n)} ${n === 1 ? "device" : "devices"}`;
+
 export function percent(part: number, whole: number): string {
   if (whole === 0) return "–";
   return `${Math.round((100 * part) / whole)}%`;
