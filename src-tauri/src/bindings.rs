@@ -22,9 +22,12 @@ pub fn typescript() -> String {
         )*};
     }
     declare!(
+        view::EventKind,
+        view::AlertKind,
         view::OsCount,
         view::Compliance,
         view::ReleaseBanner,
+        view::RolloutStatus,
         view::RolloutSummary,
         view::AlertView,
         view::Dashboard,

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use updraft_clock::{Clock, SharedClock};
 use updraft_console::{Console, RolloutRequest};
 use updraft_ddm::OsVersion;
-use updraft_engine::{Decision, Enforcement, Phase, decide};
+use updraft_engine::plan::Exclusion;
+use updraft_engine::{Decision, Enforcement, Phase, RolloutState, decide};
 use updraft_feed::LookupResponse;
 use updraft_lab::{Lab, LabConfig};
 use updraft_mdm::MdmBackend;
@@ -297,7 +298,7 @@ impl Session {
             self.store()
                 .raise_alert(
                     now,
-                    "new_release",
+                    updraft_engine::AlertKind::NewRelease,
                     &format!(
                         "{} {}, posted {}, applies to {applies} devices",
                         release.release.platform,
@@ -353,7 +354,7 @@ impl Session {
             });
             let days_ago = (today - release.window.posting_date).num_days();
             let covered = rollouts.iter().any(|r| {
-                r.state != "cancelled"
+                r.state != RolloutStatus::Cancelled
                     && r.platform == platform.to_string()
                     && r.label == release.release.label()
             });
@@ -384,7 +385,7 @@ impl Session {
             rollouts: rollouts
                 .into_iter()
                 .rev()
-                .filter(|r| r.state != "cancelled")
+                .filter(|r| r.state != RolloutStatus::Cancelled)
                 .collect(),
             alerts: self.alerts(5).await?,
         })
@@ -406,7 +407,7 @@ impl Session {
             total += 1;
             match decide(&device.facts, &release.release) {
                 Decision::Enforce { .. } => applies += 1,
-                Decision::Exclude(reason) if reason.starts_with("already") => current += 1,
+                Decision::Exclude(Exclusion::AlreadyCurrent { .. }) => current += 1,
                 _ => {}
             }
         }
@@ -920,10 +921,11 @@ fn summary(rollout: &updraft_store::Rollout, records: &[Enforcement]) -> Rollout
     });
     // An active rollout with every device final reads as complete; it still takes in devices
     // that enroll later, and its failed devices can still be retried.
-    let state = if rollout.state == "active" && in_progress == 0 && !records.is_empty() {
-        "complete".to_owned()
-    } else {
-        rollout.state.clone()
+    let state = match rollout.state {
+        RolloutState::Active if in_progress == 0 && !records.is_empty() => RolloutStatus::Complete,
+        RolloutState::Active => RolloutStatus::Active,
+        RolloutState::Paused => RolloutStatus::Paused,
+        RolloutState::Cancelled => RolloutStatus::Cancelled,
     };
     RolloutSummary {
         id: rollout.id,

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use updraft_engine::AlertKind;
 use updraft_store::Alert;
 
 /// One desktop notification.
@@ -11,7 +12,7 @@ use updraft_store::Alert;
 #[serde(rename_all = "camelCase")]
 pub struct Notice {
     /// The alert kind it groups.
-    pub kind: String,
+    pub kind: AlertKind,
     /// How many alerts it stands for.
     pub count: usize,
     /// First line.
@@ -26,10 +27,10 @@ const REASONS_SHOWN: usize = 3;
 /// Groups a batch of alerts into notices, most urgent kind first. `name_of` gives a device's
 /// display name from its enrollment id.
 pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<Notice> {
-    let mut by_kind: BTreeMap<(u8, &str), Vec<&Alert>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(u8, AlertKind), Vec<&Alert>> = BTreeMap::new();
     for alert in alerts {
         by_kind
-            .entry((urgency(&alert.kind), alert.kind.as_str()))
+            .entry((urgency(alert.kind), alert.kind))
             .or_default()
             .push(alert);
     }
@@ -46,10 +47,10 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
             if let [alert] = alerts.as_slice() {
                 let summary = match alert.enrollment_id {
                     Some(_) => format!("{} on {}", title(kind, 1), device(alert)),
-                    None => title(kind, 1),
+                    None => title(kind, 1).to_owned(),
                 };
                 return Notice {
-                    kind: kind.to_owned(),
+                    kind,
                     count: 1,
                     summary,
                     body: alert.detail.clone(),
@@ -81,7 +82,7 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
                 format!("{} on {} devices", title(kind, alerts.len()), alerts.len())
             };
             Notice {
-                kind: kind.to_owned(),
+                kind,
                 count: alerts.len(),
                 summary,
                 body: body.join("\n"),
@@ -90,33 +91,35 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
         .collect()
 }
 
-fn urgency(kind: &str) -> u8 {
+fn urgency(kind: AlertKind) -> u8 {
     match kind {
-        "install_failed" => 0,
-        "push_certificate_expiring" => 1,
-        "declaration_invalid" => 1,
-        "past_deadline" => 2,
-        "device_stuck" => 3,
-        "device_stale" => 4,
-        "new_release" => 5,
-        _ => 6,
+        AlertKind::InstallFailed => 0,
+        AlertKind::PushCertificateExpiring
+        | AlertKind::DeclarationInvalid
+        | AlertKind::PushFailed => 1,
+        AlertKind::PastDeadline => 2,
+        AlertKind::DeviceStuck => 3,
+        AlertKind::DeviceStale => 4,
+        AlertKind::BootstrapTokenMissing => 5,
+        AlertKind::NewRelease => 6,
     }
 }
 
-fn title(kind: &str, count: usize) -> String {
+fn title(kind: AlertKind, count: usize) -> &'static str {
     let plural = count > 1;
     match kind {
-        "install_failed" if plural => "Installs failed".into(),
-        "install_failed" => "Install failed".into(),
-        "declaration_invalid" => "Declaration rejected".into(),
-        "past_deadline" => "Deadline passed, not updated".into(),
-        "device_stuck" => "Update stuck".into(),
-        "device_stale" => "No status report".into(),
-        "bootstrap_token_missing" => "No bootstrap token escrowed".into(),
-        "push_certificate_expiring" => "Push certificate expiring".into(),
-        "new_release" if plural => "New releases".into(),
-        "new_release" => "New release".into(),
-        other => other.replace('_', " "),
+        AlertKind::InstallFailed if plural => "Installs failed",
+        AlertKind::InstallFailed => "Install failed",
+        AlertKind::DeclarationInvalid => "Declaration rejected",
+        AlertKind::PastDeadline => "Deadline passed, not updated",
+        AlertKind::DeviceStuck => "Update stuck",
+        AlertKind::DeviceStale => "No status report",
+        AlertKind::BootstrapTokenMissing => "No bootstrap token escrowed",
+        AlertKind::PushCertificateExpiring => "Push certificate expiring",
+        AlertKind::PushFailed if plural => "Pushes failed",
+        AlertKind::PushFailed => "Push failed",
+        AlertKind::NewRelease if plural => "New releases",
+        AlertKind::NewRelease => "New release",
     }
 }
 
@@ -129,7 +132,7 @@ mod tests {
             id,
             rollout_id: Some(1),
             at: "2026-04-12T09:00:00Z".into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             enrollment_id: Some(device.into()),
             detail: detail.into(),
         }

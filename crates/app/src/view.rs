@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use updraft_engine::{AlertKind, EventKind};
+
 /// Devices on one OS version.
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
@@ -45,6 +47,20 @@ pub struct ReleaseBanner {
     pub applies_to: usize,
 }
 
+/// Where a rollout stands, as the screens say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    /// Devices are still moving.
+    Active,
+    /// Active, and every device is final (it still takes in devices that enroll later).
+    Complete,
+    /// Paused by the admin.
+    Paused,
+    /// Cancelled by the admin.
+    Cancelled,
+}
+
 /// A rollout in a list.
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
@@ -59,8 +75,8 @@ pub struct RolloutSummary {
     pub label: String,
     /// Local deadline.
     pub deadline: String,
-    /// `active`, `complete` (active, every device final), `paused`, `cancelled`.
-    pub state: String,
+    /// Where it stands.
+    pub state: RolloutStatus,
     /// Devices with a record (including excluded).
     pub total: usize,
     /// Updated (and cleaned up, or being cleaned up).
@@ -82,7 +98,7 @@ pub struct AlertView {
     /// When (simulated in the lab).
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: AlertKind,
     /// Device enrollment id.
     pub device: Option<String>,
     /// Device name.
@@ -241,7 +257,7 @@ pub struct TimelineEntry {
     /// When.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: EventKind,
     /// Detail.
     pub detail: String,
     /// Rollout.

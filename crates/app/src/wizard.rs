@@ -252,7 +252,7 @@ pub fn preview(
     {
         match decide(&device.facts, &release.release) {
             Decision::Enforce { .. } => included.push((device, String::new())),
-            Decision::Exclude(reason) => rows.push(excluded_row(device, reason)),
+            Decision::Exclude(reason) => rows.push(excluded_row(device, reason.to_string())),
             Decision::Wait(what) => rows.push(excluded_row(
                 device,
                 format!("not enough known yet: {what}"),

@@ -2,7 +2,7 @@
 //! the screens show before, during and after a rollout started through the wizard's rules.
 
 use chrono::{Datelike, Duration, Weekday};
-use updraft_app::view::DeviceQuery;
+use updraft_app::view::{DeviceQuery, RolloutStatus};
 use updraft_app::wizard::{RolloutPlan, Selection, WavePlan};
 use updraft_app::{AppError, Session};
 
@@ -91,7 +91,7 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
     let rollouts = session.rollouts().await.expect("rollouts");
     assert!(rollouts.iter().all(|r| r.in_progress == 0), "{rollouts:?}");
     assert!(
-        rollouts.iter().all(|r| r.state == "complete"),
+        rollouts.iter().all(|r| r.state == RolloutStatus::Complete),
         "{rollouts:?}"
     );
     let updated: usize = rollouts.iter().map(|r| r.updated).sum();
@@ -240,7 +240,7 @@ async fn chosen_devices_only_are_assigned() {
             .expect("rollout")
             .summary
             .state,
-        "cancelled"
+        RolloutStatus::Cancelled
     );
     for id in &chosen {
         let device = session.device(id).await.expect("device");
@@ -356,7 +356,7 @@ async fn a_release_new_in_the_feed_raises_one_alert_and_a_notice() {
     let releases = session.releases().await.expect("releases");
     assert!(releases.iter().any(|r| r.version == "26.5"));
     let alerts = session.alerts(10).await.expect("alerts");
-    assert_eq!(alerts[0].kind, "new_release");
+    assert_eq!(alerts[0].kind, updraft_app::view::AlertKind::NewRelease);
 
     // The same feed again, or an empty one, says nothing new and keeps the releases.
     assert!(session.update_feed(&feed).await.expect("again").is_empty());

@@ -15,10 +15,13 @@ use updraft_clock::SharedClock;
 use updraft_ddm::{
     DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
 };
-use updraft_engine::machine::{Effect, Enforcement, Event, Observation, Phase, Push, Rules, step};
+use updraft_engine::machine::{
+    Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
+};
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
+use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
-use updraft_store::{Changes, DeviceRow, Rollout, Store, StoreError};
+use updraft_store::{Changes, DeviceRow, Note, Rollout, Store, StoreError};
 
 /// A console failure.
 #[derive(Debug, thiserror::Error)]
@@ -232,23 +235,33 @@ impl Console {
     /// Pauses a rollout: devices not yet assigned wait; devices already assigned keep their
     /// declaration (a device holding one installs at its deadline whatever the console does).
     pub async fn pause_rollout(&self, id: i64) -> Result<(), ConsoleError> {
-        self.set_state(id, "active", "paused", "rollout_paused")
-            .await
+        self.set_state(
+            id,
+            RolloutState::Active,
+            RolloutState::Paused,
+            "rollout_paused",
+        )
+        .await
     }
 
     /// Resumes a paused rollout (a cancelled one stays cancelled), and plans the devices that
     /// reported while it was paused.
     pub async fn resume_rollout(&self, id: i64) -> Result<(), ConsoleError> {
-        self.set_state(id, "paused", "active", "rollout_resumed")
-            .await?;
+        self.set_state(
+            id,
+            RolloutState::Paused,
+            RolloutState::Active,
+            "rollout_resumed",
+        )
+        .await?;
         self.plan_unplanned(id, false).await
     }
 
     async fn set_state(
         &self,
         id: i64,
-        from: &str,
-        to: &str,
+        from: RolloutState,
+        to: RolloutState,
         action: &str,
     ) -> Result<(), ConsoleError> {
         let rollout = self.rollout(id).await?;
@@ -296,7 +309,9 @@ impl Console {
             changes.enforcements.push(next);
         }
         self.store.commit(changes, now).await?;
-        self.store.set_rollout_state(id, "cancelled").await?;
+        self.store
+            .set_rollout_state(id, RolloutState::Cancelled)
+            .await?;
         self.record("rollout_cancelled", &format!("rollout {id}"))
             .await?;
         Ok(())
@@ -343,7 +358,7 @@ impl Console {
             .rollouts()
             .await?
             .into_iter()
-            .filter(|r| r.state == "active" || r.state == "paused")
+            .filter(|r| r.state.is_open())
             .collect();
         let mut records: HashMap<(i64, String), Enforcement> = HashMap::new();
         let mut scopes = HashMap::new();
@@ -354,7 +369,7 @@ impl Console {
             scopes.insert(rollout.id, self.store.in_scope(rollout.id, &ids).await?);
         }
         let takes_in = |rollout: &Rollout, id: &str| {
-            rollout.state == "active"
+            rollout.state == RolloutState::Active
                 && scopes
                     .get(&rollout.id)
                     .is_none_or(|scope| scope.as_ref().is_none_or(|s| s.contains(id)))
@@ -405,11 +420,11 @@ impl Console {
                         set: names::BASE_SET.into(),
                     },
                 ));
-                changes.events.push((
-                    enrollment.id.clone(),
+                changes.events.push(Note::device(
+                    &enrollment.id,
                     None,
                     now,
-                    "enrolled".into(),
+                    EventKind::Enrolled,
                     format!(
                         "{} {} {}",
                         device.facts.model.as_deref().unwrap_or("unknown model"),
@@ -515,13 +530,14 @@ impl Console {
         record.bootstrap_requested_at = device.bootstrap_token_requested_at.clone();
         match decision {
             Decision::Wait(_) => return,
-            Decision::Exclude(reason) => {
+            Decision::Exclude(exclusion) => {
+                let reason = exclusion.to_string();
                 record.phase = Phase::Excluded;
-                changes.events.push((
-                    record.enrollment_id.clone(),
+                changes.events.push(Note::device(
+                    &record.enrollment_id,
                     Some(rollout.id),
                     now,
-                    "excluded".into(),
+                    EventKind::Excluded,
                     reason.clone(),
                 ));
                 record.exclusion_reason = Some(reason);
@@ -535,11 +551,11 @@ impl Console {
                     plan::DeviceIdSource::Reported => "reported by the device",
                     plan::DeviceIdSource::Derived => "derived from the model",
                 };
-                changes.events.push((
-                    record.enrollment_id.clone(),
+                changes.events.push(Note::device(
+                    &record.enrollment_id,
                     Some(rollout.id),
                     now,
-                    "planned".into(),
+                    EventKind::Planned,
                     format!(
                         "{} by {} local; device id {device_id} ({source}); {}",
                         rollout.release.label(),
@@ -555,8 +571,13 @@ impl Console {
                     && !device.bootstrap_token_escrowed
                     && facts.is_apple_silicon()
                 {
-                    changes.alerts.push((record.enrollment_id.clone(), Some(rollout.id), now, "bootstrap_token_missing".into(),
-                        "a Mac with Apple silicon without an escrowed bootstrap token: its user will have to authorize the update".into()));
+                    changes.alerts.push(Note::device(
+                        &record.enrollment_id,
+                        Some(rollout.id),
+                        now,
+                        AlertKind::BootstrapTokenMissing,
+                        "a Mac with Apple silicon without an escrowed bootstrap token: its user will have to authorize the update",
+                    ));
                 }
                 changes.outbox.push((
                     Some(rollout.id),
@@ -615,13 +636,13 @@ impl Console {
             )
         };
         let mut changes = Changes::default();
-        changes.alerts.push((
-            String::new(),
-            None,
-            now,
-            "push_certificate_expiring".into(),
+        changes.alerts.push(Note {
+            enrollment_id: None,
+            rollout_id: None,
+            at: now,
+            kind: AlertKind::PushCertificateExpiring,
             detail,
-        ));
+        });
         changes
             .settings
             .push((PUSH_CERTIFICATE_WARNED.into(), warned));
@@ -639,9 +660,9 @@ impl Console {
             .rollouts()
             .await?
             .into_iter()
-            .filter(|r| r.state == "active" || r.state == "paused")
+            .filter(|r| r.state.is_open())
         {
-            if rollout.state == "active" {
+            if rollout.state == RolloutState::Active {
                 // Devices that report are planned as their reports come in; the tick is for the
                 // ones that never did, whose grace period runs out with time alone.
                 for device in self
@@ -767,15 +788,15 @@ impl Console {
                         .map(|(reason, count)| format!("{count} × {reason}"))
                         .collect::<Vec<_>>()
                         .join("; ");
-                    changes.alerts.push((
-                        String::new(),
-                        Some(rollout),
-                        now,
-                        "push_failed".into(),
-                        format!(
+                    changes.alerts.push(Note {
+                        enrollment_id: None,
+                        rollout_id: Some(rollout),
+                        at: now,
+                        kind: AlertKind::PushFailed,
+                        detail: format!(
                             "the server stored the change but could not push the devices (they learn of it at their next connection): {detail}"
                         ),
-                    ));
+                    });
                 }
             }
             let nothing_new = changes.outbox.is_empty();

@@ -646,6 +646,35 @@ pub struct QueryResponses {
     pub time_zone: Option<String>,
 }
 
+/// A command connection's `Status`: the device is idle, or this is how a command went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandStatus {
+    /// Nothing to report; the device asks for the next command.
+    #[default]
+    Idle,
+    /// The command ran.
+    Acknowledged,
+    /// The command failed (`ErrorChain` says why).
+    Error,
+    /// The command was not a valid command.
+    CommandFormatError,
+    /// The device cannot run it now (locked, busy): send it again at its next `Idle`.
+    NotNow,
+}
+
+impl CommandStatus {
+    /// Apple's name, as stored with the command's result.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "Idle",
+            Self::Acknowledged => "Acknowledged",
+            Self::Error => "Error",
+            Self::CommandFormatError => "CommandFormatError",
+            Self::NotNow => "NotNow",
+        }
+    }
+}
+
 /// What a device sends on the command connection: `Idle`, or a command's result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandReport {
@@ -662,9 +691,9 @@ pub struct CommandReport {
     /// The user (user channel).
     #[serde(rename = "UserID", default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    /// `Idle`, `Acknowledged`, `Error`, `CommandFormatError`, `NotNow`.
+    /// Idle, or the command's result.
     #[serde(rename = "Status")]
-    pub status: String,
+    pub status: CommandStatus,
     /// The command answered (absent at `Idle`).
     #[serde(
         rename = "CommandUUID",
@@ -686,16 +715,16 @@ impl CommandReport {
     pub fn idle(udid: &str) -> Self {
         Self {
             udid: Some(udid.to_owned()),
-            status: "Idle".into(),
+            status: CommandStatus::Idle,
             ..Self::default()
         }
     }
 
     /// A result of a command.
-    pub fn result(udid: &str, status: &str, command_uuid: &str) -> Self {
+    pub fn result(udid: &str, status: CommandStatus, command_uuid: &str) -> Self {
         Self {
             udid: Some(udid.to_owned()),
-            status: status.to_owned(),
+            status,
             command_uuid: Some(command_uuid.to_owned()),
             ..Self::default()
         }
@@ -877,7 +906,7 @@ mod tests {
         let incoming = IncomingCommand::parse(&command.to_xml()).unwrap();
         assert_eq!(incoming.command.request_type, "DeviceInformation");
         assert_eq!(incoming.command.queries, ["DeviceName", "TimeZone"]);
-        let mut report = CommandReport::result("U1", "Acknowledged", "C2");
+        let mut report = CommandReport::result("U1", CommandStatus::Acknowledged, "C2");
         report.query_responses = Some(QueryResponses {
             device_name: Some("Ana's Mac".into()),
             time_zone: Some("Europe/Paris".into()),
@@ -888,6 +917,9 @@ mod tests {
         assert_eq!(user.enrollment(), "U1:501");
         let error = CommandReport::parse(&plist_of(&[("Status", "Idle")])).unwrap_err();
         assert!(error.to_string().contains("neither UDID"), "{error}");
+        let error =
+            CommandReport::parse(&plist_of(&[("UDID", "U1"), ("Status", "Done")])).unwrap_err();
+        assert!(error.to_string().contains("`Done`"), "{error}");
     }
 
     fn plist_of(entries: &[(&str, &str)]) -> Vec<u8> {

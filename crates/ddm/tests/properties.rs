@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use updraft_ddm::checkin::CheckinMessage;
+use updraft_ddm::checkin::{CheckinMessage, CommandReport, CommandStatus, QueryResponses};
 use updraft_ddm::declaration::{ActivationSimple, StatusSubscriptions};
 use updraft_ddm::{
     Declaration, DeclarationItemsResponse, DeviceStatus, SoftwareUpdateEnforcementSpecific,
@@ -91,6 +91,47 @@ proptest! {
     fn checkin_parser_never_panics_on_plist_shaped_input(message_type in "Authenticate|TokenUpdate|CheckOut|DeclarativeManagement|SetBootstrapToken|GetBootstrapToken|X", key in "[A-Za-z]{1,12}", value in "[a-z0-9<>&]{0,12}") {
         let body = format!(r#"<?xml version="1.0"?><plist version="1.0"><dict><key>MessageType</key><string>{message_type}</string><key>UDID</key><string>u</string><key>{key}</key><data>{value}</data></dict></plist>"#);
         let _ = CheckinMessage::parse(body.as_bytes());
+    }
+
+    #[test]
+    fn command_report_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = CommandReport::parse(&bytes);
+    }
+
+    /// What the simulator writes, the server reads back field for field; a report that names
+    /// no enrollment is refused rather than filed under an empty id.
+    #[test]
+    fn a_command_report_reads_back_as_it_was_written(
+        udid in proptest::option::of("[A-Z0-9-]{1,12}"),
+        enrollment_id in proptest::option::of("[a-z0-9-]{1,12}"),
+        user_id in proptest::option::of("[0-9]{1,4}"),
+        status in prop_oneof![
+            Just(CommandStatus::Idle),
+            Just(CommandStatus::Acknowledged),
+            Just(CommandStatus::Error),
+            Just(CommandStatus::CommandFormatError),
+            Just(CommandStatus::NotNow),
+        ],
+        command_uuid in proptest::option::of("[a-f0-9-]{1,36}"),
+        answers in proptest::option::of((proptest::option::of(".{0,20}"), proptest::option::of("[A-Za-z/_]{1,20}"))),
+    ) {
+        let report = CommandReport {
+            udid,
+            enrollment_id,
+            user_id,
+            status,
+            command_uuid,
+            query_responses: answers.map(|(device_name, time_zone)| QueryResponses { device_name, time_zone }),
+        };
+        match CommandReport::parse(&report.to_xml()) {
+            Ok(read) => {
+                prop_assert_eq!(&read, &report);
+                prop_assert_eq!(read.status.as_str(), format!("{:?}", report.status));
+            }
+            Err(error) => {
+                prop_assert!(report.udid.is_none() && report.enrollment_id.is_none(), "{}", error);
+            }
+        }
     }
 
     #[test]

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use updraft_engine::plan::DeviceFacts;
-use updraft_engine::{Enforcement, Phase, Release};
+use updraft_engine::{Enforcement, EventKind, Phase, Release};
 use updraft_feed::LookupResponse;
 use updraft_sim::{DeviceSpec, FleetPlan};
-use updraft_store::{Changes, DeviceRow, Store};
+use updraft_store::{Changes, DeviceRow, Note, Store};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -121,24 +121,24 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
                 )
             });
             for (step, (kind, detail)) in [
-                ("declaration_assigned", "com.updraft.su.r1.w1"),
-                ("push_sent", "APNs accepted"),
-                ("declaration_active", "valid"),
-                ("install_state", "waiting"),
-                ("install_state", "downloading"),
-                ("install_state", "prepared"),
-                ("install_state", "installing"),
-                ("os_updated", "26.4.1 (25E253)"),
+                (EventKind::DeclarationAssigned, "com.updraft.su.r1.w1"),
+                (EventKind::PushSent, "APNs accepted"),
+                (EventKind::DeclarationActive, "valid"),
+                (EventKind::InstallState, "waiting"),
+                (EventKind::InstallState, "downloading"),
+                (EventKind::InstallState, "prepared"),
+                (EventKind::InstallState, "installing"),
+                (EventKind::OsUpdated, "26.4.1 (25E253)"),
             ]
             .into_iter()
             .enumerate()
             {
-                changes.events.push((
-                    spec.udid.clone(),
+                changes.events.push(Note::device(
+                    &spec.udid,
                     Some(rollout),
                     at + Duration::minutes(47 * step as i64),
-                    kind.into(),
-                    detail.into(),
+                    kind,
+                    detail,
                 ));
             }
         }

@@ -3,10 +3,14 @@
 //! [`machine`] moves each device through Apple's phases from what its status reports say.
 #![deny(missing_docs)]
 
+pub mod kinds;
 pub mod machine;
 pub mod plan;
 
-pub use machine::{Effect, Enforcement, Event, Observation, Phase, Push, Rules, step};
+pub use kinds::{AlertKind, EventKind, UnknownName};
+pub use machine::{
+    Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
+};
 pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, ReleaseBuild, decide};
 
 #[cfg(test)]

@@ -9,64 +9,10 @@ use serde::{Deserialize, Serialize};
 use updraft_ddm::status::{DeclarationStatus, Validity};
 use updraft_ddm::{DeviceStatus, InstallState, OsVersion, VersionExtra};
 
-/// Where a device is in a rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Not part of the rollout; see the exclusion reason.
-    Excluded,
-    /// The assignment is decided but not yet confirmed by the server.
-    Planned,
-    /// The declaration is assigned on the server.
-    Assigned,
-    /// The device was pushed to sync.
-    Pushed,
-    /// The device holds the declaration, active and valid.
-    Active,
-    /// The device rejected the declaration; see the reasons.
-    Invalid,
-    /// install-state `waiting`.
-    Waiting,
-    /// install-state `downloading`.
-    Downloading,
-    /// install-state `prepared`.
-    Prepared,
-    /// install-state `installing`.
-    Installing,
-    /// The install failed; see the reason and count.
-    Failed,
-    /// The device reached the target.
-    Updated,
-    /// Phase 7 started: the declaration is unassigned and the device pushed.
-    Unassigned,
-    /// The device confirmed the declaration is gone.
-    CleanedUp,
-    /// The admin cancelled; the declaration was unassigned.
-    Cancelled,
-}
+use crate::kinds::{AlertKind, EventKind};
+pub use crate::kinds::{Phase, RolloutState};
 
 impl Phase {
-    /// The name used in reports and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Excluded => "excluded",
-            Self::Planned => "planned",
-            Self::Assigned => "assigned",
-            Self::Pushed => "pushed",
-            Self::Active => "active",
-            Self::Invalid => "invalid",
-            Self::Waiting => "waiting",
-            Self::Downloading => "downloading",
-            Self::Prepared => "prepared",
-            Self::Installing => "installing",
-            Self::Failed => "failed",
-            Self::Updated => "updated",
-            Self::Unassigned => "unassigned",
-            Self::CleanedUp => "cleaned_up",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether nothing more is expected of the device.
     pub fn is_final(self) -> bool {
         matches!(
@@ -200,8 +146,8 @@ pub enum Push {
 impl Push {
     fn timeline(&self, sent: &str) -> Effect {
         match self {
-            Self::Sent => timeline("push_sent", sent),
-            Self::Failed(reason) => timeline("push_failed", reason.clone()),
+            Self::Sent => timeline(EventKind::PushSent, sent),
+            Self::Failed(reason) => timeline(EventKind::PushFailed, reason.clone()),
         }
     }
 }
@@ -294,30 +240,30 @@ pub enum Effect {
     },
     /// A timeline entry.
     Timeline {
-        /// Its kind (`install_state`, `os_updated`...).
-        kind: String,
+        /// Its kind.
+        kind: EventKind,
         /// Its detail.
         detail: String,
     },
     /// An alert for the admin.
     Alert {
-        /// Its kind (`install_failed`...).
-        kind: String,
+        /// Its kind.
+        kind: AlertKind,
         /// Its detail.
         detail: String,
     },
 }
 
-fn timeline(kind: &str, detail: impl Into<String>) -> Effect {
+fn timeline(kind: EventKind, detail: impl Into<String>) -> Effect {
     Effect::Timeline {
-        kind: kind.into(),
+        kind,
         detail: detail.into(),
     }
 }
 
-fn alert(kind: &str, detail: impl Into<String>) -> Effect {
+fn alert(kind: AlertKind, detail: impl Into<String>) -> Effect {
     Effect::Alert {
-        kind: kind.into(),
+        kind,
         detail: detail.into(),
     }
 }
@@ -365,7 +311,7 @@ pub fn step(
                     Push::Failed(_) => Phase::Assigned,
                 };
                 effects.push(timeline(
-                    "declaration_assigned",
+                    EventKind::DeclarationAssigned,
                     format!("{} in set {}", state.declaration_id, state.set_name),
                 ));
                 effects.push(push.timeline("DeclarativeManagement queued and device pushed"));
@@ -377,7 +323,7 @@ pub fn step(
                     next.phase = Phase::Unassigned;
                 }
                 effects.push(timeline(
-                    "declaration_unassigned",
+                    EventKind::DeclarationUnassigned,
                     state.declaration_id.clone(),
                 ));
                 effects.push(push.timeline("device pushed to remove the declaration"));
@@ -394,7 +340,7 @@ pub fn step(
             if !state.phase.is_final() || state.phase == Phase::Failed {
                 next.phase = Phase::Cancelled;
                 effects.push(timeline(
-                    "rollout_cancelled",
+                    EventKind::RolloutCancelled,
                     "the admin cancelled the rollout",
                 ));
             }
@@ -408,7 +354,7 @@ pub fn step(
                     declaration: state.declaration_id.clone(),
                 });
                 effects.push(timeline(
-                    "retry",
+                    EventKind::Retry,
                     "declaration token bumped and device pushed",
                 ));
             }
@@ -436,7 +382,7 @@ fn observe(
     {
         next.bootstrap_requested_at = seen.bootstrap_requested_at.clone();
         effects.push(timeline(
-            "bootstrap_token_requested",
+            EventKind::BootstrapTokenRequested,
             "the Mac fetched its bootstrap token before installing",
         ));
     }
@@ -458,7 +404,7 @@ fn observe(
         {
             next.phase = Phase::CleanedUp;
             effects.push(timeline(
-                "declaration_removed",
+                EventKind::DeclarationRemoved,
                 "the device no longer holds the declaration",
             ));
         }
@@ -490,8 +436,8 @@ fn observe(
             (Validity::Invalid, _) if state.phase != Phase::Invalid => {
                 next.phase = Phase::Invalid;
                 next.invalid_reason = Some(reasons.clone());
-                effects.push(timeline("declaration_invalid", reasons.clone()));
-                effects.push(alert("declaration_invalid", reasons));
+                effects.push(timeline(EventKind::DeclarationInvalid, reasons.clone()));
+                effects.push(alert(AlertKind::DeclarationInvalid, reasons));
             }
             (Validity::Valid, true)
                 if matches!(
@@ -502,7 +448,7 @@ fn observe(
                 next.phase = Phase::Active;
                 next.invalid_reason = None;
                 effects.push(timeline(
-                    "declaration_active",
+                    EventKind::DeclarationActive,
                     format!("{} active and valid", declaration.identifier),
                 ));
             }
@@ -516,7 +462,7 @@ fn observe(
         next.phase = Phase::Updated;
         next.past_deadline = false;
         effects.push(timeline(
-            "os_updated",
+            EventKind::OsUpdated,
             next.reported_os.clone().unwrap_or_default(),
         ));
         effects.push(Effect::Unassign {
@@ -530,7 +476,7 @@ fn observe(
     {
         next.install_state = Some(install_state.as_str().to_owned());
         if *install_state != InstallState::None || state.install_state.is_some() {
-            effects.push(timeline("install_state", install_state.as_str()));
+            effects.push(timeline(EventKind::InstallState, install_state.as_str()));
         }
         let phase = match install_state {
             InstallState::Waiting => Some(Phase::Waiting),
@@ -549,8 +495,8 @@ fn observe(
                 reason.unwrap_or_else(|| "the device reported failed without a reason".into());
             next.failure_count = count.max(1);
             next.failure_reason = Some(reason.clone());
-            effects.push(timeline("install_failed", reason.clone()));
-            effects.push(alert("install_failed", reason));
+            effects.push(timeline(EventKind::InstallFailed, reason.clone()));
+            effects.push(alert(AlertKind::InstallFailed, reason));
         }
     }
 }
@@ -633,14 +579,14 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
     let past = open && next.phase != Phase::Installing && deadline_passed(next, now);
     if past && !next.past_deadline {
         effects.push(timeline(
-            "past_deadline",
+            EventKind::PastDeadline,
             format!(
                 "deadline {} passed before the device updated",
                 next.deadline
             ),
         ));
         effects.push(alert(
-            "past_deadline",
+            AlertKind::PastDeadline,
             format!(
                 "deadline {} passed; the device is {}",
                 next.deadline,
@@ -653,14 +599,14 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
     let stale = open && now - reference > rules.stale_after;
     if stale && !next.stale {
         effects.push(timeline(
-            "stale",
+            EventKind::Stale,
             format!(
                 "no status report since {}",
                 reference.format("%Y-%m-%dT%H:%M:%SZ")
             ),
         ));
         effects.push(alert(
-            "device_stale",
+            AlertKind::DeviceStale,
             format!(
                 "no status report since {}",
                 reference.format("%Y-%m-%dT%H:%M:%SZ")
@@ -676,8 +622,8 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
             next.phase.as_str(),
             since.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        effects.push(timeline("stuck", detail.clone()));
-        effects.push(alert("device_stuck", detail));
+        effects.push(timeline(EventKind::Stuck, detail.clone()));
+        effects.push(alert(AlertKind::DeviceStuck, detail));
     }
     next.stuck = stuck;
     // A device silent since before its deadline, long after it: give up with a reason.
@@ -689,7 +635,7 @@ fn flags(next: &mut Enforcement, now: DateTime<Utc>, rules: &Rules, effects: &mu
         );
         next.phase = Phase::Failed;
         next.failure_reason = Some(reason.clone());
-        effects.push(timeline("install_failed", reason.clone()));
-        effects.push(alert("install_failed", reason));
+        effects.push(timeline(EventKind::InstallFailed, reason.clone()));
+        effects.push(alert(AlertKind::InstallFailed, reason));
     }
 }

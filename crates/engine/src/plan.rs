@@ -286,8 +286,118 @@ fn minimum_os(platform: Platform, family: Option<&str>) -> (&'static str, &'stat
     }
 }
 
-/// Why a device is not part of a rollout, in words an admin can act on.
-pub type Exclusion = String;
+/// Why a device is not part of a rollout; its `Display` says it in words an admin can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    /// The model is not one of Apple's platforms Updraft knows.
+    UnknownModel {
+        /// The model identifier.
+        model: String,
+    },
+    /// The device is of another platform than the release.
+    OtherPlatform {
+        /// The device's.
+        device: Platform,
+        /// The release's.
+        release: Platform,
+    },
+    /// The reported OS version cannot be read.
+    UnreadableOsVersion {
+        /// As reported.
+        reported: String,
+    },
+    /// No SoftwareUpdateDeviceID: not reported, and the model is not in the maps.
+    NoDeviceId {
+        /// The model identifier, if known.
+        model: Option<String>,
+    },
+    /// The OS predates the enforcement declaration.
+    OsTooOld {
+        /// `macOS`, `iOS`, `tvOS`, `visionOS`.
+        os: &'static str,
+        /// The device's version.
+        version: String,
+        /// Where enforcement starts.
+        minimum: &'static str,
+    },
+    /// A Mac that does not offer the declaration (Apple allows it only on supervised Macs).
+    NotSupervised,
+    /// Already at or above the target.
+    AlreadyCurrent {
+        /// What it runs, with its supplemental letter.
+        runs: String,
+        /// The release's label.
+        target: String,
+    },
+    /// None of the release's builds lists the device.
+    NotSupported {
+        /// The device's ids.
+        ids: Vec<String>,
+        /// The release's label.
+        release: String,
+    },
+    /// A BSI whose base builds the device does not run.
+    WrongBaseBuild {
+        /// The release's label.
+        release: String,
+        /// The base builds it installs on.
+        prerequisites: Vec<String>,
+        /// What the device runs, if known.
+        device_build: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownModel { model } => {
+                write!(f, "model {model} is not an Apple platform Updraft knows")
+            }
+            Self::OtherPlatform { device, release } => {
+                write!(f, "the device runs {device}, the release is for {release}")
+            }
+            Self::UnreadableOsVersion { reported } => write!(
+                f,
+                "the device reports OS version {reported:?}, which Updraft cannot read"
+            ),
+            Self::NoDeviceId { model } => write!(
+                f,
+                "no SoftwareUpdateDeviceID known: the device does not report softwareupdate.device-id and model {} is not in the model maps",
+                model.as_deref().unwrap_or("(unknown)")
+            ),
+            Self::OsTooOld {
+                os,
+                version,
+                minimum,
+            } => write!(
+                f,
+                "OS too old for the declaration: {os} {version} is below {minimum}, where software-update enforcement starts"
+            ),
+            Self::NotSupervised => f.write_str(
+                "macOS not supervised: the device does not offer the software-update enforcement declaration (Apple allows it only on supervised Macs)",
+            ),
+            Self::AlreadyCurrent { runs, target } => write!(
+                f,
+                "already at or above the target: runs {runs}, target {target}"
+            ),
+            Self::NotSupported { ids, release } => write!(
+                f,
+                "device id {} is not in the SupportedDevices of {release}",
+                ids.join(" / ")
+            ),
+            Self::WrongBaseBuild {
+                release,
+                prerequisites,
+                device_build,
+            } => write!(
+                f,
+                "the BSI {release} installs only on build {}; the device runs {}",
+                prerequisites.join(" or "),
+                device_build.as_deref().unwrap_or("an unknown build")
+            ),
+        }
+    }
+}
 
 /// The decision for one device: enforce, exclude, or wait for more facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,44 +422,43 @@ pub enum Decision {
 pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
     let Some(platform) = facts.platform() else {
         return match &facts.model {
-            Some(model) => Decision::Exclude(format!(
-                "model {model} is not an Apple platform Updraft knows"
-            )),
+            Some(model) => Decision::Exclude(Exclusion::UnknownModel {
+                model: model.clone(),
+            }),
             None => Decision::Wait("the device's model is not known yet"),
         };
     };
     if platform != release.platform {
-        return Decision::Exclude(format!(
-            "the device runs {platform}, the release is for {}",
-            release.platform
-        ));
+        return Decision::Exclude(Exclusion::OtherPlatform {
+            device: platform,
+            release: release.platform,
+        });
     }
     let Some(os_text) = facts.os_version.as_deref() else {
         return Decision::Wait("the device's OS version is not known yet");
     };
     let Ok(os) = OsVersion::parse(os_text) else {
-        return Decision::Exclude(format!(
-            "the device reports OS version {os_text:?}, which Updraft cannot read"
-        ));
+        return Decision::Exclude(Exclusion::UnreadableOsVersion {
+            reported: os_text.to_owned(),
+        });
     };
     let Some((ids, source)) = facts.device_ids() else {
-        return Decision::Exclude(format!(
-            "no SoftwareUpdateDeviceID known: the device does not report softwareupdate.device-id and model {} is not in the model maps",
-            facts.model.as_deref().unwrap_or("(unknown)")
-        ));
+        return Decision::Exclude(Exclusion::NoDeviceId {
+            model: facts.model.clone(),
+        });
     };
     let (os_name, minimum) = minimum_os(platform, facts.model_family.as_deref());
     if os < OsVersion::parse(minimum).unwrap_or_else(|_| os.clone()) {
-        return Decision::Exclude(format!(
-            "OS too old for the declaration: {os_name} {os_text} is below {minimum}, where software-update enforcement starts"
-        ));
+        return Decision::Exclude(Exclusion::OsTooOld {
+            os: os_name,
+            version: os_text.to_owned(),
+            minimum,
+        });
     }
     let enforcement_type = SoftwareUpdateEnforcementSpecific::TYPE;
     match (&facts.supported_configurations, platform) {
         (Some(types), Platform::MacOs) if !types.iter().any(|t| t == enforcement_type) => {
-            return Decision::Exclude(
-                "macOS not supervised: the device does not offer the software-update enforcement declaration (Apple allows it only on supervised Macs)".into(),
-            );
+            return Decision::Exclude(Exclusion::NotSupervised);
         }
         (None, Platform::MacOs) => {
             return Decision::Wait("the device's DDM capabilities are not known yet");
@@ -360,25 +469,23 @@ pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
     let device_extra = VersionExtra::parse(&facts.extra);
     let release_extra = VersionExtra::parse(release.product_version_extra.as_deref().unwrap_or(""));
     if (&os, &device_extra) >= (&target, &release_extra) {
-        return Decision::Exclude(format!(
-            "already at or above the target: runs {os_text}{}, target {}",
-            if device_extra.is_none() {
-                String::new()
+        return Decision::Exclude(Exclusion::AlreadyCurrent {
+            runs: if device_extra.is_none() {
+                os_text.to_owned()
             } else {
-                format!(" {device_extra}")
+                format!("{os_text} {device_extra}")
             },
-            release.label()
-        ));
+            target: release.label(),
+        });
     }
     let Some(device_id) = ids
         .iter()
         .find(|id| release.supports(&id.to_ascii_lowercase()))
     else {
-        return Decision::Exclude(format!(
-            "device id {} is not in the SupportedDevices of {}",
-            ids.join(" / "),
-            release.label()
-        ));
+        return Decision::Exclude(Exclusion::NotSupported {
+            ids,
+            release: release.label(),
+        });
     };
     let lowered = device_id.to_ascii_lowercase();
     let listing: Vec<&ReleaseBuild> = release
@@ -396,16 +503,14 @@ pub fn decide(facts: &DeviceFacts, release: &Release) -> Decision {
         })
         .collect();
     if applicable.is_empty() {
-        let prerequisites: Vec<&str> = listing
-            .iter()
-            .filter_map(|b| b.prerequisite_build.as_deref())
-            .collect();
-        return Decision::Exclude(format!(
-            "the BSI {} installs only on build {}; the device runs {}",
-            release.label(),
-            prerequisites.join(" or "),
-            facts.build.as_deref().unwrap_or("an unknown build")
-        ));
+        return Decision::Exclude(Exclusion::WrongBaseBuild {
+            release: release.label(),
+            prerequisites: listing
+                .iter()
+                .filter_map(|b| b.prerequisite_build.clone())
+                .collect(),
+            device_build: facts.build.clone(),
+        });
     }
     // Apple: a TargetBuildVersion that does not fit the device yields to the version. Name the
     // build only when exactly one of the release's builds is the device's.

@@ -4,7 +4,7 @@ use serde_json::json;
 use updraft_ddm::{DeviceStatus, StatusReport};
 use updraft_feed::Platform;
 
-use crate::plan::{enforcement_declarations, names};
+use crate::plan::{Exclusion, enforcement_declarations, names};
 use crate::*;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -65,14 +65,29 @@ fn decisions_name_their_reasons() {
         Decision::Exclude(reason) => reason,
         other => panic!("expected an exclusion, got {other:?}"),
     };
-    assert!(
-        reason(&mac("MacBookPro18,3", "26.4.1", true))
-            .starts_with("already at or above the target")
+    let current = reason(&mac("MacBookPro18,3", "26.4.1", true));
+    assert!(matches!(current, Exclusion::AlreadyCurrent { .. }));
+    assert_eq!(
+        current.to_string(),
+        "already at or above the target: runs 26.4.1, target 26.4.1 (25E253)"
     );
-    assert!(reason(&mac("MacBookPro18,3", "13.6", true)).contains("macOS 13.6 is below 14.0"));
-    assert!(reason(&mac("MacBookPro18,3", "26.3", false)).starts_with("macOS not supervised"));
-    assert!(reason(&mac("iMac18,1", "26.3", true)).contains("not in the SupportedDevices"));
-    assert!(reason(&mac("Mac99,9", "26.3", true)).starts_with("no SoftwareUpdateDeviceID known"));
+    let old = reason(&mac("MacBookPro18,3", "13.6", true));
+    assert!(
+        old.to_string().contains("macOS 13.6 is below 14.0"),
+        "{old}"
+    );
+    assert_eq!(
+        reason(&mac("MacBookPro18,3", "26.3", false)),
+        Exclusion::NotSupervised
+    );
+    assert!(matches!(
+        reason(&mac("iMac18,1", "26.3", true)),
+        Exclusion::NotSupported { .. }
+    ));
+    assert!(matches!(
+        reason(&mac("Mac99,9", "26.3", true)),
+        Exclusion::NoDeviceId { .. }
+    ));
     let mut reported = mac("Mac99,9", "26.3", true);
     reported.reported_device_id = Some("J314SAP".into());
     assert_eq!(
@@ -104,7 +119,7 @@ fn bsi_needs_its_prerequisite_build() {
     };
     let mut device = mac("MacBookPro18,3", "26.3.1", true);
     assert!(
-        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.contains("installs only on build 25D2128 or 25D2129"))
+        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.to_string().contains("installs only on build 25D2128 or 25D2129"))
     );
     // Of the BSI's builds, only the one for the device's base build applies: it is named.
     device.build = Some("25D2129".into());
@@ -113,9 +128,10 @@ fn bsi_needs_its_prerequisite_build() {
         Decision::Enforce { target_build: Some(b), .. } if b == "25D771290a"
     ));
     device.extra = "(a)".into();
-    assert!(
-        matches!(decide(&device, &bsi), Decision::Exclude(reason) if reason.starts_with("already"))
-    );
+    assert!(matches!(
+        decide(&device, &bsi),
+        Decision::Exclude(Exclusion::AlreadyCurrent { .. })
+    ));
 }
 
 #[test]

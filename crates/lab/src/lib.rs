@@ -14,7 +14,7 @@ use std::sync::Arc;
 use updraft_clock::{Clock, ManualClock, SharedClock};
 use updraft_console::Console;
 use updraft_engine::plan::Release;
-use updraft_engine::{Enforcement, Phase};
+use updraft_engine::{AlertKind, Enforcement, EventKind, Phase};
 use updraft_feed::{LookupResponse, Platform};
 use updraft_mdm::{
     Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
@@ -138,7 +138,7 @@ pub struct ReportEvent {
     /// RFC 3339, simulated time.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: EventKind,
     /// Detail.
     pub detail: String,
 }
@@ -188,7 +188,7 @@ pub struct ReportAlert {
     /// When.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: AlertKind,
     /// The device.
     pub device: Option<String>,
     /// Detail.

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use updraft_engine::plan::Release;
+use updraft_engine::{AlertKind, EventKind};
 use updraft_feed::{BUNDLED_FEED, LookupResponse, Platform};
 use updraft_lab::{Lab, LabConfig, LabReport, ReportDevice};
 use updraft_sim::{DeviceSpec, Fault};
@@ -121,7 +122,7 @@ async fn all_seven_phases_on_a_mac_and_an_iphone() {
     let states: Vec<&str> = mac
         .events
         .iter()
-        .filter(|e| e.kind == "install_state")
+        .filter(|e| e.kind == EventKind::InstallState)
         .map(|e| e.detail.as_str())
         .collect();
     assert_eq!(states, ["waiting", "downloading", "prepared", "installing"]);
@@ -185,14 +186,18 @@ async fn every_failure_kind_ends_failed_with_a_reason_and_an_alert() {
             report
                 .alerts
                 .iter()
-                .any(|a| a.device.as_deref() == Some(udid) && a.kind == "install_failed"),
+                .any(|a| a.device.as_deref() == Some(udid) && a.kind == AlertKind::InstallFailed),
             "{udid} has no install_failed alert"
         );
     }
     // The console warned before the rollout that this Mac would need its user.
-    assert!(report.alerts.iter().any(
-        |a| a.device.as_deref() == Some("00000003-MAC") && a.kind == "bootstrap_token_missing"
-    ));
+    assert!(
+        report
+            .alerts
+            .iter()
+            .any(|a| a.device.as_deref() == Some("00000003-MAC")
+                && a.kind == AlertKind::BootstrapTokenMissing)
+    );
     assert!(kinds(device(&report, "00000003-MAC")).contains(&"bootstrap_token_requested"));
     // The silent device was flagged before it was given up.
     assert!(in_order(
@@ -216,8 +221,18 @@ async fn an_offline_device_installs_an_hour_after_it_returns() {
         "{:?}",
         kinds(d)
     );
-    assert!(report.alerts.iter().any(|a| a.kind == "past_deadline"));
-    let updated = &d.events.iter().find(|e| e.kind == "os_updated").unwrap().at;
+    assert!(
+        report
+            .alerts
+            .iter()
+            .any(|a| a.kind == AlertKind::PastDeadline)
+    );
+    let updated = &d
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::OsUpdated)
+        .unwrap()
+        .at;
     assert!(
         updated.as_str() > "2026-04-16",
         "installed {updated}, after the deadline day"
@@ -284,7 +299,7 @@ async fn a_console_restart_mid_rollout_loses_nothing_and_repeats_nothing() {
         let assigned = d
             .events
             .iter()
-            .filter(|e| e.kind == "declaration_assigned")
+            .filter(|e| e.kind == EventKind::DeclarationAssigned)
             .count();
         assert!(assigned <= 1, "{} was assigned {assigned} times", d.id);
     }
@@ -331,7 +346,7 @@ async fn the_lab_of_300_devices_with_seed_7_ends_clean() {
                         .alerts
                         .iter()
                         .any(|a| a.device.as_deref() == Some(d.id.as_str())
-                            && a.kind == "install_failed")
+                            && a.kind == AlertKind::InstallFailed)
                 );
             }
             "excluded" => assert!(

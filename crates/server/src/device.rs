@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use updraft_ddm::checkin::{CheckinMessage, CommandReport, DdmEndpoint, GetBootstrapTokenResponse};
+use updraft_ddm::checkin::{
+    CheckinMessage, CommandReport, CommandStatus, DdmEndpoint, GetBootstrapTokenResponse,
+};
 use updraft_ddm::{DeclarationItemsResponse, StatusReport};
 
 use crate::db::timestamp;
@@ -255,11 +257,11 @@ pub(crate) async fn connect(
     let result = report
         .command_uuid
         .clone()
-        .filter(|_| report.status != "Idle")
-        .map(|uuid| (uuid, report.status.clone()));
+        .filter(|_| report.status != CommandStatus::Idle)
+        .map(|uuid| (uuid, report.status));
     let answers = report
         .query_responses
-        .filter(|_| report.status == "Acknowledged");
+        .filter(|_| report.status == CommandStatus::Acknowledged);
     let now = state.clock.now();
     let next = state
         .writer
@@ -269,7 +271,7 @@ pub(crate) async fn connect(
             }
             let result = result
                 .as_ref()
-                .map(|(uuid, status)| (uuid.as_str(), status.as_str()));
+                .map(|(uuid, status)| (uuid.as_str(), *status));
             writes::connect(c, &id, result, now)
         })
         .await

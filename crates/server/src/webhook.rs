@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use updraft_ddm::StatusReport;
-use updraft_ddm::checkin::{CheckinMessage, CommandReport, DdmEndpoint, DeviceInformationCommand};
+use updraft_ddm::checkin::{
+    CheckinMessage, CommandReport, CommandStatus, DdmEndpoint, DeviceInformationCommand,
+};
 
 use crate::db::{new_uuid, timestamp};
 use crate::secrets::verify_hmac;
@@ -127,7 +129,7 @@ pub(crate) async fn receive(
         let id = report.enrollment();
         if let Some(answers) = report
             .query_responses
-            .filter(|_| report.status == "Acknowledged")
+            .filter(|_| report.status == CommandStatus::Acknowledged)
         {
             state
                 .writer

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use updraft_ddm::DeclarationItemsResponse;
 use updraft_ddm::checkin::{
-    Authenticate, DeclarativeManagementCommand, DeviceInformationCommand, QueryResponses,
-    TokenUpdate,
+    Authenticate, CommandStatus, DeclarativeManagementCommand, DeviceInformationCommand,
+    QueryResponses, TokenUpdate,
 };
 
 use crate::db::{Context, DbError, assigned_declarations, new_uuid, timestamp};
@@ -212,12 +212,12 @@ pub(crate) fn take_bootstrap_request(
 pub(crate) fn connect(
     connection: &Connection,
     id: &str,
-    result: Option<(&str, &str)>,
+    result: Option<(&str, CommandStatus)>,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<u8>>, DbError> {
     let now_text = timestamp(now);
     match result {
-        Some((uuid, "Acknowledged")) => connection
+        Some((uuid, CommandStatus::Acknowledged)) => connection
             .prepare_cached("DELETE FROM commands WHERE uuid = ?1 AND enrollment_id = ?2")
             .and_then(|mut statement| statement.execute((uuid, id)))
             .context("recording a command result")?,
@@ -225,7 +225,7 @@ pub(crate) fn connect(
             .prepare_cached(
                 "UPDATE commands SET result = ?1 WHERE uuid = ?2 AND enrollment_id = ?3",
             )
-            .and_then(|mut statement| statement.execute((status, uuid, id)))
+            .and_then(|mut statement| statement.execute((status.as_str(), uuid, id)))
             .context("recording a command result")?,
         None => 0,
     };

@@ -5,6 +5,7 @@ mod common;
 
 use axum::http::StatusCode;
 use serde_json::json;
+use updraft_ddm::checkin::CommandStatus;
 
 use common::*;
 use updraft_server::DdmForwarding;
@@ -14,7 +15,7 @@ async fn drain(server: &Server) {
     let mut next = server.connect(None).await;
     while let Some(command) = next {
         next = server
-            .connect(Some(("Acknowledged", &command.command_uuid)))
+            .connect(Some((CommandStatus::Acknowledged, &command.command_uuid)))
             .await;
     }
 }
@@ -61,7 +62,7 @@ async fn nonotify_is_read_as_kmfddm_reads_it() {
             assert_eq!(command.is_some(), notifies, "{method} ?{query}");
             if let Some(command) = command {
                 server
-                    .connect(Some(("Acknowledged", &command.command_uuid)))
+                    .connect(Some((CommandStatus::Acknowledged, &command.command_uuid)))
                     .await;
             }
         }

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use serde_json::{Value, json};
+use updraft_ddm::checkin::CommandStatus;
 
 use common::*;
 use updraft_ddm::checkin::{DeclarativeManagementCommand, GetBootstrapTokenResponse};
@@ -101,7 +102,7 @@ async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_s
         )
         .await;
     let second = server
-        .connect(Some(("Acknowledged", &first.command_uuid)))
+        .connect(Some((CommandStatus::Acknowledged, &first.command_uuid)))
         .await
         .expect("a command for the change made during the sync");
     assert_ne!(second.command_uuid, first.command_uuid);
@@ -110,7 +111,7 @@ async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_s
     // NotNow: not sent again in the same session, but at the next Idle.
     assert!(
         server
-            .connect(Some(("NotNow", &second.command_uuid)))
+            .connect(Some((CommandStatus::NotNow, &second.command_uuid)))
             .await
             .is_none()
     );
@@ -121,7 +122,7 @@ async fn commands_carry_the_tokens_of_when_they_are_sent_and_a_change_during_a_s
     assert_eq!(again.command_uuid, second.command_uuid);
     assert!(
         server
-            .connect(Some(("Acknowledged", &again.command_uuid)))
+            .connect(Some((CommandStatus::Acknowledged, &again.command_uuid)))
             .await
             .is_none()
     );

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
 use updraft_clock::ManualClock;
-use updraft_ddm::checkin::{CommandReport, IncomingCommand, QueryResponses};
+use updraft_ddm::checkin::{CommandReport, CommandStatus, IncomingCommand, QueryResponses};
 use updraft_server::secrets::sign_hmac;
 use updraft_server::{
     AppState, Db, Enqueuer, Limits, NoPusher, SealingKey, ServerConfig, WebhookConfig, app,
@@ -193,7 +193,8 @@ async fn a_new_enrollment_is_asked_its_name_and_zone_through_nanomdm_and_the_ans
     assert_eq!(command.command.request_type, "DeviceInformation");
 
     // The device's answer arrives as an mdm.Connect event.
-    let mut answer = CommandReport::result(UDID, "Acknowledged", &command.command_uuid);
+    let mut answer =
+        CommandReport::result(UDID, CommandStatus::Acknowledged, &command.command_uuid);
     answer.query_responses = Some(QueryResponses {
         device_name: Some("Ana's MacBook Air".into()),
         time_zone: Some("Europe/Lisbon".into()),

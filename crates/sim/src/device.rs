@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use updraft_ddm::checkin::{
-    Authenticate, CheckinMessage, CommandReport, DeclarativeManagementCheckin, EnrollmentKeys,
-    GetBootstrapToken, GetBootstrapTokenResponse, IncomingCommand, QueryResponses,
+    Authenticate, CheckinMessage, CommandReport, CommandStatus, DeclarativeManagementCheckin,
+    EnrollmentKeys, GetBootstrapToken, GetBootstrapTokenResponse, IncomingCommand, QueryResponses,
     SetBootstrapToken, TokenUpdate,
 };
 use updraft_ddm::declaration::SOFTWARE_UPDATE_STATUS_ITEMS;
 use updraft_ddm::{
-    Declaration, DeclarationItemsResponse, DeclarationPayload, OsVersion,
+    Declaration, DeclarationItemsResponse, DeclarationPayload, InstallState, OsVersion,
     SoftwareUpdateEnforcementSpecific, TokensResponse, VersionExtra,
 };
 
@@ -230,7 +230,7 @@ pub struct SimDevice {
     pub extra: VersionExtra,
     install: Option<Install>,
     failure: Option<(u64, String)>,
-    install_state: &'static str,
+    install_state: InstallState,
     last_report: Option<DateTime<Utc>>,
     offline: Option<(DateTime<Utc>, DateTime<Utc>)>,
     sent_capabilities: bool,
@@ -265,7 +265,7 @@ impl SimDevice {
             software,
             install: None,
             failure: None,
-            install_state: "none",
+            install_state: InstallState::None,
             last_report: None,
             offline: None,
             sent_capabilities: false,
@@ -400,7 +400,11 @@ impl SimDevice {
                 return Ok(());
             }
             let command = IncomingCommand::parse(&body).map_err(|e| e.to_string())?;
-            report = CommandReport::result(&self.spec.udid, "Acknowledged", &command.command_uuid);
+            report = CommandReport::result(
+                &self.spec.udid,
+                CommandStatus::Acknowledged,
+                &command.command_uuid,
+            );
             match command.command.request_type.as_str() {
                 "DeclarativeManagement" => {
                     let tokens = command
@@ -419,7 +423,7 @@ impl SimDevice {
                         time_zone: asked("TimeZone").then(|| self.spec.time_zone.clone()),
                     });
                 }
-                _ => report.status = "Error".into(),
+                _ => report.status = CommandStatus::Error,
             }
         }
     }
@@ -515,7 +519,7 @@ impl SimDevice {
         match best {
             Some((deadline, identifier, payload)) => {
                 if self.install.as_ref().map(|i| &i.declaration_id) == Some(&identifier)
-                    || self.install_state == "failed"
+                    || self.install_state == InstallState::Failed
                 {
                     return;
                 }
@@ -528,7 +532,7 @@ impl SimDevice {
                     state: "waiting",
                     next_at: now + Duration::minutes(self.rng.random_range(5..30)),
                 });
-                self.install_state = "waiting";
+                self.install_state = InstallState::Waiting;
                 if self.spec.fault == Some(Fault::Offline) && self.offline.is_none() {
                     // Off the network from shortly after it learns of the update until one to
                     // three days past the deadline.
@@ -537,8 +541,8 @@ impl SimDevice {
                 }
             }
             None => {
-                if self.install.take().is_some() && self.install_state != "failed" {
-                    self.install_state = "none";
+                if self.install.take().is_some() && self.install_state != InstallState::Failed {
+                    self.install_state = InstallState::None;
                 }
             }
         }
@@ -595,7 +599,7 @@ impl SimDevice {
             "waiting" => {
                 install.state = "downloading";
                 install.next_at = now + Duration::minutes(self.rng.random_range(20..180));
-                self.install_state = "downloading";
+                self.install_state = InstallState::Downloading;
             }
             "downloading" => match self.spec.fault {
                 Some(Fault::NoDiskSpace) => {
@@ -606,7 +610,7 @@ impl SimDevice {
                 }
                 _ => {
                     install.state = "prepared";
-                    self.install_state = "prepared";
+                    self.install_state = InstallState::Prepared;
                     let early = self
                         .spec
                         .user_installs_after
@@ -635,7 +639,7 @@ impl SimDevice {
                 }
                 install.state = "installing";
                 install.next_at = now + Duration::minutes(self.rng.random_range(20..50));
-                self.install_state = "installing";
+                self.install_state = InstallState::Installing;
             }
             "installing" => {
                 // Restart into the new system.
@@ -664,7 +668,7 @@ impl SimDevice {
                     self.extra = VersionExtra::NONE;
                 }
                 self.install = None;
-                self.install_state = "none";
+                self.install_state = InstallState::None;
                 self.failure = None;
                 return self.report(transport, now, false).await;
             }
@@ -696,7 +700,7 @@ impl SimDevice {
     ) -> Result<(), String> {
         let count = self.failure.as_ref().map_or(1, |(count, _)| count + 1);
         self.failure = Some((count, reason.to_owned()));
-        self.install_state = "failed";
+        self.install_state = InstallState::Failed;
         self.install = None;
         self.report(transport, now, false).await
     }
@@ -717,7 +721,7 @@ impl SimDevice {
                 json!({"build-version": supplemental, "extra-version": self.extra.letter()});
         }
         if subscribed {
-            software_update.insert("install-state".into(), json!(self.install_state));
+            software_update.insert("install-state".into(), json!(self.install_state.as_str()));
             let pending = match &self.install {
                 Some(install) => {
                     json!({"os-version": install.target_version, "build-version": install.target_build.clone().unwrap_or_default(), "target-local-date-time": install.deadline_local})
@@ -725,8 +729,8 @@ impl SimDevice {
                 None => json!({"os-version": "", "build-version": ""}),
             };
             software_update.insert("pending-version".into(), pending);
-            let failure = match (&self.failure, self.install_state) {
-                (Some((count, reason)), "failed") => {
+            let failure = match (&self.failure, &self.install_state) {
+                (Some((count, reason)), InstallState::Failed) => {
                     json!({"count": count, "reason": reason, "timestamp": now.to_rfc3339()})
                 }
                 _ => json!({"count": 0}),

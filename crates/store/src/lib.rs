@@ -15,7 +15,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use updraft_engine::plan::{DeviceFacts, platform_of_model};
-use updraft_engine::{Effect, Enforcement, Release};
+use updraft_engine::{AlertKind, Effect, Enforcement, EventKind, Release, RolloutState};
 use updraft_feed::Platform;
 
 /// A store failure.
@@ -77,6 +77,20 @@ fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A value of one of the engine's closed sets, read back from its stored name.
+fn stored<T: FromStr<Err = updraft_engine::UnknownName>>(
+    name: &str,
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    name.parse()
+        .map_err(|error: updraft_engine::UnknownName| StoreError::Corrupt {
+            what: what(),
+            reason: format!(
+                "{error}: a newer Updraft wrote this database, or it was edited by hand"
+            ),
+        })
+}
+
 /// A device as the console knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRow {
@@ -111,8 +125,8 @@ pub struct Rollout {
     pub deadline_local: String,
     /// Optional details page.
     pub details_url: Option<String>,
-    /// `active`, `paused`, `cancelled` or `done`.
-    pub state: String,
+    /// As the admin set it.
+    pub state: RolloutState,
 }
 
 /// A timeline entry.
@@ -121,7 +135,7 @@ pub struct TimelineEvent {
     /// When.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: EventKind,
     /// Detail.
     pub detail: String,
     /// The rollout, if any.
@@ -138,7 +152,7 @@ pub struct Alert {
     /// When.
     pub at: String,
     /// Kind.
-    pub kind: String,
+    pub kind: AlertKind,
     /// The device.
     pub enrollment_id: Option<String>,
     /// Detail.
@@ -196,8 +210,39 @@ pub struct OutboxItem {
     pub effect: Effect,
 }
 
-/// A timeline entry or alert to write: device, rollout, when, kind, detail.
-pub type Note = (String, Option<i64>, DateTime<Utc>, String, String);
+/// A timeline entry or an alert to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note<Kind> {
+    /// The device; none for an alert about no one device (a rollout's failed pushes).
+    pub enrollment_id: Option<String>,
+    /// The rollout, if any.
+    pub rollout_id: Option<i64>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What it records.
+    pub kind: Kind,
+    /// The detail a person reads.
+    pub detail: String,
+}
+
+impl<Kind> Note<Kind> {
+    /// A note about a device, within a rollout or not.
+    pub fn device(
+        enrollment_id: &str,
+        rollout_id: Option<i64>,
+        at: DateTime<Utc>,
+        kind: Kind,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            enrollment_id: Some(enrollment_id.to_owned()),
+            rollout_id,
+            at,
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Everything one step changed, committed together.
 #[derive(Debug, Default)]
@@ -208,10 +253,10 @@ pub struct Changes {
     pub enforcements: Vec<Enforcement>,
     /// Effects to carry out later (assignments, touches).
     pub outbox: Vec<(Option<i64>, String, Effect)>,
-    /// Timeline entries: device, rollout, at, kind, detail.
-    pub events: Vec<Note>,
-    /// Alerts: device, rollout, at, kind, detail.
-    pub alerts: Vec<Note>,
+    /// Timeline entries.
+    pub events: Vec<Note<EventKind>>,
+    /// Alerts.
+    pub alerts: Vec<Note<AlertKind>>,
     /// Outbox rows now done.
     pub done: Vec<i64>,
     /// Settings to write (the server cursor, for one).
@@ -223,15 +268,15 @@ impl Changes {
     pub fn effects(&mut self, record: &Enforcement, effects: Vec<Effect>, now: DateTime<Utc>) {
         for effect in effects {
             match effect {
-                Effect::Timeline { kind, detail } => self.events.push((
-                    record.enrollment_id.clone(),
+                Effect::Timeline { kind, detail } => self.events.push(Note::device(
+                    &record.enrollment_id,
                     Some(record.rollout_id),
                     now,
                     kind,
                     detail,
                 )),
-                Effect::Alert { kind, detail } => self.alerts.push((
-                    record.enrollment_id.clone(),
+                Effect::Alert { kind, detail } => self.alerts.push(Note::device(
+                    &record.enrollment_id,
                     Some(record.rollout_id),
                     now,
                     kind,
@@ -515,9 +560,9 @@ impl Store {
     }
 
     /// Changes a rollout's state.
-    pub async fn set_rollout_state(&self, id: i64, state: &str) -> Result<(), StoreError> {
+    pub async fn set_rollout_state(&self, id: i64, state: RolloutState) -> Result<(), StoreError> {
         sqlx::query("UPDATE rollouts SET state = ? WHERE id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(id)
             .execute(&self.pool)
             .await
@@ -535,6 +580,7 @@ impl Store {
         rows.into_iter()
             .map(|row| {
                 let release: String = row.get("release");
+                let state: String = row.get("state");
                 Ok(Rollout {
                     id: row.get("id"),
                     release: serde_json::from_str(&release).map_err(|e| StoreError::Corrupt {
@@ -544,7 +590,9 @@ impl Store {
                     wave: row.get::<i64, _>("wave") as u32,
                     deadline_local: row.get("deadline_local"),
                     details_url: row.get("details_url"),
-                    state: row.get("state"),
+                    state: stored::<RolloutState>(&state, || {
+                        format!("rollout {}'s state", row.get::<i64, _>("id"))
+                    })?,
                 })
             })
             .collect()
@@ -775,16 +823,18 @@ impl Store {
                 ids,
                 "reading timelines",
                 |row| {
-                    let read = || -> rusqlite::Result<(i64, String, TimelineEvent)> {
+                    let read = || -> rusqlite::Result<(i64, String, String, TimelineEvent)> {
                         let event = TimelineEvent {
                             at: row.get(2)?,
-                            kind: row.get(3)?,
+                            kind: EventKind::Enrolled,
                             detail: row.get(4)?,
                             rollout_id: row.get(5)?,
                         };
-                        Ok((row.get(0)?, row.get(1)?, event))
+                        Ok((row.get(0)?, row.get(1)?, row.get(3)?, event))
                     };
-                    read().context("reading timelines")
+                    let (id, device, kind, mut event) = read().context("reading timelines")?;
+                    event.kind = stored(&kind, || format!("timeline entry {id}'s kind"))?;
+                    Ok((id, device, event))
                 },
             )
             .await?;
@@ -812,29 +862,31 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("reading alerts")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Alert {
-                id: row.get("id"),
-                rollout_id: row.get("rollout_id"),
-                at: row.get("at"),
-                kind: row.get("kind"),
-                enrollment_id: row.get("enrollment_id"),
-                detail: row.get("detail"),
+        rows.into_iter()
+            .map(|row| {
+                let id = row.get("id");
+                Ok(Alert {
+                    id,
+                    rollout_id: row.get("rollout_id"),
+                    at: row.get("at"),
+                    kind: stored(row.get("kind"), || format!("alert {id}'s kind"))?,
+                    enrollment_id: row.get("enrollment_id"),
+                    detail: row.get("detail"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Raises an alert about no one device (a new release in the feed).
     pub async fn raise_alert(
         &self,
         at: DateTime<Utc>,
-        kind: &str,
+        kind: AlertKind,
         detail: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO alerts (at, kind, detail) VALUES (?, ?, ?)")
             .bind(ts(at))
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(detail)
             .execute(&self.pool)
             .await
@@ -1057,23 +1109,20 @@ fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Resul
             ])
             .context("writing the outbox")?;
     }
-    for (table, rows, context) in [
-        ("events", &changes.events, "writing the timeline"),
-        ("alerts", &changes.alerts, "writing alerts"),
-    ] {
-        let mut statement = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} (enrollment_id, rollout_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)"
-            ))
-            .context(context)?;
-        for (device, rollout, at, kind, detail) in rows {
-            // An empty device is a note about no one device (a rollout's failed pushes).
-            let device = (!device.is_empty()).then_some(device);
-            statement
-                .execute(params![device, rollout, ts(*at), kind, detail])
-                .context(context)?;
-        }
-    }
+    write_notes(
+        tx,
+        "events",
+        &changes.events,
+        EventKind::as_str,
+        "writing the timeline",
+    )?;
+    write_notes(
+        tx,
+        "alerts",
+        &changes.alerts,
+        AlertKind::as_str,
+        "writing alerts",
+    )?;
     let mut statement = tx
         .prepare_cached("UPDATE outbox SET done_at = ?1 WHERE id = ?2")
         .context("closing outbox items")?;
@@ -1091,6 +1140,32 @@ fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Resul
         statement
             .execute(params![key, value])
             .context("writing a setting")?;
+    }
+    Ok(())
+}
+
+fn write_notes<Kind: Copy>(
+    tx: &rusqlite::Transaction,
+    table: &str,
+    notes: &[Note<Kind>],
+    name: fn(Kind) -> &'static str,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    let mut statement = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} (enrollment_id, rollout_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))
+        .context(context)?;
+    for note in notes {
+        statement
+            .execute(params![
+                note.enrollment_id,
+                note.rollout_id,
+                ts(note.at),
+                name(note.kind),
+                note.detail
+            ])
+            .context(context)?;
     }
     Ok(())
 }

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use updraft_engine::plan::{DeviceFacts, Release, ReleaseBuild, names};
-use updraft_engine::{Effect, Enforcement, Phase};
+use updraft_engine::{Effect, Enforcement, EventKind, Phase};
 use updraft_feed::Platform;
-use updraft_store::{Changes, DeviceRow, Store, StoreError};
+use updraft_store::{Changes, DeviceRow, Note, Store, StoreError};
 
 fn now() -> DateTime<Utc> {
     "2026-04-10T09:00:00Z".parse().unwrap()
@@ -86,7 +86,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
                 set: planned.set_name.clone(),
             },
             Effect::Timeline {
-                kind: "planned".into(),
+                kind: EventKind::Planned,
                 detail: "26.4.1".into(),
             },
         ],
@@ -135,7 +135,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     assert_eq!(reopened.device("E1").await.unwrap().unwrap(), device("E1"));
     let timeline = reopened.timeline("E1").await.unwrap();
     assert_eq!(timeline.len(), 1);
-    assert_eq!(timeline[0].kind, "planned");
+    assert_eq!(timeline[0].kind, EventKind::Planned);
     assert_eq!(reopened.rollouts().await.unwrap()[0].release, release());
 }
 
@@ -232,6 +232,49 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
 }
 
 #[tokio::test]
+async fn a_stored_kind_this_version_does_not_know_is_named_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let store = Store::open(&path).await.unwrap();
+    let mut changes = Changes::default();
+    changes.devices.push(device("E1"));
+    changes
+        .events
+        .push(Note::device("E1", None, now(), EventKind::Enrolled, "Mac"));
+    changes.alerts.push(Note::device(
+        "E1",
+        None,
+        now(),
+        updraft_engine::AlertKind::DeviceStale,
+        "silent",
+    ));
+    store.commit(changes, now()).await.unwrap();
+    {
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        for damage in [
+            "UPDATE events SET kind = 'teleported'",
+            "UPDATE alerts SET kind = 'teleported'",
+        ] {
+            sqlx::query(damage).execute(&mut other).await.unwrap();
+        }
+    }
+    let error = store.timeline("E1").await.unwrap_err();
+    assert!(
+        error.to_string().contains("timeline entry 1's kind")
+            && error.to_string().contains("unknown name `teleported`"),
+        "{error}"
+    );
+    let error = store.alerts().await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Corrupt { .. }) && error.to_string().contains("alert 1's kind"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_commit_that_fails_part_way_writes_nothing_and_the_store_goes_on() {
     let (store, rollout, _dir) = store_with_rollout().await;
     // Devices are written before records: the record of a rollout that does not exist fails
@@ -239,7 +282,7 @@ async fn a_commit_that_fails_part_way_writes_nothing_and_the_store_goes_on() {
     let broken = Changes {
         devices: vec![device("E1")],
         enforcements: vec![record(rollout + 1, "E1", Phase::Planned)],
-        events: vec![("E1".into(), None, now(), "enrolled".into(), String::new())],
+        events: vec![Note::device("E1", None, now(), EventKind::Enrolled, "")],
         ..Changes::default()
     };
     let error = store.commit(broken, now()).await.unwrap_err();
@@ -353,11 +396,18 @@ async fn the_device_list_follows_every_change_of_a_device() {
 async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
     let (store, rollout, _dir) = store_with_rollout().await;
     // Events of three devices interleaved over three commits, as a rollout writes them.
-    for (step, kind) in ["assigned", "pushed", "active"].into_iter().enumerate() {
+    for (step, kind) in [
+        EventKind::DeclarationAssigned,
+        EventKind::PushSent,
+        EventKind::DeclarationActive,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut changes = Changes::default();
         for id in ["E2", "E1", "E3"] {
             let timeline = Effect::Timeline {
-                kind: kind.into(),
+                kind,
                 detail: format!("{id} {step}"),
             };
             changes.effects(&record(rollout, id, Phase::Planned), vec![timeline], now());
@@ -374,16 +424,16 @@ async fn timelines_of_a_set_of_devices_come_back_per_device_oldest_first() {
         "E2 was not asked for, E9 has no events"
     );
     for id in ["E1", "E3"] {
-        let events: Vec<(&str, &str)> = timelines[id]
+        let events: Vec<(EventKind, &str)> = timelines[id]
             .iter()
-            .map(|e| (e.kind.as_str(), e.detail.as_str()))
+            .map(|e| (e.kind, e.detail.as_str()))
             .collect();
         assert_eq!(
             events,
             [
-                ("assigned", format!("{id} 0").as_str()),
-                ("pushed", format!("{id} 1").as_str()),
-                ("active", format!("{id} 2").as_str()),
+                (EventKind::DeclarationAssigned, format!("{id} 0").as_str()),
+                (EventKind::PushSent, format!("{id} 1").as_str()),
+                (EventKind::DeclarationActive, format!("{id} 2").as_str()),
             ]
         );
     }

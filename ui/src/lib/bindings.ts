@@ -1,6 +1,8 @@
 // Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.
 // UPDRAFT_BLESS=1 cargo test -p updraft-desktop bindings rewrites it.
 
+export type EventKind = "enrolled" | "planned" | "excluded" | "declaration_assigned" | "declaration_unassigned" | "push_sent" | "push_failed" | "rollout_cancelled" | "retry" | "bootstrap_token_requested" | "declaration_removed" | "declaration_invalid" | "declaration_active" | "os_updated" | "install_state" | "install_failed" | "past_deadline" | "stale" | "stuck";
+export type AlertKind = "install_failed" | "declaration_invalid" | "past_deadline" | "device_stuck" | "device_stale" | "bootstrap_token_missing" | "push_certificate_expiring" | "push_failed" | "new_release";
 export type OsCount = {
   /** `macOS`, `iOS`. */
   platform: string,
@@ -31,6 +33,7 @@ export type ReleaseBanner = {
   /** Devices it applies to. */
   appliesTo: number,
 };
+export type RolloutStatus = "active" | "complete" | "paused" | "cancelled";
 export type RolloutSummary = {
   /** Id. */
   id: number,
@@ -42,8 +45,8 @@ export type RolloutSummary = {
   label: string,
   /** Local deadline. */
   deadline: string,
-  /** `active`, `complete` (active, every device final), `paused`, `cancelled`. */
-  state: string,
+  /** Where it stands. */
+  state: RolloutStatus,
   /** Devices with a record (including excluded). */
   total: number,
   /** Updated (and cleaned up, or being cleaned up). */
@@ -61,7 +64,7 @@ export type AlertView = {
   /** When (simulated in the lab). */
   at: string,
   /** Kind. */
-  kind: string,
+  kind: AlertKind,
   /** Device enrollment id. */
   device: string | null,
   /** Device name. */
@@ -187,7 +190,7 @@ export type TimelineEntry = {
   /** When. */
   at: string,
   /** Kind. */
-  kind: string,
+  kind: EventKind,
   /** Detail. */
   detail: string,
   /** Rollout. */

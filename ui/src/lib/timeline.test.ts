@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { label, tone } from "./timeline";
+import { alertLabel, label, tone } from "./timeline";
 
 describe("timeline", () => {
-  it("names event kinds for people, and unknown kinds by their words", () => {
+  it("names event and alert kinds for people", () => {
     expect(label("declaration_assigned")).toBe("Declaration assigned");
     expect(label("bootstrap_token_requested")).toBe("Bootstrap token fetched");
-    expect(label("something_new")).toBe("Something new");
+    expect(label("rollout_cancelled")).toBe("Rollout cancelled");
+    expect(alertLabel("device_stale")).toBe("no status report");
+    expect(alertLabel("new_release")).toBe("new release");
   });
   it("marks failures as trouble and the update as done", () => {
     expect(tone({ kind: "install_failed", detail: "SoftwareUpdateFailureReasonDiskSpace" })).toBe("trouble");

@@ -1,39 +1,62 @@
-// How a device's timeline reads: a label per event kind, and which events are trouble.
-import type { TimelineEntry } from "./api";
+// How a device's timeline and the alert list read: a label per kind (the tables name every kind
+// the Rust enums have, or the type check fails), and which events are trouble.
+import type { AlertKind, EventKind, TimelineEntry } from "./api";
 
-const LABELS: Record<string, string> = {
+const EVENT_LABELS: Record<EventKind, string> = {
   enrolled: "Enrolled",
+  planned: "Planned",
+  excluded: "Excluded",
   declaration_assigned: "Declaration assigned",
+  declaration_unassigned: "Declaration unassigned",
   push_sent: "Push sent",
   push_failed: "Push failed",
-  declaration_active: "Declaration active",
+  rollout_cancelled: "Rollout cancelled",
+  retry: "Retried",
+  bootstrap_token_requested: "Bootstrap token fetched",
+  declaration_removed: "Declaration removed",
   declaration_invalid: "Declaration rejected",
+  declaration_active: "Declaration active",
+  os_updated: "OS updated",
   install_state: "Install state",
   install_failed: "Install failed",
-  bootstrap_token_requested: "Bootstrap token fetched",
-  os_updated: "OS updated",
-  declaration_unassigned: "Declaration unassigned",
-  declaration_removed: "Declaration removed",
   past_deadline: "Deadline passed",
   stale: "No status report",
   stuck: "Stuck",
-  retry: "Retried",
-  excluded: "Excluded",
-  cancelled: "Cancelled",
-  push_certificate_expiring: "Push certificate expiring",
 };
 
-/** A person's name for an event kind; unknown kinds read as their words. */
-export function label(kind: string): string {
-  return LABELS[kind] ?? kind.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
-}
+const ALERT_LABELS: Record<AlertKind, string> = {
+  install_failed: "install failed",
+  declaration_invalid: "declaration rejected",
+  past_deadline: "deadline passed",
+  device_stuck: "stuck",
+  device_stale: "no status report",
+  bootstrap_token_missing: "no bootstrap token",
+  push_certificate_expiring: "push certificate expiring",
+  push_failed: "push failed",
+  new_release: "new release",
+};
+
+const TROUBLE: ReadonlySet<EventKind> = new Set<EventKind>([
+  "install_failed",
+  "declaration_invalid",
+  "past_deadline",
+  "stale",
+  "stuck",
+  "push_failed",
+]);
+
+const DONE: ReadonlySet<EventKind> = new Set<EventKind>(["os_updated", "declaration_removed"]);
+
+/** A person's name for a timeline entry's kind. */
+export const label = (kind: EventKind): string => EVENT_LABELS[kind];
+
+/** A person's name for an alert's kind. */
+export const alertLabel = (kind: AlertKind): string => ALERT_LABELS[kind];
 
 /** `trouble`, `done` or `info`, for the marker's colour. */
 export function tone(entry: Pick<TimelineEntry, "kind" | "detail">): "trouble" | "done" | "info" {
-  if (["install_failed", "declaration_invalid", "past_deadline", "stale", "stuck", "push_failed", "push_certificate_expiring"].includes(entry.kind)) {
-    return "trouble";
-  }
+  if (TROUBLE.has(entry.kind)) return "trouble";
   if (entry.kind === "install_state" && entry.detail === "failed") return "trouble";
-  if (["os_updated", "declaration_removed"].includes(entry.kind)) return "done";
+  if (DONE.has(entry.kind)) return "done";
   return "info";
 }

@@ -14,8 +14,8 @@ use tower::ServiceExt;
 
 use updraft_clock::ManualClock;
 use updraft_ddm::checkin::{
-    CheckinMessage, CommandReport, DeclarativeManagementCheckin, DeclarativeManagementCommand,
-    EnrollmentKeys, IncomingCommand, QueryResponses,
+    CheckinMessage, CommandReport, CommandStatus, DeclarativeManagementCheckin,
+    DeclarativeManagementCommand, EnrollmentKeys, IncomingCommand, QueryResponses,
 };
 use updraft_server::{
     AppState, Db, DdmForwarding, DeviceTrust, Limits, NoPusher, SealingKey, ServerConfig, app,
@@ -276,7 +276,7 @@ impl Server {
     /// would (name "Lab Mac", zone Europe/Paris).
     pub async fn connect(
         &self,
-        result: Option<(&str, &str)>,
+        result: Option<(CommandStatus, &str)>,
     ) -> Option<DeclarativeManagementCommand> {
         let mut report = match result {
             Some((status, uuid)) => CommandReport::result(UDID, status, uuid),
@@ -295,7 +295,8 @@ impl Server {
             if incoming.command.request_type != "DeviceInformation" {
                 return Some(DeclarativeManagementCommand::parse(&command).unwrap());
             }
-            report = CommandReport::result(UDID, "Acknowledged", &incoming.command_uuid);
+            report =
+                CommandReport::result(UDID, CommandStatus::Acknowledged, &incoming.command_uuid);
             report.query_responses = Some(QueryResponses {
                 device_name: Some("Lab Mac".into()),
                 time_zone: Some("Europe/Paris".into()),
