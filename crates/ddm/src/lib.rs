@@ -13,6 +13,7 @@
 
 pub mod checkin;
 pub mod declaration;
+pub mod hostile;
 pub mod status;
 pub mod sync;
 pub mod version;

@@ -1,70 +1,7 @@
 //! Property lists built to hurt a parser: each is refused with a reason, never a crash.
 
 use updraft_ddm::checkin::{CheckinError, CheckinMessage, CommandReport, MAX_PLIST_DEPTH};
-
-fn nested_xml(depth: usize) -> Vec<u8> {
-    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0">"#);
-    xml.push_str("<dict><key>MessageType</key><string>Authenticate</string><key>x</key>");
-    xml.push_str(&"<array>".repeat(depth));
-    xml.push_str(&"</array>".repeat(depth));
-    xml.push_str("</dict></plist>");
-    xml.into_bytes()
-}
-
-/// A binary plist of `depth` arrays, each holding the next: 5 bytes an object.
-fn nested_binary(depth: usize) -> Vec<u8> {
-    let count = depth;
-    let mut out = b"bplist00".to_vec();
-    let mut offsets = Vec::with_capacity(count);
-    for index in 0..count {
-        offsets.push(out.len() as u32);
-        if index + 1 < count {
-            out.push(0xA1);
-            out.extend_from_slice(&((index + 1) as u32).to_be_bytes());
-        } else {
-            out.push(0xA0);
-        }
-    }
-    let table = out.len() as u64;
-    for offset in offsets {
-        out.extend_from_slice(&offset.to_be_bytes());
-    }
-    out.extend_from_slice(&[0; 6]);
-    out.extend_from_slice(&[4, 4]);
-    out.extend_from_slice(&(count as u64).to_be_bytes());
-    out.extend_from_slice(&0u64.to_be_bytes());
-    out.extend_from_slice(&table.to_be_bytes());
-    out
-}
-
-/// A binary plist of `levels` arrays, each holding the next twice: 2^levels elements in
-/// a few hundred bytes.
-fn shared_binary(levels: usize) -> Vec<u8> {
-    let count = levels + 1;
-    let mut out = b"bplist00".to_vec();
-    let mut offsets = Vec::new();
-    for index in 0..count {
-        offsets.push(out.len() as u32);
-        if index + 1 < count {
-            out.push(0xA2);
-            let next = ((index + 1) as u32).to_be_bytes();
-            out.extend_from_slice(&next);
-            out.extend_from_slice(&next);
-        } else {
-            out.push(0xA0);
-        }
-    }
-    let table = out.len() as u64;
-    for offset in offsets {
-        out.extend_from_slice(&offset.to_be_bytes());
-    }
-    out.extend_from_slice(&[0; 6]);
-    out.extend_from_slice(&[4, 4]);
-    out.extend_from_slice(&(count as u64).to_be_bytes());
-    out.extend_from_slice(&0u64.to_be_bytes());
-    out.extend_from_slice(&table.to_be_bytes());
-    out
-}
+use updraft_ddm::hostile::{nested_binary, nested_xml, shared_binary};
 
 #[test]
 fn a_plist_nested_100000_levels_is_refused_as_too_deep_in_xml_and_binary() {

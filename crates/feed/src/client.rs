@@ -139,7 +139,7 @@ impl FeedClient {
         let response = request.send().await.map_err(|error| {
             let failure = FeedError::Http {
                 url: url.clone(),
-                reason: describe(&error),
+                reason: updraft_trust::describe(&error),
             };
             if error.is_connect() || error.is_timeout() {
                 Retry::After(self.options.retry_delay, failure)
@@ -213,7 +213,7 @@ impl FeedClient {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|error| FeedError::Http {
             url: self.options.url.clone(),
-            reason: describe(&error),
+            reason: updraft_trust::describe(&error),
         })? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
@@ -227,19 +227,6 @@ impl FeedClient {
 enum Retry {
     After(Duration, FeedError),
     Never(FeedError),
-}
-
-/// reqwest's top-level message hides the cause (an unknown issuer, a refused connection);
-/// the whole chain is what tells an admin what to fix.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What refreshing a saved copy did.

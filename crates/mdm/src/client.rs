@@ -126,7 +126,7 @@ impl KmfddmClient {
         };
         let unreachable = |error: reqwest::Error| MdmError::Unreachable {
             url: url.clone(),
-            reason: error_chain(&error),
+            reason: updraft_trust::describe(&error),
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -579,34 +579,27 @@ fn push_reason(body: &str) -> String {
     }
 }
 
-/// A reqwest error with its causes, so a TLS failure says "certificate" and why.
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// Everything but RFC 3986's unreserved characters is escaped, so an id is one path segment
+/// or one query value whatever it holds (`/`, `?`, `&`, spaces).
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes a path segment or query value.
 pub(crate) fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_one_path_segment_whatever_it_holds() {
+        assert_eq!(encode("a b/c?d&é~x-y.z_"), "a%20b%2Fc%3Fd%26%C3%A9~x-y.z_");
+    }
 
     #[test]
     fn kmfddm_lists_may_be_null_and_errors_are_unwrapped() {

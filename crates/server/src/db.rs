@@ -2,61 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use updraft_ddm::Declaration;
 
 /// A database failure, with what was being done.
-#[derive(Debug, thiserror::Error)]
-#[error("server database: {context}: {source}")]
-pub struct DbError {
-    context: &'static str,
-    #[source]
-    source: SqlError,
-}
+pub type DbError = updraft_sqlite::Error;
 
-/// The driver's error: sqlx for the admin API, rusqlite for the writer and the paths
-/// every device request takes.
-#[derive(Debug, thiserror::Error)]
-enum SqlError {
-    #[error(transparent)]
-    Sqlx(#[from] sqlx::Error),
-    #[error(transparent)]
-    Rusqlite(#[from] rusqlite::Error),
-    /// A connection thread of [`Db::direct`] refused or dropped the work.
-    #[error("{0}")]
-    Direct(String),
-    /// The failure of something shared: a batch of the writer's, or the writer itself.
-    #[error("{0}")]
-    Shared(String),
-}
-
-impl DbError {
-    /// An error shared by every write of a batch (or by every caller of a stopped writer).
-    pub(crate) fn shared(context: &'static str, reason: impl ToString) -> Self {
-        Self {
-            context,
-            source: SqlError::Shared(reason.to_string()),
-        }
-    }
-}
-
-pub(crate) trait Context<T> {
-    fn context(self, context: &'static str) -> Result<T, DbError>;
-}
-
-impl<T, E: Into<SqlError>> Context<T> for Result<T, E> {
-    fn context(self, context: &'static str) -> Result<T, DbError> {
-        self.map_err(|source| DbError {
-            context,
-            source: source.into(),
-        })
-    }
-}
+pub(crate) use updraft_sqlite::Context;
 
 /// What the server knows of an enrollment.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -109,7 +65,7 @@ pub struct PushInfo {
 }
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    updraft_sqlite::timestamp(at, chrono::SecondsFormat::Millis)
 }
 
 /// The server's database.
@@ -119,6 +75,8 @@ pub struct Db {
     path: PathBuf,
     /// rusqlite connections for the paths every device request takes (see [`Db::direct`]).
     direct: updraft_sqlite::Connections,
+    /// Checkpoints the WAL until the last clone of the database is dropped.
+    _checkpointer: updraft_sqlite::Checkpointer,
 }
 
 /// Connections [`Db::direct`] runs reads on: this machine class has two cores, and the writer
@@ -129,75 +87,24 @@ const DIRECT_CONNECTIONS: usize = 4;
 /// overflow pages. Takes effect only when the file is created.
 const PAGE_SIZE: u32 = 16384;
 
-/// How long a write waits for another writer (or a RESTART checkpoint) before failing.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over.
+/// WAL frames (pages) past which a checkpoint makes writers wait until the WAL starts over
+/// (see `updraft_sqlite::Checkpointer`).
 const WAL_FRAMES_LIMIT: i64 = 16384;
 
-/// Copies the WAL into the database every 100 ms without holding up writers (PASSIVE).
-/// Under a steady stream of commits a passive checkpoint never catches up with the last frame,
-/// and the WAL only starts over from its beginning once one does: it would grow without end
-/// (gigabytes a minute at full ingest). So once it passes [`WAL_FRAMES_LIMIT`], a RESTART
-/// checkpoint holds new writers back for the little the passive ones left to copy.
-async fn checkpoint_beside_writers(pool: SqlitePool) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
-    loop {
-        every.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pool)
-            .await;
-        let result = match passive {
-            Ok((_, frames, _)) if frames > WAL_FRAMES_LIMIT => {
-                sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ())
-            }
-            other => other.map(|_| ()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, "WAL checkpoint failed");
-        }
-    }
-}
+/// How often the WAL is checkpointed: the server's writers (the writer thread, sqlx's admin
+/// writes) do not say when they commit.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A rusqlite connection with the pool's per-connection settings (WAL is the file's own), for
-/// use from one thread at a time.
 fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    connection.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 0;",
-    )?;
-    Ok(connection)
+    updraft_sqlite::open(path, updraft_sqlite::Access::ReadWrite)
 }
 
 impl Db {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        let options = updraft_sqlite::pool_options(path)
             .context("database path")?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
             .page_size(PAGE_SIZE)
-            // Checkpoints run beside the writers (below), not inside whichever commit happens
-            // to cross the WAL's size threshold: that commit would wait for the copy and fsync.
-            .pragma("wal_autocheckpoint", "0")
-            // A statement that may fail halfway through a transaction keeps a statement journal
-            // (a copy of every page it touches); in temporary files that was a tenth of ingest's
-            // time in syscalls.
-            .pragma("temp_store", "memory")
             // After a restart of the WAL, the file shrinks back to this size.
             .pragma(
                 "journal_size_limit",
@@ -213,17 +120,20 @@ impl Db {
             .await
             .map_err(sqlx::Error::from)
             .context("applying migrations")?;
-        tokio::spawn(checkpoint_beside_writers(pool.clone()));
+        let connections = |name, count| {
+            updraft_sqlite::Connections::open(name, count, || open_connection(path))
+                .context("opening connections")
+        };
         Ok(Self {
             pool,
             path: path.to_owned(),
-            direct: updraft_sqlite::Connections::open("server-db", DIRECT_CONNECTIONS, || {
-                open_connection(path)
-            })
-            .map_err(|error| DbError {
-                context: "opening connections",
-                source: SqlError::Direct(error.to_string()),
-            })?,
+            direct: connections("server-db", DIRECT_CONNECTIONS)?,
+            _checkpointer: updraft_sqlite::Checkpointer::spawn(
+                "server database",
+                connections("server-db-checkpoint", 1)?,
+                updraft_sqlite::Schedule::Every(CHECKPOINT_EVERY),
+                Some(WAL_FRAMES_LIMIT),
+            ),
         })
     }
 
@@ -247,10 +157,7 @@ impl Db {
         context: &'static str,
         work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.direct.run(work).await.map_err(|error| DbError {
-            context,
-            source: SqlError::Direct(error.to_string()),
-        })?
+        self.direct.run(work).await.context(context)?
     }
 
     /// The declarations assigned to an enrollment through its sets.

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod assignments;
 pub mod db;
 mod device;
 pub mod identity;
@@ -29,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use updraft_ddm::StatusBounds;
 
-pub use admin::{Assignment, StatusChange};
+pub use admin::updraft::StatusChange;
+pub use assignments::Assignment;
 pub use db::{Db, DbError, EnrollmentRecord, PushInfo};
 pub use identity::DeviceTrust;
 pub use push::{ApnsPusher, NoPusher, PushOutcome, Pusher};
@@ -293,56 +295,70 @@ pub fn app(state: AppState) -> Router {
     let admin = Router::new()
         .route(
             "/v1/declarations",
-            get(admin::list_declarations).put(admin::put_declaration),
+            get(admin::declarations::list_declarations).put(admin::declarations::put_declaration),
         )
         .route(
             "/v1/declarations/{id}",
-            get(admin::get_declaration).delete(admin::delete_declaration),
+            get(admin::declarations::get_declaration)
+                .delete(admin::declarations::delete_declaration),
         )
         .route(
             "/v1/declarations/{id}/touch",
-            post(admin::touch_declaration).put(admin::touch_declaration),
+            post(admin::declarations::touch_declaration)
+                .put(admin::declarations::touch_declaration),
         )
-        .route("/v1/sets", get(admin::list_sets))
+        .route("/v1/sets", get(admin::declarations::list_sets))
         .route(
             "/v1/set-declarations/{set}",
-            get(admin::get_set_declarations)
-                .put(admin::put_set_declaration)
-                .delete(admin::delete_set_declaration),
+            get(admin::declarations::get_set_declarations)
+                .put(admin::declarations::put_set_declaration)
+                .delete(admin::declarations::delete_set_declaration),
         )
         .route(
             "/v1/enrollment-sets/{id}",
-            get(admin::get_enrollment_sets)
-                .put(admin::put_enrollment_set)
-                .delete(admin::delete_enrollment_set),
+            get(admin::declarations::get_enrollment_sets)
+                .put(admin::declarations::put_enrollment_set)
+                .delete(admin::declarations::delete_enrollment_set),
         )
         .route(
             "/v1/enrollment-sets-all/sets/{id}",
-            delete(admin::delete_all_enrollment_sets),
+            delete(admin::declarations::delete_all_enrollment_sets),
         )
         .route(
             "/v1/enrollment-sets-all/{id}",
-            delete(admin::delete_all_enrollment_sets),
+            delete(admin::declarations::delete_all_enrollment_sets),
         )
         .route(
             "/v1/declaration-status/{ids}",
-            get(admin::declaration_status),
+            get(admin::status::declaration_status),
         )
-        .route("/v1/status-report/{id}", get(admin::status_report))
-        .route("/v1/status-errors/{ids}", get(admin::status_errors))
-        .route("/v1/status-values/{ids}", get(admin::status_values))
-        .route("/v1/declaration-sets/{id}", get(admin::declaration_sets))
-        .route("/v1/notify", post(admin::notify))
-        .route("/v1/x-updraft/enrollments", get(admin::enrollments))
-        .route("/v1/x-updraft/status-changes", get(admin::status_changes))
-        .route("/v1/x-updraft/assignments", get(admin::assignments))
+        .route("/v1/status-report/{id}", get(admin::status::status_report))
+        .route("/v1/status-errors/{ids}", get(admin::status::status_errors))
+        .route("/v1/status-values/{ids}", get(admin::status::status_values))
+        .route(
+            "/v1/declaration-sets/{id}",
+            get(admin::declarations::declaration_sets),
+        )
+        .route("/v1/notify", post(admin::notify::notify))
+        .route(
+            "/v1/x-updraft/enrollments",
+            get(admin::updraft::enrollments),
+        )
+        .route(
+            "/v1/x-updraft/status-changes",
+            get(admin::updraft::status_changes),
+        )
+        .route(
+            "/v1/x-updraft/assignments",
+            get(admin::updraft::assignments),
+        )
         .route(
             "/v1/x-updraft/push-certificate",
             get(admin::push_certificate),
         )
         .route(
             "/v1/x-updraft/enrollment-sets",
-            put(admin::bulk_assign).delete(admin::bulk_unassign),
+            put(admin::updraft::bulk_assign).delete(admin::updraft::bulk_unassign),
         )
         .layer(DefaultBodyLimit::max(limits.max_admin_bytes))
         .route_layer(axum::middleware::from_fn_with_state(

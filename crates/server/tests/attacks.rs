@@ -7,6 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
+use updraft_ddm::hostile::{nested_binary, nested_xml};
 
 use common::*;
 use updraft_ddm::checkin::{
@@ -268,39 +269,6 @@ async fn forwarded_ddm_is_off_unless_keyed_or_allowed_unsigned() {
     assert_eq!(keyed.send(unsigned).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(keyed.os_version_of(UDID).await, None);
     keyed.still_serves(UDID, "15.1").await;
-}
-
-fn nested_xml(depth: usize) -> Vec<u8> {
-    let mut xml = String::from(r#"<?xml version="1.0"?><plist version="1.0"><dict>"#);
-    xml.push_str("<key>MessageType</key><string>Authenticate</string><key>x</key>");
-    xml.push_str(&"<array>".repeat(depth));
-    xml.push_str(&"</array>".repeat(depth));
-    xml.push_str("</dict></plist>");
-    xml.into_bytes()
-}
-
-/// A binary plist of `depth` arrays, each holding the next.
-fn nested_binary(depth: usize) -> Vec<u8> {
-    let mut out = b"bplist00".to_vec();
-    let mut offsets = Vec::new();
-    for index in 0..depth {
-        offsets.push(out.len() as u32);
-        if index + 1 < depth {
-            out.push(0xA1);
-            out.extend_from_slice(&((index + 1) as u32).to_be_bytes());
-        } else {
-            out.push(0xA0);
-        }
-    }
-    let table = out.len() as u64;
-    for offset in offsets {
-        out.extend_from_slice(&offset.to_be_bytes());
-    }
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 4, 4]);
-    out.extend_from_slice(&(depth as u64).to_be_bytes());
-    out.extend_from_slice(&0u64.to_be_bytes());
-    out.extend_from_slice(&table.to_be_bytes());
-    out
 }
 
 #[tokio::test]

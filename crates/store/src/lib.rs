@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
@@ -21,32 +21,9 @@ use updraft_feed::Platform;
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed.
-    #[error("console database: {context}: {source}")]
-    Sql {
-        /// What was being done.
-        context: &'static str,
-        /// The cause.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// A statement run outside sqlx (bulk reads, the engine's writes) failed.
-    #[error("console database: {context}: {source}")]
-    Direct {
-        /// What was being done.
-        context: &'static str,
-        /// The cause.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The thread that runs the work could not start it or finish it.
-    #[error("console database: {context}: {reason}")]
-    Stopped {
-        /// What was being done.
-        context: String,
-        /// Why it stopped.
-        reason: String,
-    },
+    /// SQLite failed, or the thread that runs the work.
+    #[error("console database: {0}")]
+    Database(#[from] updraft_sqlite::Error),
     /// A stored JSON value could not be read.
     #[error("console database: {what} is not readable: {reason}")]
     Corrupt {
@@ -57,24 +34,19 @@ pub enum StoreError {
     },
 }
 
+/// Names what was being done when the database failed: `.context("reading alerts")?`.
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
 }
 
-impl<T> Context<T> for Result<T, rusqlite::Error> {
+impl<T, E: Into<updraft_sqlite::Cause>> Context<T> for Result<T, E> {
     fn context(self, context: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Direct { context, source })
-    }
-}
-
-impl<T> Context<T> for Result<T, sqlx::Error> {
-    fn context(self, context: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sql { context, source })
+        updraft_sqlite::Context::context(self, context).map_err(StoreError::from)
     }
 }
 
 fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    updraft_sqlite::timestamp(at, chrono::SecondsFormat::Secs)
 }
 
 /// A value of one of the engine's closed sets, read back from its stored name.
@@ -310,47 +282,12 @@ pub struct Store {
     path: std::path::PathBuf,
     /// The engine's writes (see [`Store::commit`]); beside the pool, as WAL allows.
     direct: updraft_sqlite::Connections,
-    /// Wakes [`checkpoint_beside_writers`] after a commit; it ends with the last clone.
-    checkpoint: tokio::sync::mpsc::Sender<()>,
-}
-
-/// A read-write connection with the pool's per-connection settings (WAL is the file's own).
-fn open_direct(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(path)?;
-    connection.busy_timeout(std::time::Duration::from_secs(30))?;
-    connection.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 0;",
-    )?;
-    Ok(connection)
+    /// Copies the WAL into the database after commits; it ends with the last clone.
+    checkpointer: updraft_sqlite::Checkpointer,
 }
 
 /// How long the checkpointer lets a burst of commits go by, so one copy serves them all.
 const CHECKPOINT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Copies the WAL into the database file beside the writers (PASSIVE), after commits. SQLite's
-/// own automatic checkpoint runs inside whichever commit crosses the WAL's size threshold, and
-/// that commit then waits for the copy and two fsyncs: that was most of the engine's write time
-/// in the lab. Between the engine's commits a passive checkpoint catches up, so the WAL starts
-/// over from its beginning and stays small.
-async fn checkpoint_beside_writers(
-    checkpointer: updraft_sqlite::Connections,
-    mut wake: tokio::sync::mpsc::Receiver<()>,
-) {
-    while wake.recv().await.is_some() {
-        tokio::time::sleep(CHECKPOINT_DELAY).await;
-        let done = checkpointer
-            .run(|connection| {
-                connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            })
-            .await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "console database: WAL checkpoint failed"),
-            Err(error) => tracing::warn!(%error, "console database: WAL checkpoint stopped"),
-        }
-    }
-}
 
 const CHUNK: usize = 400;
 
@@ -362,47 +299,32 @@ const DEVICE_SELECT: &str =
 impl Store {
     /// Opens (creating if needed) the database and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .context("database path")?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(30))
-            // Statement journals of multi-row writes in memory, not in temporary files.
-            .pragma("temp_store", "memory")
-            // See [`checkpoint_beside_writers`].
-            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(updraft_sqlite::pool_options(path).context("database path")?)
             .await
             .context("opening")?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(|error| StoreError::Sql {
-                context: "applying migrations",
-                source: error.into(),
-            })?;
+            .map_err(sqlx::Error::from)
+            .context("applying migrations")?;
         let connections = |name| {
-            updraft_sqlite::Connections::open(name, 1, || open_direct(path)).map_err(|error| {
-                StoreError::Stopped {
-                    context: "opening".into(),
-                    reason: error.to_string(),
-                }
+            updraft_sqlite::Connections::open(name, 1, || {
+                updraft_sqlite::open(path, updraft_sqlite::Access::ReadWrite)
             })
+            .context("opening")
         };
-        let (checkpoint, wake) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(checkpoint_beside_writers(
-            connections("console-db-checkpoint")?,
-            wake,
-        ));
         Ok(Self {
             pool,
             path: path.to_owned(),
             direct: connections("console-db")?,
-            checkpoint,
+            checkpointer: updraft_sqlite::Checkpointer::spawn(
+                "console database",
+                connections("console-db-checkpoint")?,
+                updraft_sqlite::Schedule::AfterWrites(CHECKPOINT_DELAY),
+                None,
+            ),
         })
     }
 
@@ -412,13 +334,7 @@ impl Store {
         context: &'static str,
         work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.direct
-            .run(work)
-            .await
-            .map_err(|error| StoreError::Stopped {
-                context: context.to_owned(),
-                reason: error.to_string(),
-            })?
+        self.direct.run(work).await.context(context)?
     }
 
     /// Runs a read of many rows on a read-only rusqlite connection in a blocking thread. sqlx
@@ -431,22 +347,12 @@ impl Store {
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = rusqlite::Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .context(context)?;
-            connection
-                .busy_timeout(std::time::Duration::from_secs(30))
-                .context(context)?;
+            let connection =
+                updraft_sqlite::open(&path, updraft_sqlite::Access::ReadOnly).context(context)?;
             read(&connection)
         })
         .await
-        .map_err(|error| StoreError::Stopped {
-            context: context.to_owned(),
-            reason: error.to_string(),
-        })?
+        .map_err(|error| updraft_sqlite::Error::shared(context, error))?
     }
 
     /// A setting.
@@ -1012,11 +918,9 @@ impl Store {
         Ok(())
     }
 
-    /// Wakes the checkpointer after a write: SQLite's automatic checkpoint is off on every
-    /// connection (see [`checkpoint_beside_writers`]), so a write that did not wake it would sit
-    /// in the WAL until the next one did. A full channel means a checkpoint is already due.
+    /// SQLite's own checkpoint is off on every connection (see `updraft_sqlite::Checkpointer`).
     fn checkpoint_soon(&self) {
-        let _ = self.checkpoint.try_send(());
+        self.checkpointer.soon();
     }
 }
 

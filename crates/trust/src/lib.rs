@@ -2,8 +2,8 @@
 //! certificate store (the OS keychain's roots on macOS, the Windows store, the distribution's
 //! bundle on Linux) plus, when given, a private CA for a server whose chain ends in one.
 //!
-//! The lookup-service client is the exception and does not use this crate: it trusts Apple's
-//! root alone (`updraft-feed`).
+//! The lookup-service client is the exception and builds its own: it trusts Apple's root alone
+//! (`updraft-feed`), and takes only [`describe`] from here.
 #![deny(missing_docs)]
 
 use std::time::Duration;
@@ -24,6 +24,19 @@ pub enum TrustError {
     /// reqwest refused the configuration.
     #[error("cannot build the HTTPS client: {0}")]
     Client(String),
+}
+
+/// An HTTP error with its causes: reqwest's own message hides them (an unknown issuer, a refused
+/// connection), and the whole chain is what tells an admin what to fix.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A client builder trusting the platform's roots and `extra_ca_pem` (one or more PEM
