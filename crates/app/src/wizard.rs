@@ -198,6 +198,69 @@ pub fn preview(
     devices: &[DeviceRow],
     now: DateTime<Utc>,
 ) -> (Preview, Option<CheckedPlan>) {
+    let CheckedFields {
+        mut errors,
+        details_url,
+        deadlines,
+    } = check_fields(plan, release, now);
+    let (mut included, mut excluded) = split_selection(plan, release, devices);
+    if included.is_empty() && errors.is_empty() {
+        errors.push("the selection covers no device this release applies to".into());
+    }
+    // Waves by share, in a stable spread.
+    included.sort_by_key(|device| spread_key(&device.facts.enrollment_id));
+    let mut waves = Vec::new();
+    let mut preview_waves = Vec::new();
+    let mut included_rows = Vec::new();
+    for (index, members) in split_by_share(&included, &plan.waves)
+        .into_iter()
+        .enumerate()
+    {
+        let deadline = deadlines.get(index).copied();
+        let before = index
+            .checked_sub(1)
+            .and_then(|previous| deadlines.get(previous).copied());
+        let wave = check_wave(index, deadline, before, members, release, now);
+        preview_waves.push(PreviewWave {
+            wave: index as u32 + 1,
+            deadline: plan.waves[index].deadline.clone(),
+            devices: members.len(),
+            warnings: wave.warnings,
+        });
+        included_rows.extend(wave.rows);
+        waves.extend(wave.checked);
+    }
+    included_rows.sort_by(|a, b| (a.wave, &a.name, &a.id).cmp(&(b.wave, &b.name, &b.id)));
+    excluded.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let warned = included_rows
+        .iter()
+        .filter(|d| !d.warnings.is_empty())
+        .count();
+    let preview = Preview {
+        included: included_rows.len(),
+        excluded: excluded.len(),
+        warned,
+        waves: preview_waves,
+        devices: included_rows.into_iter().chain(excluded).collect(),
+        errors,
+    };
+    let checked = preview.errors.is_empty().then(|| CheckedPlan {
+        open: plan.selection == Selection::All && plan.waves.len() == 1,
+        waves,
+        details_url,
+    });
+    (preview, checked)
+}
+
+/// What the wizard's fields say, before any device is looked at.
+struct CheckedFields {
+    errors: Vec<String>,
+    details_url: Option<String>,
+    /// The waves' deadlines that parse, in order (an error names each one that does not).
+    deadlines: Vec<NaiveDateTime>,
+}
+
+fn check_fields(plan: &RolloutPlan, release: &CatalogRelease, now: DateTime<Utc>) -> CheckedFields {
     let mut errors = Vec::new();
     if !release.available_on(now.date_naive()) {
         errors.push(format!(
@@ -241,132 +304,140 @@ pub fn preview(
             Err(error) => errors.push(format!("wave {}: {error}", index + 1)),
         }
     }
+    CheckedFields {
+        errors,
+        details_url,
+        deadlines,
+    }
+}
 
-    // The devices of the release's platform the selection covers, split into included and not.
-    let mut included: Vec<(&DeviceRow, String)> = Vec::new();
-    let mut rows: Vec<PreviewDevice> = Vec::new();
+/// The devices of the release's platform the selection covers: those it applies to, and a row
+/// with the reason for each of the others.
+fn split_selection<'d>(
+    plan: &RolloutPlan,
+    release: &CatalogRelease,
+    devices: &'d [DeviceRow],
+) -> (Vec<&'d DeviceRow>, Vec<PreviewDevice>) {
+    let mut included = Vec::new();
+    let mut excluded = Vec::new();
     for device in devices
         .iter()
         .filter(|d| d.facts.platform() == Some(release.release.platform))
         .filter(|d| selected(&plan.selection, d))
     {
         match decide(&device.facts, &release.release) {
-            Decision::Enforce { .. } => included.push((device, String::new())),
-            Decision::Exclude(reason) => rows.push(excluded_row(device, reason.to_string())),
-            Decision::Wait(what) => rows.push(excluded_row(
+            Decision::Enforce { .. } => included.push(device),
+            Decision::Exclude(reason) => excluded.push(excluded_row(device, reason.to_string())),
+            Decision::Wait(what) => excluded.push(excluded_row(
                 device,
                 format!("not enough known yet: {what}"),
             )),
         }
     }
-    if included.is_empty() && errors.is_empty() {
-        errors.push("the selection covers no device this release applies to".into());
-    }
+    (included, excluded)
+}
 
-    // Waves by share, in a stable spread.
-    included.sort_by_key(|(device, _)| spread_key(&device.facts.enrollment_id));
-    let mut waves: Vec<CheckedWave> = Vec::new();
-    let mut preview_waves = Vec::new();
-    let mut included_rows = Vec::new();
+/// Consecutive runs of `devices`, one a wave, sized by the waves' cumulative shares; the last
+/// wave takes the rest, so rounding loses no device.
+fn split_by_share<'a, T>(devices: &'a [T], waves: &[WavePlan]) -> Vec<&'a [T]> {
+    let mut runs = Vec::with_capacity(waves.len());
     let mut start = 0usize;
     let mut cumulative = 0u32;
-    for (index, wave) in plan.waves.iter().enumerate() {
+    for (index, wave) in waves.iter().enumerate() {
         cumulative += wave.percent;
-        let end = if index + 1 == plan.waves.len() {
-            included.len()
+        let end = if index + 1 == waves.len() {
+            devices.len()
         } else {
-            (included.len() * cumulative.min(100) as usize / 100).max(start)
+            (devices.len() * cumulative.min(100) as usize / 100).max(start)
         };
-        let members = &included[start.min(included.len())..end.min(included.len())];
+        runs.push(&devices[start.min(devices.len())..end.min(devices.len())]);
         start = end;
-        let deadline = deadlines.get(index).copied();
-        let mut wave_warnings = Vec::new();
-        if let Some(deadline) = deadline {
-            if matches!(deadline.weekday(), Weekday::Sat | Weekday::Sun) {
-                wave_warnings.push(format!(
-                    "the deadline falls on a {}: nobody may be at the desk to see the countdown",
-                    deadline.format("%A")
-                ));
-            }
-            if index > 0
-                && let Some(previous) = deadlines.get(index - 1)
-                && deadline < *previous
-            {
-                wave_warnings.push(format!("wave {} is due before wave {index}", index + 1));
-            }
-        }
-        let mut past = 0;
-        for (device, _) in members {
-            let mut warnings = device_warnings(device, release);
-            let zone = device.time_zone.as_deref();
-            let local_deadline = deadline.map(|d| {
-                format!(
-                    "{} {}",
-                    d.format("%a %Y-%m-%d %H:%M"),
-                    zone.unwrap_or("(device time zone unknown)")
-                )
-            });
-            if let Some(at) = deadline.and_then(|d| deadline_instant(d, zone))
-                && at <= now
-            {
-                past += 1;
-                warnings.push("the deadline has already passed on this device's clock: it will install within the hour".into());
-            }
-            included_rows.push(PreviewDevice {
-                id: device.facts.enrollment_id.clone(),
-                name: device.name.clone().unwrap_or_default(),
-                model: device.facts.model.clone().unwrap_or_default(),
-                os: os_label(&device.facts),
-                wave: Some(index as u32 + 1),
-                local_deadline,
-                exclusion: None,
-                warnings,
-            });
-        }
-        if past > 0 {
-            wave_warnings.push(format!(
-                "the deadline has already passed on {past} devices' clocks: they will install within the hour"
+    }
+    runs
+}
+
+/// One wave of the preview: its warnings, its devices' rows, and the wave to start if it has
+/// devices and a deadline.
+struct WaveCheck {
+    warnings: Vec<String>,
+    rows: Vec<PreviewDevice>,
+    checked: Option<CheckedWave>,
+}
+
+fn check_wave(
+    index: usize,
+    deadline: Option<NaiveDateTime>,
+    before: Option<NaiveDateTime>,
+    members: &[&DeviceRow],
+    release: &CatalogRelease,
+    now: DateTime<Utc>,
+) -> WaveCheck {
+    let mut warnings = Vec::new();
+    if let Some(deadline) = deadline {
+        if matches!(deadline.weekday(), Weekday::Sat | Weekday::Sun) {
+            warnings.push(format!(
+                "the deadline falls on a {}: nobody may be at the desk to see the countdown",
+                deadline.format("%A")
             ));
         }
-        if members.is_empty() {
-            wave_warnings.push("no device falls in this wave: it will not be started".into());
-        } else if let Some(deadline) = deadline {
-            waves.push(CheckedWave {
-                number: index as u32 + 1,
-                deadline,
-                devices: members
-                    .iter()
-                    .map(|(d, _)| d.facts.enrollment_id.clone())
-                    .collect(),
-            });
+        if before.is_some_and(|previous| deadline < previous) {
+            warnings.push(format!("wave {} is due before wave {index}", index + 1));
         }
-        preview_waves.push(PreviewWave {
-            wave: index as u32 + 1,
-            deadline: wave.deadline.clone(),
-            devices: members.len(),
-            warnings: wave_warnings,
+    }
+    let mut past = 0;
+    let mut rows = Vec::with_capacity(members.len());
+    for device in members {
+        let mut device_warnings = device_warnings(device, release);
+        let zone = device.time_zone.as_deref();
+        let local_deadline = deadline.map(|d| {
+            format!(
+                "{} {}",
+                d.format("%a %Y-%m-%d %H:%M"),
+                zone.unwrap_or("(device time zone unknown)")
+            )
+        });
+        if let Some(at) = deadline.and_then(|d| deadline_instant(d, zone))
+            && at <= now
+        {
+            past += 1;
+            device_warnings.push("the deadline has already passed on this device's clock: it will install within the hour".into());
+        }
+        rows.push(PreviewDevice {
+            id: device.facts.enrollment_id.clone(),
+            name: device.name.clone().unwrap_or_default(),
+            model: device.facts.model.clone().unwrap_or_default(),
+            os: os_label(&device.facts),
+            wave: Some(index as u32 + 1),
+            local_deadline,
+            exclusion: None,
+            warnings: device_warnings,
         });
     }
-    included_rows.sort_by(|a, b| (a.wave, &a.name, &a.id).cmp(&(b.wave, &b.name, &b.id)));
-    rows.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    let warned = included_rows
-        .iter()
-        .filter(|d| !d.warnings.is_empty())
-        .count();
-    let preview = Preview {
-        included: included_rows.len(),
-        excluded: rows.len(),
-        warned,
-        waves: preview_waves,
-        devices: included_rows.into_iter().chain(rows).collect(),
-        errors,
+    if past > 0 {
+        warnings.push(format!(
+            "the deadline has already passed on {past} devices' clocks: they will install within the hour"
+        ));
+    }
+    let checked = match deadline {
+        _ if members.is_empty() => {
+            warnings.push("no device falls in this wave: it will not be started".into());
+            None
+        }
+        Some(deadline) => Some(CheckedWave {
+            number: index as u32 + 1,
+            deadline,
+            devices: members
+                .iter()
+                .map(|d| d.facts.enrollment_id.clone())
+                .collect(),
+        }),
+        None => None,
     };
-    let checked = preview.errors.is_empty().then(|| CheckedPlan {
-        open: plan.selection == Selection::All && plan.waves.len() == 1,
-        waves,
-        details_url,
-    });
-    (preview, checked)
+    WaveCheck {
+        warnings,
+        rows,
+        checked,
+    }
 }
 
 fn os_label(facts: &DeviceFacts) -> String {
