@@ -94,11 +94,18 @@ fn ddm_depends_on_no_io_runtime_and_no_other_updraft_crate() {
     );
 }
 
+/// Its client takes the error description from `updraft-trust` (a leaf over reqwest), never its
+/// trust store: the lookup service is trusted through Apple's root alone.
 #[test]
-fn feed_depends_only_on_ddm_among_updraft_crates() {
+fn feed_depends_only_on_ddm_and_trust_among_updraft_crates() {
     let deps = transitive_dependencies("updraft-feed");
     let ours: Vec<_> = deps.iter().filter(|d| d.starts_with("updraft-")).collect();
-    assert_eq!(ours, ["updraft-ddm"]);
+    assert_eq!(ours, ["updraft-ddm", "updraft-trust"]);
+    let trust: Vec<_> = transitive_dependencies("updraft-trust")
+        .into_iter()
+        .filter(|d| d.starts_with("updraft-"))
+        .collect();
+    assert!(trust.is_empty(), "updraft-trust is a leaf: {trust:?}");
 }
 
 /// Reading the clock, touching files or sockets, or going async in a pure module is a bug:
