@@ -377,66 +377,10 @@ impl Console {
         let mut changes = Changes::default();
         for change in page {
             let enrollment = &change.enrollment;
-            let mut status = DeviceStatus::default();
-            if let Some(report) = &change.status
-                && let Ok(report) = StatusReport::parse(report.get().as_bytes())
-            {
-                status.apply(&report);
-            }
-            let base = DeviceFacts {
-                enrollment_id: enrollment.id.clone(),
-                model: enrollment.product_name.clone().or(enrollment.model.clone()),
-                serial_number: enrollment.serial_number.clone(),
-                enrolled_at: not_after(enrollment.enrolled_at.as_deref(), now),
-                os_version: enrollment.os_version.clone(),
-                build: enrollment.build_version.clone(),
-                bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
-                ..Default::default()
-            };
-            let facts = DeviceFacts::from_status(base, &status);
             let previous = known.get(&enrollment.id);
-            let device = DeviceRow {
-                facts,
-                name: enrollment.device_name.clone(),
-                // A device not yet asked its zone keeps the one it gave before.
-                time_zone: enrollment
-                    .time_zone
-                    .clone()
-                    .or_else(|| previous.and_then(|p| p.time_zone.clone())),
-                utc_offset_minutes: None,
-                last_report_at: change
-                    .status
-                    .as_ref()
-                    .and(not_after(enrollment.last_seen_at.as_deref(), now)),
-                bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
-                bootstrap_token_requested_at: enrollment.bootstrap_token_requested_at.clone(),
-                server_seq: enrollment.seq,
-            };
+            let (device, status) = device_from_change(change, previous, now);
             if previous.is_none() {
-                changes.outbox.push((
-                    None,
-                    enrollment.id.clone(),
-                    Effect::Assign {
-                        set: names::BASE_SET.into(),
-                    },
-                ));
-                changes.events.push(Note::device(
-                    &enrollment.id,
-                    None,
-                    now,
-                    EventKind::Enrolled,
-                    format!(
-                        "{} {} {}",
-                        device.facts.model.as_deref().unwrap_or("unknown model"),
-                        device.facts.os_version.as_deref().unwrap_or(""),
-                        device
-                            .facts
-                            .build
-                            .as_deref()
-                            .map(|b| format!("({b})"))
-                            .unwrap_or_default()
-                    ),
-                ));
+                note_enrollment(&device, now, &mut changes);
             }
             let reported_at = device
                 .last_report_at
@@ -813,6 +757,79 @@ impl Console {
 /// rules (a silent device, a passed deadline) run on the console's clock, and a server's clock a
 /// little ahead, or a lab's server on real time beside a simulated console, must not make a
 /// device look as if it reported in the future.
+/// The device as a status change shows it, and its merged status. A device not yet asked its
+/// time zone keeps the one it gave before.
+fn device_from_change(
+    change: &StatusChange,
+    previous: Option<&DeviceRow>,
+    now: DateTime<Utc>,
+) -> (DeviceRow, DeviceStatus) {
+    let enrollment = &change.enrollment;
+    let mut status = DeviceStatus::default();
+    if let Some(report) = &change.status
+        && let Ok(report) = StatusReport::parse(report.get().as_bytes())
+    {
+        status.apply(&report);
+    }
+    let base = DeviceFacts {
+        enrollment_id: enrollment.id.clone(),
+        model: enrollment.product_name.clone().or(enrollment.model.clone()),
+        serial_number: enrollment.serial_number.clone(),
+        enrolled_at: not_after(enrollment.enrolled_at.as_deref(), now),
+        os_version: enrollment.os_version.clone(),
+        build: enrollment.build_version.clone(),
+        bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
+        ..Default::default()
+    };
+    let device = DeviceRow {
+        facts: DeviceFacts::from_status(base, &status),
+        name: enrollment.device_name.clone(),
+        time_zone: enrollment
+            .time_zone
+            .clone()
+            .or_else(|| previous.and_then(|p| p.time_zone.clone())),
+        utc_offset_minutes: None,
+        last_report_at: change
+            .status
+            .as_ref()
+            .and(not_after(enrollment.last_seen_at.as_deref(), now)),
+        bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
+        bootstrap_token_requested_at: enrollment.bootstrap_token_requested_at.clone(),
+        server_seq: enrollment.seq,
+    };
+    (device, status)
+}
+
+/// A device seen for the first time: the base set assigned (its status subscriptions), and
+/// "enrolled" on its timeline.
+fn note_enrollment(device: &DeviceRow, now: DateTime<Utc>, changes: &mut Changes) {
+    let id = &device.facts.enrollment_id;
+    changes.outbox.push((
+        None,
+        id.clone(),
+        Effect::Assign {
+            set: names::BASE_SET.into(),
+        },
+    ));
+    changes.events.push(Note::device(
+        id,
+        None,
+        now,
+        EventKind::Enrolled,
+        format!(
+            "{} {} {}",
+            device.facts.model.as_deref().unwrap_or("unknown model"),
+            device.facts.os_version.as_deref().unwrap_or(""),
+            device
+                .facts
+                .build
+                .as_deref()
+                .map(|b| format!("({b})"))
+                .unwrap_or_default()
+        ),
+    ));
+}
+
 fn not_after(server_time: Option<&str>, now: DateTime<Utc>) -> Option<String> {
     let text = server_time?;
     match DateTime::parse_from_rfc3339(text) {

@@ -414,46 +414,8 @@ fn observe(
         return;
     }
 
-    // The device's view of the declaration.
     if let Some(declaration) = &seen.declaration {
-        let reasons = declaration
-            .reasons
-            .iter()
-            .flatten()
-            .map(|r| {
-                format!(
-                    "{}{}",
-                    r.code,
-                    r.description
-                        .as_deref()
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        match (&declaration.valid, declaration.active) {
-            (Validity::Invalid, _) if state.phase != Phase::Invalid => {
-                next.phase = Phase::Invalid;
-                next.invalid_reason = Some(reasons.clone());
-                effects.push(timeline(EventKind::DeclarationInvalid, reasons.clone()));
-                effects.push(alert(AlertKind::DeclarationInvalid, reasons));
-            }
-            (Validity::Valid, true)
-                if matches!(
-                    state.phase,
-                    Phase::Assigned | Phase::Pushed | Phase::Invalid
-                ) =>
-            {
-                next.phase = Phase::Active;
-                next.invalid_reason = None;
-                effects.push(timeline(
-                    EventKind::DeclarationActive,
-                    format!("{} active and valid", declaration.identifier),
-                ));
-            }
-            _ => {}
-        }
+        observe_declaration(state, declaration, next, effects);
     }
 
     // Reached the target: done, whatever the path.
@@ -474,30 +436,87 @@ fn observe(
     if let Some(install_state) = &seen.install_state
         && state.install_state.as_deref() != Some(install_state.as_str())
     {
-        next.install_state = Some(install_state.as_str().to_owned());
-        if *install_state != InstallState::None || state.install_state.is_some() {
-            effects.push(timeline(EventKind::InstallState, install_state.as_str()));
+        observe_install_state(state, install_state, seen, next, effects);
+    }
+}
+
+/// The device's view of the declaration: rejected (with Apple's reasons), or active and valid.
+fn observe_declaration(
+    state: &Enforcement,
+    declaration: &DeclarationStatus,
+    next: &mut Enforcement,
+    effects: &mut Vec<Effect>,
+) {
+    let reasons = declaration
+        .reasons
+        .iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}{}",
+                r.code,
+                r.description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match (&declaration.valid, declaration.active) {
+        (Validity::Invalid, _) if state.phase != Phase::Invalid => {
+            next.phase = Phase::Invalid;
+            next.invalid_reason = Some(reasons.clone());
+            effects.push(timeline(EventKind::DeclarationInvalid, reasons.clone()));
+            effects.push(alert(AlertKind::DeclarationInvalid, reasons));
         }
-        let phase = match install_state {
-            InstallState::Waiting => Some(Phase::Waiting),
-            InstallState::Downloading => Some(Phase::Downloading),
-            InstallState::Prepared => Some(Phase::Prepared),
-            InstallState::Installing => Some(Phase::Installing),
-            InstallState::Failed => Some(Phase::Failed),
-            InstallState::None | InstallState::Other(_) => None,
-        };
-        if let Some(phase) = phase {
-            next.phase = phase;
+        (Validity::Valid, true)
+            if matches!(
+                state.phase,
+                Phase::Assigned | Phase::Pushed | Phase::Invalid
+            ) =>
+        {
+            next.phase = Phase::Active;
+            next.invalid_reason = None;
+            effects.push(timeline(
+                EventKind::DeclarationActive,
+                format!("{} active and valid", declaration.identifier),
+            ));
         }
-        if *install_state == InstallState::Failed {
-            let (count, reason) = seen.failure.clone().unwrap_or((1, None));
-            let reason =
-                reason.unwrap_or_else(|| "the device reported failed without a reason".into());
-            next.failure_count = count.max(1);
-            next.failure_reason = Some(reason.clone());
-            effects.push(timeline(EventKind::InstallFailed, reason.clone()));
-            effects.push(alert(AlertKind::InstallFailed, reason));
-        }
+        _ => {}
+    }
+}
+
+/// A new `softwareupdate.install-state`: its phase, and on `failed` the device's reason.
+fn observe_install_state(
+    state: &Enforcement,
+    install_state: &InstallState,
+    seen: &Observation,
+    next: &mut Enforcement,
+    effects: &mut Vec<Effect>,
+) {
+    next.install_state = Some(install_state.as_str().to_owned());
+    if *install_state != InstallState::None || state.install_state.is_some() {
+        effects.push(timeline(EventKind::InstallState, install_state.as_str()));
+    }
+    let phase = match install_state {
+        InstallState::Waiting => Some(Phase::Waiting),
+        InstallState::Downloading => Some(Phase::Downloading),
+        InstallState::Prepared => Some(Phase::Prepared),
+        InstallState::Installing => Some(Phase::Installing),
+        InstallState::Failed => Some(Phase::Failed),
+        InstallState::None | InstallState::Other(_) => None,
+    };
+    if let Some(phase) = phase {
+        next.phase = phase;
+    }
+    if *install_state == InstallState::Failed {
+        let (count, reason) = seen.failure.clone().unwrap_or((1, None));
+        let reason = reason.unwrap_or_else(|| "the device reported failed without a reason".into());
+        next.failure_count = count.max(1);
+        next.failure_reason = Some(reason.clone());
+        effects.push(timeline(EventKind::InstallFailed, reason.clone()));
+        effects.push(alert(AlertKind::InstallFailed, reason));
     }
 }
 
