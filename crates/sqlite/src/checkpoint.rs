@@ -23,6 +23,12 @@ pub enum Schedule {
     Every(Duration),
 }
 
+/// What the checkpointer waits for before each checkpoint.
+enum Wait {
+    Tick(tokio::time::Interval),
+    Woken(Duration),
+}
+
 /// Runs checkpoints until the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Checkpointer {
@@ -41,22 +47,27 @@ impl Checkpointer {
     ) -> Self {
         let (wake, mut woken) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
-            let (mut every, delay) = match schedule {
-                Schedule::Every(period) => (Some(tokio::time::interval(period)), Duration::ZERO),
-                Schedule::AfterWrites(delay) => (None, delay),
+            let mut wait = match schedule {
+                Schedule::Every(period) => Wait::Tick(tokio::time::interval(period)),
+                Schedule::AfterWrites(delay) => Wait::Woken(delay),
             };
             loop {
-                let open = match &mut every {
-                    Some(every) => tokio::select! {
+                let open = match &mut wait {
+                    Wait::Tick(every) => tokio::select! {
                         _ = every.tick() => true,
                         open = woken.recv() => open.is_some(),
                     },
-                    None => woken.recv().await.is_some(),
+                    Wait::Woken(delay) => {
+                        let open = woken.recv().await.is_some();
+                        if open {
+                            tokio::time::sleep(*delay).await;
+                        }
+                        open
+                    }
                 };
                 if !open {
                     return;
                 }
-                tokio::time::sleep(delay).await;
                 let done = connection
                     .run(move |connection| checkpoint(connection, restart_above))
                     .await;
