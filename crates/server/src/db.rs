@@ -10,9 +10,27 @@ use std::path::{Path, PathBuf};
 use updraft_ddm::Declaration;
 
 /// A database failure, with what was being done.
-pub type DbError = updraft_sqlite::Error;
+#[derive(Debug, thiserror::Error)]
+#[error("server database: {0}")]
+pub struct DbError(#[from] updraft_sqlite::Error);
 
-pub(crate) use updraft_sqlite::Context;
+impl DbError {
+    /// A failure shared by several callers (a batch of the writer's, a writer that stopped).
+    pub(crate) fn shared(context: &'static str, reason: impl ToString) -> Self {
+        Self(updraft_sqlite::Error::shared(context, reason))
+    }
+}
+
+/// Names what was being done when the database failed: `.context("reading declarations")?`.
+pub(crate) trait Context<T> {
+    fn context(self, context: &'static str) -> Result<T, DbError>;
+}
+
+impl<T, E: Into<updraft_sqlite::Cause>> Context<T> for Result<T, E> {
+    fn context(self, context: &'static str) -> Result<T, DbError> {
+        updraft_sqlite::Context::context(self, context).map_err(DbError)
+    }
+}
 
 /// What the server knows of an enrollment.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
