@@ -236,9 +236,9 @@ impl Session {
             return Ok(table);
         }
         let devices = self.store().device_summaries().await?;
-        let mut newest: HashMap<String, (i64, String)> = HashMap::new();
+        let mut newest: HashMap<String, (i64, updraft_engine::Phase)> = HashMap::new();
         for (rollout, device, phase) in self.store().phases().await? {
-            let entry = newest.entry(device).or_insert((rollout, phase.clone()));
+            let entry = newest.entry(device).or_insert((rollout, phase));
             if rollout >= entry.0 {
                 *entry = (rollout, phase);
             }
@@ -528,7 +528,7 @@ impl Session {
             }),
             supplemental_build: device.facts.supplemental_build.clone(),
             time_zone: device.time_zone.clone(),
-            bootstrap_token_escrowed: device.bootstrap_token_escrowed,
+            bootstrap_token_escrowed: device.facts.bootstrap_token_escrowed,
             bootstrap_token_requested_at: device.bootstrap_token_requested_at.clone(),
             declarations_assigned: enforcements
                 .iter()
@@ -969,7 +969,7 @@ fn row_view(device: &DeviceRow, newest: Option<&(i64, String)>) -> DeviceRowView
             .clone()
             .or_else(|| facts.build.clone())
             .unwrap_or_default(),
-        state: newest.map_or("none".into(), |(_, phase)| phase.clone()),
+        state: newest.map_or("none".into(), |(_, phase)| phase.as_str().into()),
         rollout: newest.map(|(id, _)| *id),
         last_report: device.last_report_at.clone(),
     }
@@ -977,7 +977,7 @@ fn row_view(device: &DeviceRow, newest: Option<&(i64, String)>) -> DeviceRowView
 
 fn summary_view(
     device: updraft_store::DeviceSummary,
-    newest: Option<&(i64, String)>,
+    newest: Option<&(i64, updraft_engine::Phase)>,
 ) -> DeviceRowView {
     let os = match (device.os_version, device.extra.as_str()) {
         (Some(version), "") => version,
@@ -1001,7 +1001,7 @@ fn summary_view(
             .supplemental_build
             .or(device.build)
             .unwrap_or_default(),
-        state: newest.map_or("none".into(), |(_, phase)| phase.clone()),
+        state: newest.map_or("none".into(), |(_, phase)| phase.as_str().into()),
         rollout: newest.map(|(id, _)| *id),
         last_report: device.last_report_at,
     }

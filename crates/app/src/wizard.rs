@@ -464,7 +464,7 @@ fn excluded_row(device: &DeviceRow, reason: String) -> PreviewDevice {
 fn device_warnings(device: &DeviceRow, release: &CatalogRelease) -> Vec<String> {
     let mut warnings = Vec::new();
     if release.release.platform == updraft_feed::Platform::MacOs
-        && !device.bootstrap_token_escrowed
+        && !device.facts.bootstrap_token_escrowed
         && device.facts.is_apple_silicon()
     {
         warnings.push(

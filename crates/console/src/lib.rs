@@ -16,12 +16,12 @@ use updraft_ddm::{
     DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
 };
 use updraft_engine::machine::{
-    Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
+    Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
 use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
-use updraft_store::{Changes, DeviceRow, Note, Rollout, Store, StoreError};
+use updraft_store::{Changes, Command, DeviceRow, Note, Rollout, Store, StoreError};
 
 /// A console failure.
 #[derive(Debug, thiserror::Error)]
@@ -512,7 +512,7 @@ impl Console {
                 ));
                 if rollout.release.platform == updraft_feed::Platform::MacOs
                     && self.backend.knows_bootstrap_escrow()
-                    && !device.bootstrap_token_escrowed
+                    && !facts.bootstrap_token_escrowed
                     && facts.is_apple_silicon()
                 {
                     changes.alerts.push(Note::device(
@@ -526,7 +526,7 @@ impl Console {
                 changes.outbox.push((
                     Some(rollout.id),
                     record.enrollment_id.clone(),
-                    Effect::Assign {
+                    Command::Assign {
                         set: record.set_name.clone(),
                     },
                 ));
@@ -645,19 +645,18 @@ impl Console {
             let mut unassign = Vec::new();
             let mut touch: BTreeMap<String, ()> = BTreeMap::new();
             for item in &items {
-                match &item.effect {
-                    Effect::Assign { set } => assign.push(Assignment {
+                match &item.command {
+                    Command::Assign { set } => assign.push(Assignment {
                         enrollment_id: item.enrollment_id.clone(),
                         set: set.clone(),
                     }),
-                    Effect::Unassign { set } => unassign.push(Assignment {
+                    Command::Unassign { set } => unassign.push(Assignment {
                         enrollment_id: item.enrollment_id.clone(),
                         set: set.clone(),
                     }),
-                    Effect::Touch { declaration } => {
+                    Command::Touch { declaration } => {
                         touch.insert(declaration.clone(), ());
                     }
-                    _ => {}
                 }
             }
             let assigned = match assign.is_empty() {
@@ -701,14 +700,14 @@ impl Console {
                     else {
                         continue;
                     };
-                    let event = match &item.effect {
-                        Effect::Assign { .. } => Event::Assigned {
+                    let event = match &item.command {
+                        Command::Assign { .. } => Event::Assigned {
                             push: push_of(&assigned, &item.enrollment_id),
                         },
-                        Effect::Unassign { .. } => Event::Unassigned {
+                        Command::Unassign { .. } => Event::Unassigned {
                             push: push_of(&unassigned, &item.enrollment_id),
                         },
-                        _ => continue,
+                        Command::Touch { .. } => continue,
                     };
                     if let Event::Assigned {
                         push: Push::Failed(reason),
@@ -793,7 +792,6 @@ fn device_from_change(
             .status
             .as_ref()
             .and(not_after(enrollment.last_seen_at.as_deref(), now)),
-        bootstrap_token_escrowed: enrollment.bootstrap_token_escrowed,
         bootstrap_token_requested_at: enrollment.bootstrap_token_requested_at.clone(),
         server_seq: enrollment.seq,
     };
@@ -807,7 +805,7 @@ fn note_enrollment(device: &DeviceRow, now: DateTime<Utc>, changes: &mut Changes
     changes.outbox.push((
         None,
         id.clone(),
-        Effect::Assign {
+        Command::Assign {
             set: names::BASE_SET.into(),
         },
     ));

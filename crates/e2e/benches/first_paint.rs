@@ -89,7 +89,6 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
                 time_zone: Some(spec.time_zone.clone()),
                 utc_offset_minutes: None,
                 last_report_at: Some(at.to_rfc3339()),
-                bootstrap_token_escrowed: spec.escrows_bootstrap_token,
                 bootstrap_token_requested_at: None,
                 server_seq: n as i64,
             });

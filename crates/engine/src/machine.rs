@@ -4,7 +4,6 @@
 //! in one transaction and carries them out afterwards (assignments, pushes, alerts).
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use updraft_ddm::status::{DeclarationStatus, Validity};
 use updraft_ddm::{DeviceStatus, InstallState, OsVersion, VersionExtra};
@@ -30,8 +29,8 @@ impl Phase {
     }
 }
 
-/// One device's enforcement record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One device's enforcement record. The store lays it out in columns of its own.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Enforcement {
     /// The rollout.
     pub rollout_id: i64,
@@ -75,16 +74,14 @@ pub struct Enforcement {
     pub past_deadline: bool,
     /// No report for longer than the stale limit.
     pub stale: bool,
-    /// When it entered its phase (records written before this field read as their start).
-    #[serde(default)]
+    /// When it entered its phase (none for records written before this was kept: their start
+    /// stands in).
     pub phase_since: Option<DateTime<Utc>>,
     /// Downloading or installing for longer than the rules allow.
-    #[serde(default)]
     pub stuck: bool,
     /// The earliest time at which a tick can change this record (a flag to raise, or giving up
     /// on a silent device); none when only an event can. Ticks before it are no-ops, so the
     /// console ticks only the records that are due instead of every open one.
-    #[serde(default)]
     pub tick_due: Option<DateTime<Utc>>,
 }
 
@@ -220,8 +217,7 @@ impl Observation {
 }
 
 /// Something the caller must do, or record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Assign the set to the device on the DDM server (which pushes it).
     Assign {

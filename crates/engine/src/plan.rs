@@ -2,7 +2,6 @@
 //! release applies to it, and the declarations that enforce it.
 
 use chrono::NaiveDateTime;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use updraft_ddm::declaration::SOFTWARE_UPDATE_STATUS_ITEMS;
@@ -14,8 +13,7 @@ use updraft_feed::Platform;
 use updraft_feed::models::mac_ids;
 
 /// Where a device's SoftwareUpdateDeviceID came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceIdSource {
     /// The device reported it (`softwareupdate.device-id`, iOS 18 / macOS 15 and later).
     Reported,
@@ -24,7 +22,7 @@ pub enum DeviceIdSource {
 }
 
 /// What Updraft knows of a device: from its enrollment and its merged status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceFacts {
     /// The enrollment id.
     pub enrollment_id: String,
@@ -164,7 +162,7 @@ pub fn platform_of_model(model: &str) -> Option<Platform> {
 
 /// The release a rollout enforces: one version (and supplemental letter) with the builds the
 /// feed lists for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
     /// Platform.
     pub platform: Platform,
@@ -177,7 +175,7 @@ pub struct Release {
 }
 
 /// One build of a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseBuild {
     /// The build (for a BSI, the supplemental build), when the feed gives one.
     pub build: Option<String>,

@@ -773,7 +773,8 @@ impl Lab {
                     failure_reason: record
                         .filter(|r| r.phase == Phase::Failed)
                         .and_then(|r| r.failure_reason.clone()),
-                    bootstrap_token_escrowed: device.is_some_and(|d| d.bootstrap_token_escrowed),
+                    bootstrap_token_escrowed: device
+                        .is_some_and(|d| d.facts.bootstrap_token_escrowed),
                     declarations_assigned: assigned.remove(&spec.udid).unwrap_or_default(),
                     events: timelines
                         .remove(&spec.udid)

@@ -8,14 +8,17 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
-use updraft_engine::plan::{DeviceFacts, platform_of_model};
-use updraft_engine::{AlertKind, Effect, Enforcement, EventKind, Release, RolloutState};
+use updraft_engine::plan::{DeviceFacts, ReleaseBuild, platform_of_model};
+use updraft_engine::{AlertKind, Effect, Enforcement, EventKind, Phase, Release, RolloutState};
+
+mod rows;
+pub use rows::Command;
+use rows::{ENFORCEMENT_COLUMNS, device_from_row, enforcement_from_row};
 use updraft_feed::Platform;
 
 /// A store failure.
@@ -64,7 +67,7 @@ fn stored<T: FromStr<Err = updraft_engine::UnknownName>>(
 }
 
 /// A device as the console knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     /// Facts from its enrollment and status.
     pub facts: DeviceFacts,
@@ -76,8 +79,6 @@ pub struct DeviceRow {
     pub utc_offset_minutes: Option<i32>,
     /// Last status report.
     pub last_report_at: Option<String>,
-    /// Bootstrap token escrowed.
-    pub bootstrap_token_escrowed: bool,
     /// When it last fetched its bootstrap token.
     pub bootstrap_token_requested_at: Option<String>,
     /// The server's change number for it.
@@ -85,7 +86,7 @@ pub struct DeviceRow {
 }
 
 /// A rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
     /// Id.
     pub id: i64,
@@ -102,7 +103,7 @@ pub struct Rollout {
 }
 
 /// A timeline entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEvent {
     /// When.
     pub at: String,
@@ -115,7 +116,7 @@ pub struct TimelineEvent {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     /// Row id: alerts are numbered in the order they were raised.
     pub id: i64,
@@ -157,7 +158,7 @@ pub struct DeviceSummary {
 }
 
 /// An entry of the audit log: an admin's action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     /// When.
     pub at: String,
@@ -179,7 +180,7 @@ pub struct OutboxItem {
     /// The device.
     pub enrollment_id: String,
     /// What to do.
-    pub effect: Effect,
+    pub command: Command,
 }
 
 /// A timeline entry or an alert to write.
@@ -223,8 +224,8 @@ pub struct Changes {
     pub devices: Vec<DeviceRow>,
     /// Enforcement records to write.
     pub enforcements: Vec<Enforcement>,
-    /// Effects to carry out later (assignments, touches).
-    pub outbox: Vec<(Option<i64>, String, Effect)>,
+    /// Commands to carry out later, by rollout (none for the base set) and device.
+    pub outbox: Vec<(Option<i64>, String, Command)>,
     /// Timeline entries.
     pub events: Vec<Note<EventKind>>,
     /// Alerts.
@@ -255,8 +256,13 @@ impl Changes {
                     detail,
                 )),
                 other => {
-                    self.outbox
-                        .push((Some(record.rollout_id), record.enrollment_id.clone(), other))
+                    if let Some(command) = Command::of(other) {
+                        self.outbox.push((
+                            Some(record.rollout_id),
+                            record.enrollment_id.clone(),
+                            command,
+                        ))
+                    }
                 }
             }
         }
@@ -290,11 +296,6 @@ pub struct Store {
 const CHECKPOINT_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 const CHUNK: usize = 400;
-
-/// The columns [`device_from_row`] reads. A constant, so the dynamic SQL built from it is safe.
-const DEVICE_SELECT: &str =
-    "SELECT facts, name, time_zone, utc_offset_minutes, last_report_at, bootstrap_token_escrowed,
-    bootstrap_token_requested_at, server_seq FROM devices";
 
 impl Store {
     /// Opens (creating if needed) the database and applies migrations.
@@ -397,10 +398,13 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO rollouts (release, wave, deadline_local, details_url, state, created_at)
-             VALUES (?, ?, ?, ?, 'active', ?) RETURNING id",
+            "INSERT INTO rollouts (platform, product_version, product_version_extra, wave,
+                deadline_local, details_url, state, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'active', ?) RETURNING id",
         )
-        .bind(serde_json::to_string(release).unwrap_or_default())
+        .bind(release.platform.as_str())
+        .bind(&release.product_version)
+        .bind(&release.product_version_extra)
         .bind(i64::from(wave))
         .bind(deadline_local)
         .bind(details_url)
@@ -408,6 +412,20 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .context("creating a rollout")?;
+        for (position, build) in release.builds.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO rollout_builds (rollout_id, position, build, prerequisite_build, supported_devices)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(&build.build)
+            .bind(&build.prerequisite_build)
+            .bind(serde_json::Value::from_iter(build.supported_devices.iter().cloned()).to_string())
+            .execute(&mut *tx)
+            .await
+            .context("recording a rollout's builds")?;
+        }
         for chunk in scope.unwrap_or_default().chunks(CHUNK) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO rollout_scope (rollout_id, enrollment_id) ",
@@ -479,26 +497,56 @@ impl Store {
 
     /// Rollouts, oldest first.
     pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        let rows = sqlx::query("SELECT id, release, wave, deadline_local, details_url, state FROM rollouts ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .context("listing rollouts")?;
+        let builds = sqlx::query(
+            "SELECT rollout_id, build, prerequisite_build, supported_devices FROM rollout_builds
+             ORDER BY rollout_id, position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing rollouts' builds")?;
+        let mut builds_of: std::collections::HashMap<i64, Vec<ReleaseBuild>> = Default::default();
+        for row in builds {
+            let rollout: i64 = row.get("rollout_id");
+            let devices: String = row.get("supported_devices");
+            builds_of.entry(rollout).or_default().push(ReleaseBuild {
+                build: row.get("build"),
+                prerequisite_build: row.get("prerequisite_build"),
+                supported_devices: serde_json::from_str(&devices).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: format!("rollout {rollout}'s supported devices"),
+                        reason: format!("not a JSON list of ids: {e}"),
+                    }
+                })?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT id, platform, product_version, product_version_extra, wave, deadline_local,
+                    details_url, state
+             FROM rollouts ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("listing rollouts")?;
         rows.into_iter()
             .map(|row| {
-                let release: String = row.get("release");
+                let id: i64 = row.get("id");
+                let platform: String = row.get("platform");
                 let state: String = row.get("state");
                 Ok(Rollout {
-                    id: row.get("id"),
-                    release: serde_json::from_str(&release).map_err(|e| StoreError::Corrupt {
-                        what: "a rollout's release".into(),
-                        reason: e.to_string(),
-                    })?,
+                    id,
+                    release: Release {
+                        platform: platform.parse().map_err(|e| StoreError::Corrupt {
+                            what: format!("rollout {id}'s platform"),
+                            reason: format!("{e}"),
+                        })?,
+                        product_version: row.get("product_version"),
+                        product_version_extra: row.get("product_version_extra"),
+                        builds: builds_of.remove(&id).unwrap_or_default(),
+                    },
                     wave: row.get::<i64, _>("wave") as u32,
                     deadline_local: row.get("deadline_local"),
                     details_url: row.get("details_url"),
-                    state: stored::<RolloutState>(&state, || {
-                        format!("rollout {}'s state", row.get::<i64, _>("id"))
-                    })?,
+                    state: stored::<RolloutState>(&state, || format!("rollout {id}'s state"))?,
                 })
             })
             .collect()
@@ -515,7 +563,7 @@ impl Store {
 
     /// The devices with these ids that are known.
     pub async fn devices_by_ids(&self, ids: &[String]) -> Result<Vec<DeviceRow>, StoreError> {
-        let prefix = format!("{DEVICE_SELECT} WHERE enrollment_id IN (");
+        let prefix = format!("{} WHERE enrollment_id IN (", rows::DEVICE_SELECT);
         self.fetch_for_ids(&prefix, ids, "reading devices", device_from_row)
             .await
     }
@@ -554,7 +602,7 @@ impl Store {
         const CONTEXT: &str = "listing devices";
         let mut devices = self
             .bulk_read(CONTEXT, |connection| {
-                let mut statement = connection.prepare(DEVICE_SELECT).context(CONTEXT)?;
+                let mut statement = connection.prepare(rows::DEVICE_SELECT).context(CONTEXT)?;
                 let mut rows = statement.query([]).context(CONTEXT)?;
                 let mut devices = Vec::new();
                 while let Some(row) = rows.next().context(CONTEXT)? {
@@ -575,31 +623,30 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Enforcement>, StoreError> {
         self.rollout_records(
-            "SELECT record FROM enforcements WHERE rollout_id = ?1 AND tick_due < ?2
-             ORDER BY enrollment_id",
-            vec![rollout_id, now.timestamp()],
+            "WHERE rollout_id = ?1 AND tick_due < ?2 ORDER BY enrollment_id",
+            vec![rollout_id, rows::nanos(now)],
             "listing the enforcements due for a tick",
         )
         .await
     }
 
-    /// The records a query of one rollout selects, read in bulk (a report reads a rollout of
-    /// 100,000 devices).
+    /// The records of one rollout that `filter` selects, read in bulk (a report reads a rollout
+    /// of 100,000 devices).
     async fn rollout_records(
         &self,
-        sql: &'static str,
+        filter: &'static str,
         params: Vec<i64>,
         context: &'static str,
     ) -> Result<Vec<Enforcement>, StoreError> {
         self.bulk_read(context, move |connection| {
-            let mut statement = connection.prepare(sql).context(context)?;
+            let sql = format!("SELECT {ENFORCEMENT_COLUMNS} FROM enforcements {filter}");
+            let mut statement = connection.prepare(&sql).context(context)?;
             let mut rows = statement
                 .query(rusqlite::params_from_iter(params))
                 .context(context)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().context(context)? {
-                let record: String = row.get(0).context(context)?;
-                out.push(parse_enforcement(&record)?);
+                out.push(enforcement_from_row(row)?);
             }
             Ok(out)
         })
@@ -670,7 +717,7 @@ impl Store {
     ) -> Result<Vec<Enforcement>, StoreError> {
         // An integer, so formatting it into the statement is safe.
         let prefix = format!(
-            "SELECT record FROM enforcements WHERE rollout_id = {rollout_id} AND enrollment_id IN ("
+            "SELECT {ENFORCEMENT_COLUMNS} FROM enforcements WHERE rollout_id = {rollout_id} AND enrollment_id IN ("
         );
         self.fetch_for_ids(&prefix, ids, "reading enforcements", enforcement_from_row)
             .await
@@ -679,7 +726,7 @@ impl Store {
     /// Every enforcement record of a rollout.
     pub async fn enforcements(&self, rollout_id: i64) -> Result<Vec<Enforcement>, StoreError> {
         self.rollout_records(
-            "SELECT record FROM enforcements WHERE rollout_id = ? ORDER BY enrollment_id",
+            "WHERE rollout_id = ? ORDER BY enrollment_id",
             vec![rollout_id],
             "listing enforcements",
         )
@@ -688,22 +735,20 @@ impl Store {
 
     /// Pending effects, oldest first.
     pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query("SELECT id, rollout_id, enrollment_id, effect FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?")
+        let rows = sqlx::query("SELECT id, rollout_id, enrollment_id, action, subject FROM outbox WHERE done_at IS NULL ORDER BY id LIMIT ?")
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .context("reading the outbox")?;
         rows.into_iter()
             .map(|row| {
-                let effect: String = row.get("effect");
+                let id = row.get("id");
+                let action: &str = row.get("action");
                 Ok(OutboxItem {
-                    id: row.get("id"),
+                    id,
                     rollout_id: row.get("rollout_id"),
                     enrollment_id: row.get("enrollment_id"),
-                    effect: serde_json::from_str(&effect).map_err(|e| StoreError::Corrupt {
-                        what: "an outbox effect".into(),
-                        reason: e.to_string(),
-                    })?,
+                    command: Command::from_columns(id, action, row.get("subject"))?,
                 })
             })
             .collect()
@@ -875,18 +920,27 @@ impl Store {
     }
 
     /// Every device's phase in every rollout: (rollout, enrollment, phase).
-    pub async fn phases(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+    pub async fn phases(&self) -> Result<Vec<(i64, String, Phase)>, StoreError> {
         const CONTEXT: &str = "reading phases";
         self.bulk_read(CONTEXT, |connection| {
             let mut statement = connection
                 .prepare("SELECT rollout_id, enrollment_id, phase FROM enforcements")
                 .context(CONTEXT)?;
-            let rows = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .context(CONTEXT)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context(CONTEXT)?;
-            Ok(rows)
+            let mut rows = statement.query([]).context(CONTEXT)?;
+            let mut phases = Vec::new();
+            while let Some(row) = rows.next().context(CONTEXT)? {
+                let rollout: i64 = row.get(0).context(CONTEXT)?;
+                let device: String = row.get(1).context(CONTEXT)?;
+                let phase = row
+                    .get_ref(2)
+                    .and_then(|v| Ok(v.as_str()?))
+                    .context(CONTEXT)?;
+                let phase = stored::<Phase>(phase, || {
+                    format!("the phase of {device}'s record in rollout {rollout}")
+                })?;
+                phases.push((rollout, device, phase));
+            }
+            Ok(phases)
         })
         .await
     }
@@ -938,79 +992,29 @@ fn write_changes(
 
 fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Result<(), StoreError> {
     let mut statement = tx
-        .prepare_cached(
-            "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
-                bootstrap_token_escrowed, bootstrap_token_requested_at, server_seq, updated_at,
-                model, model_family, serial_number, os_version, build, supplemental_build, extra)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT(enrollment_id) DO UPDATE SET facts = excluded.facts, name = excluded.name,
-              model = excluded.model, model_family = excluded.model_family,
-              serial_number = excluded.serial_number, os_version = excluded.os_version,
-              build = excluded.build, supplemental_build = excluded.supplemental_build,
-              extra = excluded.extra,
-              time_zone = excluded.time_zone, utc_offset_minutes = excluded.utc_offset_minutes,
-              last_report_at = excluded.last_report_at, bootstrap_token_escrowed = excluded.bootstrap_token_escrowed,
-              bootstrap_token_requested_at = excluded.bootstrap_token_requested_at,
-              server_seq = excluded.server_seq, updated_at = excluded.updated_at",
-        )
+        .prepare_cached(rows::DEVICE_UPSERT)
         .context("writing devices")?;
     for device in &changes.devices {
-        let facts = &device.facts;
-        statement
-            .execute(params![
-                facts.enrollment_id,
-                serde_json::to_string(facts).unwrap_or_default(),
-                device.name,
-                device.time_zone,
-                device.utc_offset_minutes,
-                device.last_report_at,
-                device.bootstrap_token_escrowed,
-                device.bootstrap_token_requested_at,
-                device.server_seq,
-                now,
-                facts.model,
-                facts.model_family,
-                facts.serial_number,
-                facts.os_version,
-                facts.build,
-                facts.supplemental_build,
-                facts.extra,
-            ])
+        rows::with_device_params(device, now, |params| statement.execute(params))
             .context("writing devices")?;
     }
     let mut statement = tx
-        .prepare_cached(
-            "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at, tick_due)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(rollout_id, enrollment_id) DO UPDATE SET phase = excluded.phase, record = excluded.record,
-              updated_at = excluded.updated_at, tick_due = excluded.tick_due",
-        )
+        .prepare_cached(&rows::ENFORCEMENT_UPSERT)
         .context("writing enforcements")?;
     for record in &changes.enforcements {
-        statement
-            .execute(params![
-                record.rollout_id,
-                record.enrollment_id,
-                record.phase.as_str(),
-                serde_json::to_string(record).unwrap_or_default(),
-                now,
-                record.tick_due.map(|at| at.timestamp()),
-            ])
+        rows::with_enforcement_params(record, now, |params| statement.execute(params))
             .context("writing enforcements")?;
     }
     let mut statement = tx
         .prepare_cached(
-            "INSERT INTO outbox (rollout_id, enrollment_id, effect, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO outbox (rollout_id, enrollment_id, action, subject, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .context("writing the outbox")?;
-    for (rollout, device, effect) in &changes.outbox {
+    for (rollout, device, command) in &changes.outbox {
+        let (action, subject) = command.columns();
         statement
-            .execute(params![
-                rollout,
-                device,
-                serde_json::to_string(effect).unwrap_or_default(),
-                now
-            ])
+            .execute(params![rollout, device, action, subject, now])
             .context("writing the outbox")?;
     }
     write_notes(
@@ -1072,43 +1076,4 @@ fn write_notes<Kind: Copy>(
             .context(context)?;
     }
     Ok(())
-}
-
-fn parse_facts(facts: &str) -> Result<DeviceFacts, StoreError> {
-    serde_json::from_str(facts).map_err(|e| StoreError::Corrupt {
-        what: "a device's facts".into(),
-        reason: e.to_string(),
-    })
-}
-
-/// A device from a row of [`DEVICE_SELECT`].
-fn device_from_row(row: &rusqlite::Row) -> Result<DeviceRow, StoreError> {
-    let read = || -> rusqlite::Result<(&str, DeviceRow)> {
-        let device = DeviceRow {
-            facts: DeviceFacts::default(),
-            name: row.get(1)?,
-            time_zone: row.get(2)?,
-            utc_offset_minutes: row.get(3)?,
-            last_report_at: row.get(4)?,
-            bootstrap_token_escrowed: row.get(5)?,
-            bootstrap_token_requested_at: row.get(6)?,
-            server_seq: row.get(7)?,
-        };
-        Ok((row.get_ref(0)?.as_str()?, device))
-    };
-    let (facts, mut device) = read().context("reading a device")?;
-    device.facts = parse_facts(facts)?;
-    Ok(device)
-}
-
-fn enforcement_from_row(row: &rusqlite::Row) -> Result<Enforcement, StoreError> {
-    let record = row.get_ref(0).and_then(|value| Ok(value.as_str()?));
-    parse_enforcement(record.context("reading an enforcement record")?)
-}
-
-fn parse_enforcement(record: &str) -> Result<Enforcement, StoreError> {
-    serde_json::from_str(record).map_err(|e| StoreError::Corrupt {
-        what: "an enforcement record".into(),
-        reason: e.to_string(),
-    })
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use updraft_engine::plan::{DeviceFacts, Release, ReleaseBuild, names};
 use updraft_engine::{Effect, Enforcement, EventKind, Phase};
 use updraft_feed::Platform;
-use updraft_store::{Changes, DeviceRow, Note, Store, StoreError};
+use updraft_store::{Changes, Command, DeviceRow, Note, Store, StoreError};
 
 fn now() -> DateTime<Utc> {
     "2026-04-10T09:00:00Z".parse().unwrap()
@@ -44,13 +44,13 @@ fn device(id: &str) -> DeviceRow {
         facts: DeviceFacts {
             enrollment_id: id.into(),
             model: Some("MacBookPro18,3".into()),
+            bootstrap_token_escrowed: true,
             ..Default::default()
         },
         name: Some(format!("Mac {id}")),
         time_zone: Some("Europe/Berlin".into()),
         utc_offset_minutes: None,
         last_report_at: None,
-        bootstrap_token_escrowed: true,
         bootstrap_token_requested_at: None,
         server_seq: 3,
     }
@@ -101,8 +101,8 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     let pending = store.pending_outbox(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(
-        pending[0].effect,
-        Effect::Assign {
+        pending[0].command,
+        Command::Assign {
             set: names::enforcement_set(rollout, 1, None)
         }
     );
@@ -221,14 +221,19 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
         let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        sqlx::query("UPDATE enforcements SET record = '{not json'")
+        sqlx::query("UPDATE enforcements SET deadline_local = 'next tuesday'")
             .execute(&mut other)
             .await
             .unwrap();
     }
     let error = store.enforcements(rollout).await.unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
-    assert!(error.to_string().contains("enforcement record"));
+    assert!(
+        error.to_string().contains(&format!(
+            "deadline_local of E1's record in rollout {rollout}"
+        )) && error.to_string().contains("\"next tuesday\""),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -318,7 +323,7 @@ async fn committed_changes_reach_the_database_file_without_waiting_for_a_close()
     let (store, _rollout, dir) = store_with_rollout().await;
     let path = dir.path().join("console.db");
     let before = std::fs::metadata(&path).unwrap().len();
-    let devices: Vec<DeviceRow> = (0..2000).map(|n| device(&format!("E{n}"))).collect();
+    let devices: Vec<DeviceRow> = (0..6000).map(|n| device(&format!("E{n}"))).collect();
     store
         .commit(
             Changes {
@@ -331,7 +336,7 @@ async fn committed_changes_reach_the_database_file_without_waiting_for_a_close()
         .unwrap();
     // The commit leaves its pages in the WAL; the checkpointer copies them in beside it.
     grows_by_half_a_megabyte(&path, before, "the commit").await;
-    assert_eq!(store.devices().await.unwrap().len(), 2000);
+    assert_eq!(store.devices().await.unwrap().len(), 6000);
 }
 
 #[tokio::test]
@@ -444,29 +449,24 @@ async fn records_written_before_tick_times_existed_are_due_at_the_first_tick() {
     // A database as the previous release left it: records without a tick time.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("console.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let mut previous = sqlx::migrate!("./migrations");
-    previous.migrations = previous.migrations[..3].to_vec().into();
-    previous.run(&pool).await.unwrap();
+    let pool = database_at(&path).await;
+    migrate_until(&pool, 3).await;
     sqlx::query("INSERT INTO rollouts (id, release, deadline_local, state, created_at) VALUES (1, ?, '2026-04-15T17:00:00', 'active', '')")
-        .bind(serde_json::to_string(&release()).unwrap())
+        .bind(ONE_BUILD_RELEASE)
         .execute(&pool)
         .await
         .unwrap();
     for (id, phase) in [
-        ("E1", Phase::Downloading),
-        ("E2", Phase::CleanedUp),
-        ("E3", Phase::Planned),
-        ("E4", Phase::Pushed),
+        ("E1", "downloading"),
+        ("E2", "cleaned_up"),
+        ("E3", "planned"),
+        ("E4", "pushed"),
     ] {
-        let mut old = serde_json::to_value(record(1, id, phase)).unwrap();
+        let mut old = stored_record(id, phase);
         old.as_object_mut().unwrap().remove("tick_due");
         sqlx::query("INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at) VALUES (1, ?, ?, ?, '')")
             .bind(id)
-            .bind(phase.as_str())
+            .bind(phase)
             .bind(old.to_string())
             .execute(&pool)
             .await
@@ -495,10 +495,8 @@ async fn records_written_before_tick_times_existed_are_due_at_the_first_tick() {
 async fn a_rollout_stored_with_one_build_reads_back_after_the_release_migration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("console.db");
-    let store = Store::open(&path).await.unwrap();
-    drop(store);
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let pool = database_at(&path).await;
+    migrate_until(&pool, 4).await;
     let earlier = r#"{"platform":"macOS","product_version":"26.4.1","product_version_extra":null,"build":"25E253","prerequisite_build":null,"supported_devices":["j314sap","j223ap"]}"#;
     sqlx::query(
         "INSERT INTO rollouts (release, wave, deadline_local, details_url, state, created_at)
@@ -508,11 +506,6 @@ async fn a_rollout_stored_with_one_build_reads_back_after_the_release_migration(
     .execute(&pool)
     .await
     .unwrap();
-    // As if this database had stopped at the migration before.
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
     pool.close().await;
 
     let store = Store::open(&path).await.unwrap();
@@ -533,4 +526,226 @@ async fn a_rollout_stored_with_one_build_reads_back_after_the_release_migration(
             }],
         }
     );
+}
+
+/// A database file for a test that writes what an earlier Updraft left.
+async fn database_at(path: &std::path::Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    sqlx::SqlitePool::connect_with(options).await.unwrap()
+}
+
+/// Applies the first `count` migrations only: the schema of the Updraft that stopped there.
+async fn migrate_until(pool: &sqlx::SqlitePool, count: usize) {
+    let mut earlier = sqlx::migrate!("./migrations");
+    earlier.migrations = earlier.migrations[..count].to_vec().into();
+    earlier.run(pool).await.unwrap();
+}
+
+/// `release()` as releases were stored before they had builds (migration 5 converts it).
+const ONE_BUILD_RELEASE: &str = r#"{"platform":"macOS","product_version":"26.4.1","product_version_extra":null,"build":"25E253","prerequisite_build":null,"supported_devices":["j314sap"]}"#;
+
+/// An enforcement record as the JSON column held it before migration 6, field for field.
+fn stored_record(id: &str, phase: &str) -> serde_json::Value {
+    serde_json::json!({
+        "rollout_id": 1,
+        "enrollment_id": id,
+        "phase": phase,
+        "target_version": "26.4.1",
+        "target_extra": null,
+        "target_build": "25E253",
+        "declaration_id": names::enforcement(1, 1, None),
+        "set_name": names::enforcement_set(1, 1, None),
+        "deadline": "2026-04-15T17:00:00",
+        "utc_offset_minutes": 120,
+        "exclusion_reason": null,
+        "failure_reason": null,
+        "failure_count": 0,
+        "invalid_reason": null,
+        "install_state": null,
+        "last_report_at": null,
+        "started_at": "2026-04-10T09:00:00Z",
+        "bootstrap_requested_at": null,
+        "reported_os": null,
+        "past_deadline": false,
+        "stale": false,
+        "phase_since": null,
+        "stuck": false,
+        "tick_due": null
+    })
+}
+
+/// A database as the Updraft before migration 6 left it (every value a JSON column) opens with
+/// each value read back field for field from its new columns, and a commit goes on from there.
+#[tokio::test]
+async fn a_database_of_json_rows_reads_back_field_for_field_after_the_column_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console.db");
+    let pool = database_at(&path).await;
+    migrate_until(&pool, 5).await;
+    let release = r#"{"platform":"iOS","product_version":"26.4.1","product_version_extra":null,"builds":[
+        {"build":"23E254","prerequisite_build":null,"supported_devices":["d83ap","j517ap"]},
+        {"build":"23E6254","prerequisite_build":null,"supported_devices":["d93ap"]}]}"#;
+    let facts = r#"{"enrollment_id":"E1","model":"iPhone17,1","model_family":"iPhone","serial_number":"F2LX0000","enrolled_at":"2026-04-01T08:00:00Z","os_version":"26.3","build":"23D127","supplemental_build":"23D127a","extra":"(a)","reported_device_id":"d83ap","supported_configurations":["com.apple.configuration.softwareupdate.enforcement.specific"],"bootstrap_token_escrowed":false}"#;
+    let mut old_record = stored_record("E1", "downloading");
+    for (field, value) in [
+        ("target_extra", serde_json::json!("(b)")),
+        ("exclusion_reason", serde_json::json!(null)),
+        ("failure_reason", serde_json::json!("download failed")),
+        ("failure_count", serde_json::json!(2)),
+        ("install_state", serde_json::json!("downloading")),
+        (
+            "last_report_at",
+            serde_json::json!("2026-04-11T10:30:00.123456789Z"),
+        ),
+        (
+            "bootstrap_requested_at",
+            serde_json::json!("2026-04-11T10:00:00Z"),
+        ),
+        ("reported_os", serde_json::json!("26.3 (23D127a)")),
+        ("past_deadline", serde_json::json!(true)),
+        ("phase_since", serde_json::json!("2026-04-11T10:30:00Z")),
+        ("tick_due", serde_json::json!("2026-04-12T10:30:00.5Z")),
+    ] {
+        old_record[field] = value;
+    }
+    for statement in [
+        "INSERT INTO rollouts (id, release, wave, deadline_local, details_url, state, created_at)
+         VALUES (1, ?1, 2, '2026-04-15T17:00:00', 'https://it.example/ios', 'paused', '')",
+        "INSERT INTO devices (enrollment_id, facts, name, time_zone, utc_offset_minutes, last_report_at,
+            bootstrap_token_escrowed, server_seq, updated_at, model, model_family, serial_number,
+            os_version, build, supplemental_build, extra)
+         VALUES ('E1', ?1, 'Ana''s iPhone', 'Europe/Lisbon', 60, '2026-04-11T10:30:00Z', 0, 7, '',
+            'iPhone17,1', 'iPhone', 'F2LX0000', '26.3', '23D127', '23D127a', '(a)')",
+        "INSERT INTO enforcements (rollout_id, enrollment_id, phase, record, updated_at, tick_due)
+         VALUES (1, 'E1', 'downloading', ?1, '', 1775989800)",
+        r#"INSERT INTO outbox (rollout_id, enrollment_id, effect, created_at)
+         VALUES (1, 'E1', '{"effect":"unassign","set":"updraft.rollout.1.w2"}', ''),
+                (NULL, 'E1', '{"effect":"touch","declaration":"com.updraft.enforcement.1.w2"}', '')"#,
+    ] {
+        let value = match statement {
+            s if s.contains("INTO rollouts") => release.to_owned(),
+            s if s.contains("INTO devices") => facts.to_owned(),
+            _ => old_record.to_string(),
+        };
+        sqlx::query(statement).bind(value).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    let rollout = &store.rollouts().await.unwrap()[0];
+    assert_eq!(
+        (rollout.wave, rollout.state, rollout.details_url.as_deref()),
+        (
+            2,
+            updraft_engine::RolloutState::Paused,
+            Some("https://it.example/ios")
+        )
+    );
+    let ids = |list: &[&str]| list.iter().map(|id| id.to_string()).collect();
+    assert_eq!(
+        rollout.release,
+        Release {
+            platform: Platform::Ios,
+            product_version: "26.4.1".into(),
+            product_version_extra: None,
+            builds: vec![
+                ReleaseBuild {
+                    build: Some("23E254".into()),
+                    prerequisite_build: None,
+                    supported_devices: ids(&["d83ap", "j517ap"]),
+                },
+                ReleaseBuild {
+                    build: Some("23E6254".into()),
+                    prerequisite_build: None,
+                    supported_devices: ids(&["d93ap"]),
+                },
+            ],
+        }
+    );
+    let device = store.device("E1").await.unwrap().unwrap();
+    assert_eq!(
+        device,
+        DeviceRow {
+            facts: DeviceFacts {
+                enrollment_id: "E1".into(),
+                model: Some("iPhone17,1".into()),
+                model_family: Some("iPhone".into()),
+                serial_number: Some("F2LX0000".into()),
+                enrolled_at: Some("2026-04-01T08:00:00Z".into()),
+                os_version: Some("26.3".into()),
+                build: Some("23D127".into()),
+                supplemental_build: Some("23D127a".into()),
+                extra: "(a)".into(),
+                reported_device_id: Some("d83ap".into()),
+                supported_configurations: Some(vec![
+                    "com.apple.configuration.softwareupdate.enforcement.specific".into()
+                ]),
+                bootstrap_token_escrowed: false,
+            },
+            name: Some("Ana's iPhone".into()),
+            time_zone: Some("Europe/Lisbon".into()),
+            utc_offset_minutes: Some(60),
+            last_report_at: Some("2026-04-11T10:30:00Z".into()),
+            bootstrap_token_requested_at: None,
+            server_seq: 7,
+        }
+    );
+    let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+    let migrated = Enforcement {
+        target_extra: Some("(b)".into()),
+        failure_reason: Some("download failed".into()),
+        failure_count: 2,
+        install_state: Some("downloading".into()),
+        last_report_at: Some(at("2026-04-11T10:30:00.123456789Z")),
+        bootstrap_requested_at: Some("2026-04-11T10:00:00Z".into()),
+        reported_os: Some("26.3 (23D127a)".into()),
+        past_deadline: true,
+        phase_since: Some(at("2026-04-11T10:30:00Z")),
+        // The old column held whole seconds; the next step computes it to the nanosecond.
+        tick_due: Some(at("2026-04-12T10:30:00Z")),
+        ..record(1, "E1", Phase::Downloading)
+    };
+    assert_eq!(
+        store.enforcements(1).await.unwrap(),
+        std::slice::from_ref(&migrated)
+    );
+    let commands: Vec<_> = store
+        .pending_outbox(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| (item.rollout_id, item.command))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            (
+                Some(1),
+                Command::Unassign {
+                    set: "updraft.rollout.1.w2".into()
+                }
+            ),
+            (
+                None,
+                Command::Touch {
+                    declaration: "com.updraft.enforcement.1.w2".into()
+                }
+            ),
+        ]
+    );
+
+    // Written again through the columns, the record reads back as written, to the nanosecond.
+    let next = Enforcement {
+        phase: Phase::Failed,
+        tick_due: Some(at("2026-04-12T10:30:00.000000001Z")),
+        ..migrated
+    };
+    let changes = Changes {
+        enforcements: vec![next.clone()],
+        ..Changes::default()
+    };
+    store.commit(changes, now()).await.unwrap();
+    assert_eq!(store.enforcements(1).await.unwrap(), [next]);
 }
