@@ -1,0 +1,77 @@
+//! What a session keeps between calls: the feed's releases, and the devices table (100,000 rows
+//! are read once, then served from memory until the fleet changes).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::AppError;
+use crate::catalog::CatalogRelease;
+use crate::table::DeviceTable;
+
+pub(crate) struct Cache {
+    catalog: RwLock<Arc<Vec<CatalogRelease>>>,
+    table: Mutex<Option<Arc<DeviceTable>>>,
+    /// One build of the table at a time: callers that arrive during a build take its result.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl Cache {
+    pub(crate) fn new(catalog: Vec<CatalogRelease>) -> Self {
+        Self {
+            catalog: RwLock::new(Arc::new(catalog)),
+            table: Mutex::new(None),
+            building: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn catalog(&self) -> Arc<Vec<CatalogRelease>> {
+        match self.catalog.read() {
+            Ok(catalog) => catalog.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn replace_catalog(&self, releases: Vec<CatalogRelease>) {
+        if let Ok(mut catalog) = self.catalog.write() {
+            *catalog = Arc::new(releases);
+        }
+    }
+
+    pub(crate) fn release(&self, key: &str) -> Result<CatalogRelease, AppError> {
+        self.catalog()
+            .iter()
+            .find(|r| r.key == key)
+            .cloned()
+            .ok_or_else(|| AppError::NotFound(format!("no release {key:?} in the feed")))
+    }
+
+    /// Drops the devices table: the fleet changed.
+    pub(crate) fn invalidate(&self) {
+        if let Ok(mut table) = self.table.lock() {
+            *table = None;
+        }
+    }
+
+    fn cached_table(&self) -> Option<Arc<DeviceTable>> {
+        self.table.lock().ok()?.as_ref().cloned()
+    }
+
+    /// The devices table, from `build` when none is kept.
+    pub(crate) async fn table(
+        &self,
+        build: impl Future<Output = Result<DeviceTable, AppError>>,
+    ) -> Result<Arc<DeviceTable>, AppError> {
+        if let Some(table) = self.cached_table() {
+            return Ok(table);
+        }
+        let _building = self.building.lock().await;
+        if let Some(table) = self.cached_table() {
+            return Ok(table);
+        }
+        let table = Arc::new(build.await?);
+        if let Ok(mut slot) = self.table.lock() {
+            *slot = Some(table.clone());
+        }
+        Ok(table)
+    }
+}

@@ -1,0 +1,6 @@
+//! Each screen's answers, built from the store and the caches: one file per screen.
+
+mod activity;
+mod dashboard;
+mod devices;
+mod rollouts;
