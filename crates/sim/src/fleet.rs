@@ -406,11 +406,133 @@ const TIME_ZONES: &[&str] = &[
     "Australia/Sydney",
 ];
 
+/// A release a device may run on the lab's first day: a non-BSI entry of the feed.
+struct Signed {
+    version: OsVersion,
+    build: String,
+    supported: Vec<String>,
+    platform: &'static str,
+}
+
+impl Signed {
+    fn supports(&self, id: &str) -> bool {
+        self.supported.iter().any(|s| s.eq_ignore_ascii_case(id))
+    }
+}
+
 /// Real device ids and versions, per platform family, from the feed.
 struct Catalog {
-    /// (version, build, supported ids) of non-BSI entries available on the start day.
-    releases: Vec<(OsVersion, String, Vec<String>, &'static str)>,
+    /// Newest version first; within a version, by build.
+    releases: Vec<Signed>,
+    newest_mac: Option<OsVersion>,
+    newest_ios: Option<OsVersion>,
 }
+
+impl Catalog {
+    /// The Mac and iOS releases the feed lists on or before `start`.
+    fn new(feed: &LookupResponse, start: NaiveDate) -> Self {
+        let mut releases = Vec::new();
+        for located in feed.entries() {
+            let entry = located.entry;
+            if located.set.kind == SetKind::BackgroundSecurity || entry.posting_date > start {
+                continue;
+            }
+            let platform: &'static str = match located.platform {
+                "macOS" => "macOS",
+                "iOS" => "iOS",
+                _ => continue,
+            };
+            if let (Ok(version), Some(build)) =
+                (OsVersion::parse(&entry.product_version), &entry.build)
+            {
+                releases.push(Signed {
+                    version,
+                    build: build.clone(),
+                    supported: entry.supported_devices.clone(),
+                    platform,
+                });
+            }
+        }
+        releases.sort_by(|a, b| {
+            b.version
+                .cmp(&a.version)
+                .then_with(|| a.build.cmp(&b.build))
+        });
+        let newest = |platform: &str| {
+            releases
+                .iter()
+                .find(|r| r.platform == platform)
+                .map(|r| r.version.clone())
+        };
+        Self {
+            newest_mac: newest("macOS"),
+            newest_ios: newest("iOS"),
+            releases,
+        }
+    }
+
+    fn newest(&self, platform: &str) -> Option<&OsVersion> {
+        match platform {
+            "macOS" => self.newest_mac.as_ref(),
+            _ => self.newest_ios.as_ref(),
+        }
+    }
+
+    /// The releases of the newest version of `platform`.
+    fn newest_releases(&self, platform: &'static str) -> impl Iterator<Item = &Signed> {
+        let newest = self.newest(platform);
+        self.releases
+            .iter()
+            .filter(move |r| r.platform == platform && Some(&r.version) == newest)
+    }
+}
+
+/// The models a lab device is drawn from.
+struct Models<'a> {
+    /// Every Mac of the model maps a fleet has (no rack or server models).
+    macs: Vec<(&'a str, &'a [String])>,
+    /// Those the newest macOS supports.
+    current_macs: Vec<(&'a str, &'a [String])>,
+    /// The iPhones and iPads the newest iOS supports.
+    ios_ids: Vec<String>,
+}
+
+impl Models<'static> {
+    fn new(catalog: &Catalog) -> Self {
+        let macs: Vec<(&str, &[String])> = known_mac_models()
+            .filter(|(model, _)| {
+                !model.contains("Rack")
+                    && (model.starts_with("Mac") || model.starts_with("iMac"))
+                    && !model.starts_with("MacPro7")
+            })
+            .map(|(model, m)| (model, m.ids.as_slice()))
+            .collect();
+        let newest_macs: Vec<&Signed> = catalog.newest_releases("macOS").collect();
+        let current_macs = macs
+            .iter()
+            .copied()
+            .filter(|(_, ids)| {
+                ids.iter()
+                    .any(|id| newest_macs.iter().any(|r| r.supports(id)))
+            })
+            .collect();
+        let mut ios_ids: Vec<String> = catalog
+            .newest_releases("iOS")
+            .flat_map(|r| r.supported.iter().cloned())
+            .filter(|id| family_of(id).is_some())
+            .collect();
+        ios_ids.sort();
+        ios_ids.dedup();
+        Self {
+            macs,
+            current_macs,
+            ios_ids,
+        }
+    }
+}
+
+/// A device's model: (family, model identifier, the id gdmf lists, platform).
+type Model = (&'static str, String, String, &'static str);
 
 fn family_of(id: &str) -> Option<&'static str> {
     if id.starts_with("iPhone") {
@@ -425,201 +547,140 @@ fn family_of(id: &str) -> Option<&'static str> {
 /// Builds the fleet: Macs (about half), iPhones and iPads of real models, on OS versions the feed
 /// lists for them, most one or two releases behind the newest, with a share of the edge cases a
 /// real fleet has (already current, too old, unsupervised Macs) and faults by `failure_rate`.
+///
+/// Every draw comes from one generator seeded by the plan, in a fixed order per device: the same
+/// plan gives the same fleet, so changing the order of the steps below changes every lab report.
 pub fn generate(plan: &FleetPlan, feed: &LookupResponse) -> Vec<DeviceSpec> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let mut catalog = Catalog {
-        releases: Vec::new(),
-    };
-    for located in feed.entries() {
-        let entry = located.entry;
-        if located.set.kind == SetKind::BackgroundSecurity || entry.posting_date > plan.start {
-            continue;
-        }
-        let platform: &'static str = match located.platform {
-            "macOS" => "macOS",
-            "iOS" => "iOS",
-            _ => continue,
-        };
-        if let (Ok(version), Some(build)) = (OsVersion::parse(&entry.product_version), &entry.build)
-        {
-            catalog.releases.push((
-                version,
-                build.clone(),
-                entry.supported_devices.clone(),
-                platform,
-            ));
-        }
-    }
-    catalog
-        .releases
-        .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let newest = |platform: &str| {
-        catalog
-            .releases
-            .iter()
-            .find(|r| r.3 == platform)
-            .map(|r| r.0.clone())
-    };
-    let newest_mac = newest("macOS");
-    let newest_ios = newest("iOS");
+    let catalog = Catalog::new(feed, plan.start);
+    let models = Models::new(&catalog);
+    (0..plan.devices)
+        .map(|index| one_device(index, plan, &catalog, &models, &mut rng))
+        .collect()
+}
 
-    // Models: Macs from the model maps, iPhones and iPads from the newest iOS release.
-    let mac_models: Vec<(&str, &[String])> = known_mac_models()
-        .filter(|(model, _)| {
-            !model.contains("Rack")
-                && (model.starts_with("Mac") || model.starts_with("iMac"))
-                && !model.starts_with("MacPro7")
-        })
-        .map(|(model, m)| (model, m.ids.as_slice()))
-        .collect();
-    let newest_mac_devices: Vec<&String> = catalog
-        .releases
-        .iter()
-        .filter(|r| r.3 == "macOS" && Some(&r.0) == newest_mac.as_ref())
-        .flat_map(|r| r.2.iter())
-        .collect();
-    let current_macs: Vec<(&str, &[String])> = mac_models
-        .iter()
-        .copied()
-        .filter(|(_, ids)| {
-            ids.iter().any(|id| {
-                newest_mac_devices
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(id))
-            })
+fn one_device(
+    index: usize,
+    plan: &FleetPlan,
+    catalog: &Catalog,
+    models: &Models<'static>,
+    rng: &mut StdRng,
+) -> DeviceSpec {
+    let seed: u64 = rng.random();
+    let (family, model, gdmf_id, platform) = pick_model(models, rng);
+    let apple_silicon =
+        family == "Mac" && !gdmf_id.starts_with("Mac-") && !T2_IDS.contains(&gdmf_id.as_str());
+    let (os_version, build) = pick_os(catalog, family, platform, &gdmf_id, rng);
+    let supervised = !(family == "Mac" && rng.random_bool(0.04));
+    let fault = pick_fault(plan.failure_rate, apple_silicon, rng);
+    let user_installs_after = rng.random_bool(0.3).then(|| rng.random_range(60..48 * 60));
+    let serial: String = (0..10)
+        .map(|_| {
+            *b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+                .choose(rng)
+                .expect("c") as char
         })
         .collect();
-    let mut ios_ids: Vec<String> = catalog
+    let udid = format!("{:08X}-{:016X}", rng.random::<u32>(), rng.random::<u64>());
+    let time_zone = (*TIME_ZONES.choose(rng).expect("zones")).into();
+    DeviceSpec {
+        udid,
+        serial,
+        name: format!("Lab {family} {:05}", index + 1),
+        model,
+        family: family.into(),
+        gdmf_id,
+        os_version,
+        build,
+        time_zone,
+        supervised,
+        apple_silicon,
+        escrows_bootstrap_token: apple_silicon && fault != Some(Fault::MissingBootstrapToken),
+        user_installs_after,
+        fault,
+        seed,
+    }
+}
+
+/// About half Macs, most of them ones the newest macOS supports; the rest iPhones and iPads.
+fn pick_model(models: &Models<'static>, rng: &mut StdRng) -> Model {
+    let roll: f64 = rng.random();
+    if roll < 0.5 || models.ios_ids.is_empty() {
+        // Most Macs of a real fleet run a current macOS; a few are too old for it.
+        let pool = if rng.random_bool(0.9) && !models.current_macs.is_empty() {
+            &models.current_macs
+        } else {
+            &models.macs
+        };
+        let (model, ids) = *pool.choose(rng).expect("the model maps are not empty");
+        // The id gdmf lists for this Mac (a T2 Mac has two; the bridge id is what it reports).
+        ("Mac", model.to_owned(), ids[0].clone(), "macOS")
+    } else {
+        let id = models.ios_ids.choose(rng).expect("ids").clone();
+        (family_of(&id).unwrap_or("iPhone"), id.clone(), id, "iOS")
+    }
+}
+
+/// (version, build): 5% already on the newest they can run, 4% on the oldest still signed (often
+/// too old for the declaration), the rest one of the releases of the last two majors below the
+/// newest; a model the feed no longer lists runs an old system the rules leave out.
+fn pick_os(
+    catalog: &Catalog,
+    family: &str,
+    platform: &str,
+    gdmf_id: &str,
+    rng: &mut StdRng,
+) -> (String, String) {
+    let runnable: Vec<&Signed> = catalog
         .releases
         .iter()
-        .filter(|r| r.3 == "iOS" && Some(&r.0) == newest_ios.as_ref())
-        .flat_map(|r| r.2.iter().cloned())
-        .filter(|id| family_of(id).is_some())
+        .filter(|r| r.platform == platform && r.supports(gdmf_id))
         .collect();
-    ios_ids.sort();
-    ios_ids.dedup();
-
-    let mut specs = Vec::with_capacity(plan.devices);
-    for index in 0..plan.devices {
-        let seed: u64 = rng.random();
-        let roll: f64 = rng.random();
-        let (family, model, gdmf_id, platform) = if roll < 0.5 || ios_ids.is_empty() {
-            // Most Macs of a real fleet run a current macOS; a few are too old for it.
-            let pool = if rng.random_bool(0.9) && !current_macs.is_empty() {
-                &current_macs
-            } else {
-                &mac_models
-            };
-            let (model, ids) = *pool.choose(&mut rng).expect("the model maps are not empty");
-            // The id gdmf lists for this Mac (a T2 Mac has two; the bridge id is what it reports).
-            ("Mac", model.to_owned(), ids[0].clone(), "macOS")
-        } else {
-            let id = ios_ids.choose(&mut rng).expect("ids").clone();
-            (family_of(&id).unwrap_or("iPhone"), id.clone(), id, "iOS")
-        };
-        let apple_silicon =
-            family == "Mac" && !gdmf_id.starts_with("Mac-") && !T2_IDS.contains(&gdmf_id.as_str());
-        // Versions this device could run, newest first.
-        let runnable: Vec<&(OsVersion, String, Vec<String>, &str)> = catalog
-            .releases
+    let newest = catalog.newest(platform);
+    let edge: f64 = rng.random();
+    let chosen = if runnable.is_empty() {
+        None
+    } else if edge < 0.05 {
+        runnable.first().copied()
+    } else if edge < 0.09 {
+        runnable.last().copied()
+    } else {
+        let floor = newest.map_or(0, |n| n.major()).saturating_sub(1);
+        let behind: Vec<&Signed> = runnable
             .iter()
-            .filter(|r| r.3 == platform && r.2.iter().any(|id| id.eq_ignore_ascii_case(&gdmf_id)))
+            .copied()
+            .filter(|r| Some(&r.version) != newest && r.version.major() >= floor)
             .collect();
-        let newest_for_platform = if platform == "macOS" {
-            &newest_mac
-        } else {
-            &newest_ios
-        };
-        let edge: f64 = rng.random();
-        let chosen = if runnable.is_empty() {
-            None
-        } else if edge < 0.05 {
-            runnable.first().copied() // already current (or its newest)
-        } else if edge < 0.09 {
-            runnable.last().copied() // the oldest still signed: often too old for the declaration
-        } else {
-            // Behind the newest: one of the releases below it.
-            let behind: Vec<_> = runnable
-                .iter()
-                .copied()
-                .filter(|r| {
-                    Some(&r.0) != newest_for_platform.as_ref()
-                        && r.0.major()
-                            >= newest_for_platform
-                                .as_ref()
-                                .map_or(0, |n| n.major())
-                                .saturating_sub(1)
-                })
-                .collect();
-            behind
-                .choose(&mut rng)
-                .copied()
-                .or(runnable.last().copied())
-        };
-        let (os_version, build) = match chosen {
-            Some(release) => (release.0.to_string(), release.1.clone()),
-            // A model the feed no longer lists: an old system, left out by the rules.
-            None => (
-                if family == "Mac" {
-                    "12.7.6".into()
-                } else {
-                    "15.8.7".into()
-                },
-                if family == "Mac" {
-                    "21H1320".into()
-                } else {
-                    "19H411".into()
-                },
-            ),
-        };
-        let supervised = !(family == "Mac" && rng.random_bool(0.04));
-        let fault = rng.random_bool(plan.failure_rate.clamp(0.0, 1.0)).then(|| {
-            let kinds: &[Fault] = if apple_silicon {
-                &[
-                    Fault::NoDiskSpace,
-                    Fault::DownloadFailure,
-                    Fault::Offline,
-                    Fault::NeverReports,
-                    Fault::MissingBootstrapToken,
-                ]
-            } else {
-                &[
-                    Fault::NoDiskSpace,
-                    Fault::DownloadFailure,
-                    Fault::Offline,
-                    Fault::NeverReports,
-                ]
-            };
-            *kinds.choose(&mut rng).expect("kinds")
-        });
-        let user_installs_after = rng.random_bool(0.3).then(|| rng.random_range(60..48 * 60));
-        let serial: String = (0..10)
-            .map(|_| {
-                *b"ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
-                    .choose(&mut rng)
-                    .expect("c") as char
-            })
-            .collect();
-        let udid = format!("{:08X}-{:016X}", rng.random::<u32>(), rng.random::<u64>());
-        specs.push(DeviceSpec {
-            udid,
-            serial,
-            name: format!("Lab {family} {:05}", index + 1),
-            model,
-            family: family.into(),
-            gdmf_id,
-            os_version,
-            build,
-            time_zone: (*TIME_ZONES.choose(&mut rng).expect("zones")).into(),
-            supervised,
-            apple_silicon,
-            escrows_bootstrap_token: apple_silicon && fault != Some(Fault::MissingBootstrapToken),
-            user_installs_after,
-            fault,
-            seed,
-        });
+        behind.choose(rng).copied().or(runnable.last().copied())
+    };
+    match chosen {
+        Some(release) => (release.version.to_string(), release.build.clone()),
+        None if family == "Mac" => ("12.7.6".into(), "21H1320".into()),
+        None => ("15.8.7".into(), "19H411".into()),
     }
-    specs
+}
+
+/// A fault for a share `rate` of devices; a missing bootstrap token only on Apple silicon.
+fn pick_fault(rate: f64, apple_silicon: bool, rng: &mut StdRng) -> Option<Fault> {
+    rng.random_bool(rate.clamp(0.0, 1.0)).then(|| {
+        let kinds: &[Fault] = if apple_silicon {
+            &[
+                Fault::NoDiskSpace,
+                Fault::DownloadFailure,
+                Fault::Offline,
+                Fault::NeverReports,
+                Fault::MissingBootstrapToken,
+            ]
+        } else {
+            &[
+                Fault::NoDiskSpace,
+                Fault::DownloadFailure,
+                Fault::Offline,
+                Fault::NeverReports,
+            ]
+        };
+        *kinds.choose(rng).expect("kinds")
+    })
 }
 
 /// Bridge ids of Intel Macs with a T2 chip (their updates need no bootstrap token).
