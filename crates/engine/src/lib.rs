@@ -12,6 +12,8 @@ pub use machine::{
     Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };
 pub use plan::{Decision, DeviceFacts, DeviceIdSource, Release, ReleaseBuild, decide};
+/// A record's last install-state is the device's own word, as `ddm` reads it.
+pub use updraft_ddm::InstallState;
 
 #[cfg(test)]
 mod tests;

@@ -61,7 +61,7 @@ pub struct Enforcement {
     /// Why the device rejected the declaration.
     pub invalid_reason: Option<String>,
     /// The last install-state seen.
-    pub install_state: Option<String>,
+    pub install_state: Option<InstallState>,
     /// When the device last reported status.
     pub last_report_at: Option<DateTime<Utc>>,
     /// When the enforcement started (assignment decided).
@@ -430,7 +430,7 @@ fn observe(
     }
 
     if let Some(install_state) = &seen.install_state
-        && state.install_state.as_deref() != Some(install_state.as_str())
+        && state.install_state.as_ref() != Some(install_state)
     {
         observe_install_state(state, install_state, seen, next, effects);
     }
@@ -491,7 +491,7 @@ fn observe_install_state(
     next: &mut Enforcement,
     effects: &mut Vec<Effect>,
 ) {
-    next.install_state = Some(install_state.as_str().to_owned());
+    next.install_state = Some(install_state.clone());
     if *install_state != InstallState::None || state.install_state.is_some() {
         effects.push(timeline(EventKind::InstallState, install_state.as_str()));
     }

@@ -199,7 +199,7 @@ where
     let mut device = updraft_ddm::DeviceStatus::default();
     device.apply(&merged);
     check(
-        device.install_state().map(|s| s.as_str()) == Some("prepared"),
+        device.install_state() == Some(&updraft_ddm::InstallState::Prepared),
         || format!("the newest install-state is not merged: {status}"),
     )?;
     check(device.os_version() == Some("26.3"), || {

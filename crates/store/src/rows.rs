@@ -7,7 +7,7 @@ use rusqlite::{Row, ToSql, params};
 use std::sync::LazyLock;
 
 use updraft_engine::plan::DeviceFacts;
-use updraft_engine::{Effect, Enforcement, Phase};
+use updraft_engine::{Effect, Enforcement, InstallState, Phase};
 
 use crate::{Context, DeviceRow, StoreError, stored};
 
@@ -59,6 +59,7 @@ pub(crate) fn with_enforcement_params<R>(
     let started_at = text(record.started_at);
     let phase_since = record.phase_since.map(text);
     let tick_due = record.tick_due.map(nanos);
+    let install_state = record.install_state.as_ref().map(InstallState::as_str);
     let failure_count = i64::try_from(record.failure_count).unwrap_or(i64::MAX);
     write(params![
         record.rollout_id,
@@ -75,7 +76,7 @@ pub(crate) fn with_enforcement_params<R>(
         record.failure_reason,
         failure_count,
         record.invalid_reason,
-        record.install_state,
+        install_state,
         last_report_at,
         started_at,
         record.bootstrap_requested_at,
@@ -134,7 +135,10 @@ pub(crate) fn enforcement_from_row(row: &Row) -> Result<Enforcement, StoreError>
                 reason: format!("{e}"),
             })?,
         invalid_reason: row.get(13).context(CONTEXT)?,
-        install_state: row.get(14).context(CONTEXT)?,
+        install_state: row
+            .get_ref(14)
+            .and_then(|value| Ok(value.as_str_or_null()?.map(InstallState::parse)))
+            .context(CONTEXT)?,
         last_report_at: time(15, "last_report_at")?,
         started_at: time(16, "started_at")?.ok_or_else(|| StoreError::Corrupt {
             what: what("started_at"),

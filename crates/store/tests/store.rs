@@ -697,7 +697,7 @@ async fn a_database_of_json_rows_reads_back_field_for_field_after_the_column_mig
         target_extra: Some("(b)".into()),
         failure_reason: Some("download failed".into()),
         failure_count: 2,
-        install_state: Some("downloading".into()),
+        install_state: Some(updraft_engine::InstallState::Downloading),
         last_report_at: Some(at("2026-04-11T10:30:00.123456789Z")),
         bootstrap_requested_at: Some("2026-04-11T10:00:00Z".into()),
         reported_os: Some("26.3 (23D127a)".into()),
