@@ -545,7 +545,7 @@ fn deadline_passed(state: &Enforcement, now: DateTime<Utc>) -> bool {
 }
 
 /// The instant after which the deadline, plus Apple's hour, has passed on the device.
-fn deadline_passes_at(state: &Enforcement) -> DateTime<Utc> {
+pub(crate) fn deadline_passes_at(state: &Enforcement) -> DateTime<Utc> {
     // Without the device's zone, the deadline has passed everywhere only once it has passed in
     // the last zone to reach it (UTC-12).
     let offset = Duration::minutes(i64::from(state.utc_offset_minutes.unwrap_or(-12 * 60)));

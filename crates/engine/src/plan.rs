@@ -343,6 +343,22 @@ pub enum Exclusion {
         /// What the device runs, if known.
         device_build: Option<String>,
     },
+    /// An admin holds the device back (see [`crate::rings::Hold`]).
+    OnHold {
+        /// Their reason.
+        reason: String,
+        /// When the hold ends by itself.
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// The device's group is pinned below the release's major (see [`crate::rings::Pin`]).
+    Pinned {
+        /// The group.
+        group: String,
+        /// The highest major it may take.
+        highest_major: u32,
+    },
+    /// No ring of the plan takes the device.
+    InNoRing,
 }
 
 impl std::fmt::Display for Exclusion {
@@ -393,6 +409,22 @@ impl std::fmt::Display for Exclusion {
                 prerequisites.join(" or "),
                 device_build.as_deref().unwrap_or("an unknown build")
             ),
+            Self::OnHold { reason, until } => match until {
+                Some(until) => write!(
+                    f,
+                    "on hold until {}: {reason}",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => write!(f, "on hold: {reason}"),
+            },
+            Self::Pinned {
+                group,
+                highest_major,
+            } => write!(
+                f,
+                "pinned: {group} stays on major version {highest_major} or below"
+            ),
+            Self::InNoRing => f.write_str("no ring of the plan takes the device"),
         }
     }
 }
