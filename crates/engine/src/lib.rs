@@ -6,6 +6,7 @@
 pub mod kinds;
 pub mod machine;
 pub mod plan;
+pub mod prompts;
 pub mod rings;
 
 pub use kinds::{AlertKind, EventKind, UnknownName};
