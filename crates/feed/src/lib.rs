@@ -4,6 +4,7 @@
 //! - [`response`]: the response as it is, sets and platforms in order, unknown keys ignored.
 //! - [`applicability`]: the six rules that turn a feed and a device into targets.
 //! - [`releases`]: the feed's releases, each with its builds, for the console and the lab.
+//! - [`sofa`]: the CVEs SOFA says each release fixes, used only where SOFA agrees with Apple.
 //! - [`client`]: the HTTP client (rustls, Apple's root only) and the saved copy that a broken or
 //!   empty answer never replaces.
 //!
@@ -16,6 +17,7 @@ pub mod client;
 pub mod models;
 pub mod releases;
 pub mod response;
+pub mod sofa;
 
 pub use applicability::{DeviceFacts, FeedIndex, Platform, Target};
 #[cfg(feature = "client")]
