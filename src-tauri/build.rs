@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 25] = [
+const COMMANDS: [&str; 26] = [
     "dashboard",
     "releases",
     "devices",
@@ -22,6 +22,7 @@ const COMMANDS: [&str; 25] = [
     "pause_rollout",
     "resume_rollout",
     "cancel_rollout",
+    "promote_ring",
     "export_rollout_csv",
     "alerts",
     "audit",

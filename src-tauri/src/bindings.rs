@@ -47,6 +47,7 @@ pub fn typescript() -> String {
         wizard::Selection,
         wizard::WavePlan,
         wizard::RolloutPlan,
+        wizard::GatePlan,
         wizard::PreviewDevice,
         wizard::PreviewWave,
         wizard::Preview,

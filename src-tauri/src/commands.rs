@@ -165,6 +165,19 @@ pub async fn cancel_rollout(
     Ok(())
 }
 
+/// Starts a wave waiting on its gate (or halted by it) now.
+#[tauri::command]
+pub async fn promote_ring(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.promote_ring(id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
 /// Writes the rollout's CSV into the Downloads folder; returns the file's path.
 #[tauri::command]
 pub async fn export_rollout_csv(

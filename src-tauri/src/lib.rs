@@ -267,6 +267,7 @@ pub fn run() {
             commands::pause_rollout,
             commands::resume_rollout,
             commands::cancel_rollout,
+            commands::promote_ring,
             commands::export_rollout_csv,
             commands::alerts,
             commands::audit,

@@ -93,7 +93,7 @@ pub fn group(alerts: &[Alert], name_of: impl Fn(&str) -> Option<String>) -> Vec<
 
 fn urgency(kind: AlertKind) -> u8 {
     match kind {
-        AlertKind::InstallFailed => 0,
+        AlertKind::InstallFailed | AlertKind::RolloutHalted => 0,
         AlertKind::PushCertificateExpiring
         | AlertKind::DeclarationInvalid
         | AlertKind::PushFailed => 1,
@@ -120,6 +120,8 @@ fn title(kind: AlertKind, count: usize) -> &'static str {
         AlertKind::PushFailed => "Push failed",
         AlertKind::NewRelease if plural => "New releases",
         AlertKind::NewRelease => "New release",
+        AlertKind::RolloutHalted if plural => "Rollouts halted",
+        AlertKind::RolloutHalted => "Rollout halted",
     }
 }
 

@@ -59,6 +59,10 @@ pub enum RolloutStatus {
     Paused,
     /// Cancelled by the admin.
     Cancelled,
+    /// A wave waiting for the wave before it to pass its gate.
+    Gated,
+    /// Its gate halted it: the wave before failed too much.
+    Halted,
 }
 
 /// A rollout in a list.
@@ -87,6 +91,8 @@ pub struct RolloutSummary {
     pub excluded: usize,
     /// Still in progress.
     pub in_progress: usize,
+    /// For a wave behind a gate: what it waits for, or why it halted.
+    pub gate: Option<String>,
 }
 
 /// An alert.

@@ -47,6 +47,32 @@ pub struct RolloutPlan {
     pub waves: Vec<WavePlan>,
     /// Optional https page the device links to.
     pub details_url: Option<String>,
+    /// Each wave after the first starts only when the wave before passes this gate; without it,
+    /// every wave starts at once.
+    #[serde(default)]
+    #[ts(optional)]
+    pub gate: Option<GatePlan>,
+}
+
+/// The gate between waves, in whole percent of a wave's devices not excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct GatePlan {
+    /// At least this share updated (90 by default).
+    pub min_updated_percent: u32,
+    /// More than this share failed halts the waves after it (5 by default).
+    pub max_failed_percent: u32,
+}
+
+impl GatePlan {
+    /// The engine's gate.
+    pub fn gate(self) -> updraft_engine::rings::Gate {
+        updraft_engine::rings::Gate {
+            min_updated_percent: f64::from(self.min_updated_percent.min(100)),
+            max_failed_percent: f64::from(self.max_failed_percent.min(100)),
+            max_failures_per_hour: None,
+        }
+    }
 }
 
 /// A plan the wizard accepts, with its deadlines parsed.

@@ -3,7 +3,7 @@
 
 use chrono::{Datelike, Duration, Weekday};
 use updraft_app::view::{DeviceQuery, RolloutStatus};
-use updraft_app::wizard::{RolloutPlan, Selection, WavePlan};
+use updraft_app::wizard::{GatePlan, RolloutPlan, Selection, WavePlan};
 use updraft_app::{AppError, Session};
 
 async fn session(devices: usize) -> (Session, tempfile::TempDir) {
@@ -55,6 +55,7 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
             },
         ],
         details_url: Some("https://it.example.com/updates".into()),
+        gate: None,
     };
     let preview = session.preview(&plan).await.expect("preview");
     assert!(preview.errors.is_empty(), "{:?}", preview.errors);
@@ -176,6 +177,7 @@ async fn the_wizard_refuses_a_bad_plan_and_starts_nothing() {
             deadline: "next friday".into(),
         }],
         details_url: Some("http://it.example.com/updates".into()),
+        gate: None,
     };
     let preview = session.preview(&plan).await.expect("preview");
     assert_eq!(preview.errors.len(), 3, "{:?}", preview.errors);
@@ -202,6 +204,7 @@ async fn chosen_devices_only_are_assigned() {
                 deadline: weekday_deadline(&session, 3),
             }],
             details_url: None,
+            gate: None,
         })
         .await
         .expect("preview");
@@ -221,6 +224,7 @@ async fn chosen_devices_only_are_assigned() {
                 deadline: weekday_deadline(&session, 3),
             }],
             details_url: None,
+            gate: None,
         })
         .await
         .expect("starts");
@@ -263,6 +267,7 @@ async fn empty_waves_keep_their_numbers_from_the_preview() {
                 deadline: weekday_deadline(&session, 3),
             }],
             details_url: None,
+            gate: None,
         })
         .await
         .expect("preview");
@@ -283,6 +288,7 @@ async fn empty_waves_keep_their_numbers_from_the_preview() {
             })
             .to_vec(),
         details_url: None,
+        gate: None,
     };
     let preview = session.preview(&plan).await.expect("preview");
     let sizes: Vec<(u32, usize)> = preview.waves.iter().map(|w| (w.wave, w.devices)).collect();
@@ -316,6 +322,7 @@ async fn every_applicable_device_in_one_wave_stays_open_to_devices_that_come_lat
                 deadline: weekday_deadline(&session, 3),
             }],
             details_url: None,
+            gate: None,
         })
         .await
         .expect("starts");
@@ -389,6 +396,7 @@ async fn exports_and_settings_changes_are_audited_in_the_actors_name() {
             deadline: weekday_deadline(&session, 3),
         }],
         details_url: None,
+        gate: None,
     };
     let id = session.start_rollout(&plan).await.expect("rollout")[0];
     let folder = dir.path().join("Downloads");
@@ -419,4 +427,57 @@ async fn exports_and_settings_changes_are_audited_in_the_actors_name() {
         .find(|a| a.action == "settings_changed")
         .expect("the settings change is audited");
     assert!(changed.detail.contains("lab"), "{}", changed.detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_wave_waits_says_why_and_starts_by_hand() {
+    let (session, _dir) = session(40).await;
+    let banner = session.dashboard().await.expect("dashboard").banners[0].clone();
+    let plan = RolloutPlan {
+        release: banner.release,
+        selection: Selection::All,
+        waves: [(50, 3), (50, 5)]
+            .map(|(percent, days)| WavePlan {
+                percent,
+                deadline: weekday_deadline(&session, days),
+            })
+            .to_vec(),
+        details_url: None,
+        gate: Some(GatePlan {
+            min_updated_percent: 90,
+            max_failed_percent: 5,
+        }),
+    };
+    let ids = session.start_rollout(&plan).await.expect("starts");
+    assert_eq!(ids.len(), 2);
+    session.advance(30).await.expect("time moves");
+    let second = session.rollout(ids[1]).await.expect("rollout");
+    assert_eq!(second.summary.state, RolloutStatus::Gated);
+    assert_eq!(
+        second.summary.total, 0,
+        "nothing planned behind a closed gate"
+    );
+    let gate = second.summary.gate.clone().expect("a gate line");
+    assert!(
+        gate.starts_with(&format!("waits for rollout {}: ", ids[0]))
+            && gate.contains("of the 90% its gate asks"),
+        "{gate}"
+    );
+    // The first wave is not done: only the admin's hand can start the second now.
+    session.promote_ring(ids[1]).await.expect("promoted");
+    let second = session.rollout(ids[1]).await.expect("rollout");
+    assert_eq!(second.summary.state, RolloutStatus::Active);
+    assert!(second.summary.total > 0, "{second:?}");
+    assert_eq!(second.summary.gate, None);
+    let audit = session.audit(10).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "ring_promoted" && e.detail.ends_with("by hand")),
+        "{audit:?}"
+    );
+    match session.promote_ring(ids[1]).await {
+        Err(AppError::Invalid(message)) => assert!(message.contains("only a ring waiting")),
+        other => panic!("an active wave cannot be promoted again: {other:?}"),
+    }
 }

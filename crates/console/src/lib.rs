@@ -7,7 +7,7 @@
 //! a restart repeats at most an assignment the server already has (which it ignores, unpushed).
 #![deny(missing_docs)]
 
-use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -19,9 +19,12 @@ use updraft_engine::machine::{
     Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
+use updraft_engine::rings::{Candidate, RingPlan, RingProgress, Verdict};
 use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
-use updraft_store::{Changes, Command, DeviceRow, Note, Rollout, Store, StoreError};
+use updraft_store::{
+    Changes, Command, DeviceRow, NewRollout, Note, RingGate, Rollout, Store, StoreError,
+};
 
 /// A console failure.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,9 @@ pub struct RolloutRequest {
     pub details_url: Option<String>,
     /// The devices covered; `None` for every device of the release's platform.
     pub scope: Option<Vec<String>>,
+    /// For a ring after the first: the wave before it and the gate it must pass. The wave is
+    /// recorded now and sent to the server when the gate opens.
+    pub gate: Option<RingGate>,
 }
 
 /// The console backend.
@@ -149,13 +155,14 @@ impl Console {
             deadline,
             details_url: details_url.map(str::to_owned),
             scope: None,
+            gate: None,
         })
         .await
     }
 
-    /// Starts a rollout (one wave): puts its declarations on the server, records it with the
-    /// devices it covers, and plans every device already known. Nothing is assigned until
-    /// [`Self::drain_outbox`].
+    /// Starts a rollout (one wave): records it with the devices it covers; unless it waits on a
+    /// gate, puts its declarations on the server and plans every device already known. Nothing
+    /// is assigned until [`Self::drain_outbox`].
     pub async fn start_wave(&self, request: RolloutRequest) -> Result<i64, ConsoleError> {
         let RolloutRequest {
             release,
@@ -163,43 +170,186 @@ impl Console {
             deadline,
             details_url,
             scope,
+            gate,
         } = request;
-        let details_url = details_url.as_deref();
         let now = self.clock.now();
         let id = self
             .store
             .create_rollout(
-                &release,
-                wave,
-                &deadline.format("%Y-%m-%dT%H:%M:%S").to_string(),
-                details_url,
-                scope.as_deref(),
+                NewRollout {
+                    release: &release,
+                    wave,
+                    deadline_local: &deadline.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    details_url: details_url.as_deref(),
+                    scope: scope.as_deref(),
+                    gate: gate.as_ref(),
+                },
                 now,
             )
             .await?;
-        let declarations =
-            plan::enforcement_declarations(id, wave, &release, deadline, details_url)?;
+        let devices = match &scope {
+            Some(_) => " (chosen devices)",
+            None => "",
+        };
+        let waits = match &gate {
+            Some(gate) => format!(
+                "; ring {} waits for rollout {} to pass its gate",
+                gate.ring, gate.after
+            ),
+            None => String::new(),
+        };
+        self.record(
+            "rollout_started",
+            &format!(
+                "rollout {id}, wave {wave}: {} {} by {deadline} local{devices}{waits}",
+                release.platform,
+                release.label()
+            ),
+        )
+        .await?;
+        if gate.is_none() {
+            self.open_wave(&self.rollout(id).await?).await?;
+        }
+        Ok(id)
+    }
+
+    /// Starts a release in rings: the devices known now are placed by `plan`, each ring becomes
+    /// a wave of its own with its deadline from `base`, and every ring after the first waits on
+    /// the plan's gate. Devices that enroll later join no ring. Returns the waves' ids, in order.
+    pub async fn start_rings(
+        &self,
+        release: &Release,
+        plan: &RingPlan,
+        base: NaiveDate,
+        details_url: Option<&str>,
+    ) -> Result<Vec<i64>, ConsoleError> {
+        let mut scopes = vec![Vec::new(); plan.rings.len()];
+        for device in self.store.devices().await? {
+            if device.facts.platform() != Some(release.platform) {
+                continue;
+            }
+            if let Some(ring) = plan.ring_of(&Candidate::of(&device.facts, device.name.as_deref()))
+            {
+                scopes[ring].push(device.facts.enrollment_id.clone());
+            }
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for ((index, ring), scope) in plan.rings.iter().enumerate().zip(scopes) {
+            let Some(deadline) = plan.deadline(index, base) else {
+                continue;
+            };
+            let gate = ids.last().map(|after| RingGate {
+                ring: ring.name.clone(),
+                after: *after,
+                gate: plan.gate,
+            });
+            let id = self
+                .start_wave(RolloutRequest {
+                    release: release.clone(),
+                    wave: index as u32 + 1,
+                    deadline,
+                    details_url: details_url.map(str::to_owned),
+                    scope: Some(scope),
+                    gate,
+                })
+                .await?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Sends a wave to the server: its declarations, then a plan for every device it covers.
+    async fn open_wave(&self, rollout: &Rollout) -> Result<(), ConsoleError> {
+        let deadline = NaiveDateTime::parse_from_str(&rollout.deadline_local, "%Y-%m-%dT%H:%M:%S")
+            .map_err(|e| StoreError::Corrupt {
+                what: format!("rollout {}'s deadline", rollout.id),
+                reason: format!("{:?}: {e}", rollout.deadline_local),
+            })?;
+        let declarations = plan::enforcement_declarations(
+            rollout.id,
+            rollout.wave,
+            &rollout.release,
+            deadline,
+            rollout.details_url.as_deref(),
+        )?;
         for (set, declaration) in &declarations {
             self.backend.put_declaration(declaration).await?;
             self.backend
                 .add_to_set(set, &declaration.identifier)
                 .await?;
         }
-        let devices = match &scope {
-            Some(_) => " (chosen devices)",
-            None => "",
-        };
+        self.plan_unplanned(rollout.id, false).await
+    }
+
+    /// Starts a ring that waits on its gate, or was halted by it, now: the admin's decision,
+    /// kept in the audit log.
+    pub async fn promote_ring(&self, id: i64) -> Result<(), ConsoleError> {
+        let rollout = self.rollout(id).await?;
+        if !matches!(rollout.state, RolloutState::Gated | RolloutState::Halted) {
+            return Err(ConsoleError::State(format!(
+                "rollout {id} is {}: only a ring waiting on its gate, or halted by it, can be promoted",
+                rollout.state
+            )));
+        }
+        self.open_ring(&rollout, "by hand").await
+    }
+
+    async fn open_ring(&self, rollout: &Rollout, why: &str) -> Result<(), ConsoleError> {
+        self.store
+            .set_rollout_state(rollout.id, RolloutState::Active)
+            .await?;
+        self.open_wave(rollout).await?;
+        let ring = rollout.gate.as_ref().map_or("", |g| g.ring.as_str());
         self.record(
-            "rollout_started",
-            &format!(
-                "rollout {id}, wave {wave}: {} {} by {deadline} local{devices}",
-                release.platform,
-                release.label()
-            ),
+            "ring_promoted",
+            &format!("rollout {}, ring {ring}: {why}", rollout.id),
         )
-        .await?;
-        self.plan_unplanned(id, false).await?;
-        Ok(id)
+        .await
+    }
+
+    /// Judges every gated ring by the ring before it: starts it, halts it (with an alert), or
+    /// leaves it waiting.
+    async fn judge_gates(
+        &self,
+        rollouts: &[Rollout],
+        now: DateTime<Utc>,
+    ) -> Result<(), ConsoleError> {
+        for rollout in rollouts.iter().filter(|r| r.state == RolloutState::Gated) {
+            let Some(gate) = &rollout.gate else {
+                continue;
+            };
+            // Only a ring that runs is judged: one still gated, halted or cancelled has no
+            // devices to judge, and an empty ring would let everything behind it through.
+            let after = rollouts.iter().find(|r| r.id == gate.after);
+            if after.is_none_or(|r| r.state != RolloutState::Active) {
+                continue;
+            }
+            let before = ring_progress(&self.store.enforcements(gate.after).await?, now);
+            match gate.gate.judge(&before, false) {
+                Verdict::Promote { .. } => {
+                    let why = format!(
+                        "rollout {} passed its gate ({} of {} updated, {} failed)",
+                        gate.after, before.updated, before.devices, before.failed
+                    );
+                    self.open_ring(rollout, &why).await?;
+                }
+                Verdict::Halt(reason) => {
+                    let detail = format!(
+                        "rollout {} (ring {}) halted before it started: in rollout {}, {reason}",
+                        rollout.id, gate.ring, gate.after
+                    );
+                    self.store
+                        .halt_rollout(rollout.id, &reason.to_string())
+                        .await?;
+                    self.store
+                        .raise_alert(now, AlertKind::RolloutHalted, &detail)
+                        .await?;
+                    self.record("ring_halted", &detail).await?;
+                }
+                Verdict::Wait { .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// Plans the devices a rollout covers that have no record in it yet (only those that never
@@ -598,6 +748,7 @@ impl Console {
     /// whose time for it has come.
     pub async fn tick(&self) -> Result<(), ConsoleError> {
         let now = self.clock.now();
+        self.judge_gates(&self.store.rollouts().await?, now).await?;
         let mut changes = Changes::default();
         for rollout in self
             .store
@@ -850,4 +1001,26 @@ pub fn utc_offset_at(zone: &str, local: NaiveDateTime) -> Option<i32> {
     let zone: chrono_tz::Tz = zone.parse().ok()?;
     let at = zone.from_local_datetime(&local).earliest()?;
     Some(((at.naive_local() - at.naive_utc()).num_minutes()) as i32)
+}
+
+/// Where a ring stands for its gate, from its records at `now`.
+pub fn ring_progress(records: &[Enforcement], now: DateTime<Utc>) -> RingProgress {
+    let count = |f: &dyn Fn(&Enforcement) -> bool| records.iter().filter(|r| f(r)).count();
+    let failed = |r: &Enforcement| matches!(r.phase, Phase::Failed | Phase::Invalid);
+    RingProgress {
+        devices: records.len(),
+        updated: count(&|r| {
+            matches!(
+                r.phase,
+                Phase::Updated | Phase::Unassigned | Phase::CleanedUp
+            )
+        }),
+        failed: count(&failed),
+        excluded: count(&|r| r.phase == Phase::Excluded),
+        failures_last_hour: count(&|r| {
+            failed(r)
+                && r.phase_since
+                    .is_some_and(|since| now - since <= Duration::hours(1))
+        }),
+    }
 }

@@ -63,7 +63,10 @@ async fn seed(db: &Path, devices: usize) -> Result<(String, f64), Box<dyn std::e
         .ok_or("no macOS release in the bundled feed")?;
     let deadline = NaiveDateTime::parse_from_str("2026-04-15T17:00:00", "%Y-%m-%dT%H:%M:%S")?;
     let rollout = store
-        .create_rollout(&release, 1, "2026-04-15T17:00:00", None, None, start)
+        .create_rollout(
+            updraft_store::NewRollout::of(&release, 1, "2026-04-15T17:00:00"),
+            start,
+        )
         .await?;
     let began = Instant::now();
     let mut sample = String::new();

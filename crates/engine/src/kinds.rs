@@ -118,6 +118,8 @@ closed_set! {
         PushFailed = "push_failed",
         /// The lookup service lists a new release that applies to the fleet.
         NewRelease = "new_release",
+        /// A ring failed its gate: the rings after it wait for an admin.
+        RolloutHalted = "rollout_halted",
     }
 }
 
@@ -130,6 +132,10 @@ closed_set! {
         Paused = "paused",
         /// Everything it assigned is unassigned; it never runs again.
         Cancelled = "cancelled",
+        /// A ring waiting for the ring before it to pass its gate: nothing is assigned yet.
+        Gated = "gated",
+        /// The ring before failed its gate; nothing is assigned until an admin promotes it.
+        Halted = "halted",
     }
 }
 

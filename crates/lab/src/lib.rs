@@ -14,7 +14,8 @@ use std::sync::Arc;
 use updraft_clock::{Clock, ManualClock, SharedClock};
 use updraft_console::Console;
 use updraft_engine::plan::Release;
-use updraft_engine::{AlertKind, Enforcement, EventKind, Phase};
+use updraft_engine::rings::RingPlan;
+use updraft_engine::{AlertKind, Enforcement, EventKind, Phase, RolloutState};
 use updraft_feed::{LookupResponse, Platform};
 use updraft_mdm::{
     Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
@@ -63,6 +64,8 @@ pub struct LabConfig {
     pub stop_after_steps: Option<usize>,
     /// The DDM server: the embedded one, or a real one started elsewhere.
     pub server: LabServer,
+    /// Roll each release out in these rings, from the lab's first day, instead of one wave.
+    pub rings: Option<RingPlan>,
 }
 
 /// Which DDM server the lab's fleet and console use.
@@ -128,6 +131,7 @@ impl LabConfig {
             fleet: None,
             stop_after_steps: None,
             server: LabServer::Embedded,
+            rings: None,
         }
     }
 }
@@ -518,6 +522,20 @@ impl Lab {
             .into_iter()
             .filter(|r| platforms.contains(r.platform.as_str()))
         {
+            if let Some(rings) = &config.rings {
+                let ids = self
+                    .console
+                    .start_rings(
+                        &release,
+                        rings,
+                        self.started_at.date_naive(),
+                        Some("https://it.example.com/updates"),
+                    )
+                    .await?;
+                self.rollouts
+                    .extend(ids.into_iter().map(|id| (id, release.clone())));
+                continue;
+            }
             let id = self
                 .console
                 .start_rollout(
@@ -552,13 +570,34 @@ impl Lab {
         if !self.console.store().pending_outbox(1).await?.is_empty() {
             return Ok(false);
         }
+        let rollouts = self.console.store().rollouts().await?;
         for (id, release) in &self.rollouts {
+            let state_of = |id: i64| rollouts.iter().find(|r| r.id == id).map(|r| r.state);
+            let rollout = rollouts.iter().find(|r| r.id == *id);
+            match rollout.map(|r| (r.state, r.gate.as_ref().map(|g| g.after))) {
+                // A halted ring, and the rings behind it, wait for an admin the lab does not have.
+                Some((RolloutState::Halted, _)) => continue,
+                Some((RolloutState::Gated, Some(after)))
+                    if matches!(
+                        state_of(after),
+                        Some(RolloutState::Halted | RolloutState::Gated)
+                    ) =>
+                {
+                    continue;
+                }
+                Some((RolloutState::Gated, _)) => return Ok(false),
+                _ => {}
+            }
             let (total, open) = self.console.store().rollout_counts(*id).await?;
-            let expected = self
-                .specs
-                .iter()
-                .filter(|s| (s.family == "Mac") == (release.platform == Platform::MacOs))
-                .count();
+            let scope = self.console.store().rollout_scope(*id).await?.len();
+            let expected = match scope {
+                0 => self
+                    .specs
+                    .iter()
+                    .filter(|s| (s.family == "Mac") == (release.platform == Platform::MacOs))
+                    .count(),
+                scoped => scoped,
+            };
             if total < expected as i64 || open > 0 {
                 return Ok(false);
             }

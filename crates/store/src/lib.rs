@@ -100,6 +100,52 @@ pub struct Rollout {
     pub details_url: Option<String>,
     /// As the admin set it.
     pub state: RolloutState,
+    /// The gate it waits on, for a ring after the first.
+    pub gate: Option<RingGate>,
+    /// Why its gate halted it.
+    pub halt_reason: Option<String>,
+}
+
+/// A ring's wave and the gate before it: it starts when the wave `after` passes `gate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingGate {
+    /// The ring's name.
+    pub ring: String,
+    /// The rollout (wave) of the ring before.
+    pub after: i64,
+    /// What that ring must reach.
+    pub gate: updraft_engine::rings::Gate,
+}
+
+/// A rollout to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRollout<'a> {
+    /// What it enforces.
+    pub release: &'a Release,
+    /// Its wave.
+    pub wave: u32,
+    /// Its deadline on each device's clock, `yyyy-mm-ddThh:mm:ss`.
+    pub deadline_local: &'a str,
+    /// The page devices show for more information.
+    pub details_url: Option<&'a str>,
+    /// The devices it covers; none for every device of the release's platform.
+    pub scope: Option<&'a [String]>,
+    /// The gate it waits on: it is recorded as gated, not active.
+    pub gate: Option<&'a RingGate>,
+}
+
+impl<'a> NewRollout<'a> {
+    /// A wave of every device of the release's platform, with no details page and no gate.
+    pub fn of(release: &'a Release, wave: u32, deadline_local: &'a str) -> Self {
+        Self {
+            release,
+            wave,
+            deadline_local,
+            details_url: None,
+            scope: None,
+            gate: None,
+        }
+    }
 }
 
 /// A timeline entry.
@@ -389,18 +435,27 @@ impl Store {
     /// one transaction: a rollout never exists, even for a moment, without its scope. Returns its id.
     pub async fn create_rollout(
         &self,
-        release: &Release,
-        wave: u32,
-        deadline_local: &str,
-        details_url: Option<&str>,
-        scope: Option<&[String]>,
+        new: NewRollout<'_>,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
+        let NewRollout {
+            release,
+            wave,
+            deadline_local,
+            details_url,
+            scope,
+            gate,
+        } = new;
+        let state = match gate {
+            Some(_) => RolloutState::Gated,
+            None => RolloutState::Active,
+        };
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO rollouts (platform, product_version, product_version_extra, wave,
-                deadline_local, details_url, state, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'active', ?) RETURNING id",
+                deadline_local, details_url, state, created_at, ring_name, gate_after,
+                gate_min_updated_percent, gate_max_failed_percent, gate_max_failures_per_hour)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(release.platform.as_str())
         .bind(&release.product_version)
@@ -408,7 +463,13 @@ impl Store {
         .bind(i64::from(wave))
         .bind(deadline_local)
         .bind(details_url)
+        .bind(state.as_str())
         .bind(ts(at))
+        .bind(gate.map(|g| g.ring.as_str()))
+        .bind(gate.map(|g| g.after))
+        .bind(gate.map(|g| g.gate.min_updated_percent))
+        .bind(gate.map(|g| g.gate.max_failed_percent))
+        .bind(gate.and_then(|g| g.gate.max_failures_per_hour.map(|n| n as i64)))
         .fetch_one(&mut *tx)
         .await
         .context("creating a rollout")?;
@@ -485,8 +546,24 @@ impl Store {
 
     /// Changes a rollout's state.
     pub async fn set_rollout_state(&self, id: i64, state: RolloutState) -> Result<(), StoreError> {
-        sqlx::query("UPDATE rollouts SET state = ? WHERE id = ?")
+        self.set_rollout_state_because(id, state, None).await
+    }
+
+    /// Halts a gated rollout, saying why.
+    pub async fn halt_rollout(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        self.set_rollout_state_because(id, RolloutState::Halted, Some(reason))
+            .await
+    }
+
+    async fn set_rollout_state_because(
+        &self,
+        id: i64,
+        state: RolloutState,
+        halt_reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rollouts SET state = ?, halt_reason = ? WHERE id = ?")
             .bind(state.as_str())
+            .bind(halt_reason)
             .bind(id)
             .execute(&self.pool)
             .await
@@ -521,7 +598,8 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT id, platform, product_version, product_version_extra, wave, deadline_local,
-                    details_url, state
+                    details_url, state, ring_name, gate_after, gate_min_updated_percent,
+                    gate_max_failed_percent, gate_max_failures_per_hour, halt_reason
              FROM rollouts ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -547,6 +625,25 @@ impl Store {
                     deadline_local: row.get("deadline_local"),
                     details_url: row.get("details_url"),
                     state: stored::<RolloutState>(&state, || format!("rollout {id}'s state"))?,
+                    gate: match (row.get("ring_name"), row.get("gate_after")) {
+                        (Some(ring), Some(after)) => Some(RingGate {
+                            ring,
+                            after,
+                            gate: updraft_engine::rings::Gate {
+                                min_updated_percent: row
+                                    .get::<Option<f64>, _>("gate_min_updated_percent")
+                                    .unwrap_or(90.0),
+                                max_failed_percent: row
+                                    .get::<Option<f64>, _>("gate_max_failed_percent")
+                                    .unwrap_or(5.0),
+                                max_failures_per_hour: row
+                                    .get::<Option<i64>, _>("gate_max_failures_per_hour")
+                                    .map(|n| n.max(0) as usize),
+                            },
+                        }),
+                        _ => None,
+                    },
+                    halt_reason: row.get("halt_reason"),
                 })
             })
             .collect()

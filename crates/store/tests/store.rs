@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use updraft_engine::plan::{DeviceFacts, Release, ReleaseBuild, names};
 use updraft_engine::{Effect, Enforcement, EventKind, Phase};
 use updraft_feed::Platform;
-use updraft_store::{Changes, Command, DeviceRow, Note, Store, StoreError};
+use updraft_store::{Changes, Command, DeviceRow, NewRollout, Note, Store, StoreError};
 
 fn now() -> DateTime<Utc> {
     "2026-04-10T09:00:00Z".parse().unwrap()
@@ -61,7 +61,7 @@ async fn store_with_rollout() -> (Store, i64, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("console.db")).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
+        .create_rollout(NewRollout::of(&release(), 1, "2026-04-15T17:00:00"), now())
         .await
         .unwrap();
     (store, rollout, dir)
@@ -73,7 +73,7 @@ async fn state_and_its_effects_commit_together_and_survive_a_reopen() {
     let path = dir.path().join("console.db");
     let store = Store::open(&path).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
+        .create_rollout(NewRollout::of(&release(), 1, "2026-04-15T17:00:00"), now())
         .await
         .unwrap();
     let mut changes = Changes::default();
@@ -202,7 +202,7 @@ async fn a_damaged_row_is_an_error_naming_it_not_a_panic() {
     let path = dir.path().join("console.db");
     let store = Store::open(&path).await.unwrap();
     let rollout = store
-        .create_rollout(&release(), 1, "2026-04-15T17:00:00", None, None, now())
+        .create_rollout(NewRollout::of(&release(), 1, "2026-04-15T17:00:00"), now())
         .await
         .unwrap();
     store
@@ -348,11 +348,10 @@ async fn a_rollout_written_with_no_engine_commit_after_it_reaches_the_database_f
     let scope: Vec<String> = (0..20_000).map(|n| format!("E{n:05}")).collect();
     let rollout = store
         .create_rollout(
-            &release(),
-            1,
-            "2026-04-15T17:00:00",
-            None,
-            Some(&scope),
+            NewRollout {
+                scope: Some(&scope),
+                ..NewRollout::of(&release(), 1, "2026-04-15T17:00:00")
+            },
             now(),
         )
         .await

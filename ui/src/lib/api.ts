@@ -38,6 +38,7 @@ export const api = {
   pauseRollout: (id: number) => invoke<void>("pause_rollout", { id }),
   resumeRollout: (id: number) => invoke<void>("resume_rollout", { id }),
   cancelRollout: (id: number) => invoke<void>("cancel_rollout", { id }),
+  promoteRing: (id: number) => invoke<void>("promote_ring", { id }),
   exportRolloutCsv: (id: number) => invoke<string>("export_rollout_csv", { id }),
   alerts: (limit: number) => invoke<AlertView[]>("alerts", { limit }),
   audit: (limit: number) => invoke<AuditView[]>("audit", { limit }),

@@ -2,7 +2,7 @@
 // UPDRAFT_BLESS=1 cargo test -p updraft-desktop bindings rewrites it.
 
 export type EventKind = "enrolled" | "planned" | "excluded" | "declaration_assigned" | "declaration_unassigned" | "push_sent" | "push_failed" | "rollout_cancelled" | "retry" | "bootstrap_token_requested" | "declaration_removed" | "declaration_invalid" | "declaration_active" | "os_updated" | "install_state" | "install_failed" | "past_deadline" | "stale" | "stuck";
-export type AlertKind = "install_failed" | "declaration_invalid" | "past_deadline" | "device_stuck" | "device_stale" | "bootstrap_token_missing" | "push_certificate_expiring" | "push_failed" | "new_release";
+export type AlertKind = "install_failed" | "declaration_invalid" | "past_deadline" | "device_stuck" | "device_stale" | "bootstrap_token_missing" | "push_certificate_expiring" | "push_failed" | "new_release" | "rollout_halted";
 export type OsCount = {
   /** `macOS`, `iOS`. */
   platform: string,
@@ -33,7 +33,7 @@ export type ReleaseBanner = {
   /** Devices it applies to. */
   appliesTo: number,
 };
-export type RolloutStatus = "active" | "complete" | "paused" | "cancelled";
+export type RolloutStatus = "active" | "complete" | "paused" | "cancelled" | "gated" | "halted";
 export type RolloutSummary = {
   /** Id. */
   id: number,
@@ -57,6 +57,8 @@ export type RolloutSummary = {
   excluded: number,
   /** Still in progress. */
   inProgress: number,
+  /** For a wave behind a gate: what it waits for, or why it halted. */
+  gate: string | null,
 };
 export type AlertView = {
   /** Id. */
@@ -303,6 +305,14 @@ export type RolloutPlan = {
   waves: Array<WavePlan>,
   /** Optional https page the device links to. */
   detailsUrl: string | null,
+  /** Each wave after the first starts only when the wave before passes this gate; without it, every wave starts at once. */
+  gate?: GatePlan,
+};
+export type GatePlan = {
+  /** At least this share updated (90 by default). */
+  minUpdatedPercent: number,
+  /** More than this share failed halts the waves after it (5 by default). */
+  maxFailedPercent: number,
 };
 export type PreviewDevice = {
   /** Enrollment id. */

@@ -34,6 +34,7 @@ const ALERT_LABELS: Record<AlertKind, string> = {
   push_certificate_expiring: "push certificate expiring",
   push_failed: "push failed",
   new_release: "new release",
+  rollout_halted: "rollout halted",
 };
 
 const TROUBLE: ReadonlySet<EventKind> = new Set<EventKind>([

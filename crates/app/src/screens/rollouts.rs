@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use updraft_console::RolloutRequest;
+use updraft_console::{RolloutRequest, ring_progress};
+use updraft_engine::rings::{RingProgress, Verdict};
 use updraft_engine::{Enforcement, Phase, RolloutState};
-use updraft_store::DeviceRow;
+use updraft_store::{DeviceRow, RingGate};
 
 use crate::view::*;
 use crate::wizard::{self, Preview, RolloutPlan};
@@ -38,6 +39,11 @@ impl Session {
                     deadline: wave.deadline,
                     details_url: checked.details_url.clone(),
                     scope: (!checked.open).then_some(wave.devices),
+                    gate: plan.gate.zip(ids.last()).map(|(gate, after)| RingGate {
+                        ring: format!("wave {}", wave.number),
+                        after: *after,
+                        gate: gate.gate(),
+                    }),
                 })
                 .await?;
             ids.push(id);
@@ -48,12 +54,24 @@ impl Session {
     }
 
     pub(crate) async fn rollout_summaries(&self) -> Result<Vec<RolloutSummary>, AppError> {
+        let now = self.now();
         let mut summaries = Vec::new();
+        let mut progress: HashMap<i64, RingProgress> = HashMap::new();
         for rollout in self.store().rollouts().await? {
             let records = self.store().enforcements(rollout.id).await?;
-            summaries.push(summary(&rollout, &records));
+            progress.insert(rollout.id, ring_progress(&records, now));
+            let before = rollout.gate.as_ref().and_then(|g| progress.get(&g.after));
+            summaries.push(summary(&rollout, &records, before));
         }
         Ok(summaries)
+    }
+
+    /// Starts a wave that waits on its gate, or was halted by it, now.
+    pub async fn promote_ring(&self, id: i64) -> Result<(), AppError> {
+        self.console().promote_ring(id).await?;
+        self.console().drain_outbox().await?;
+        self.cache.invalidate();
+        Ok(())
     }
 
     /// Rollouts, newest first.
@@ -73,6 +91,13 @@ impl Session {
             .find(|r| r.id == id)
             .ok_or_else(|| AppError::NotFound(format!("no rollout {id}")))?;
         let records = store.enforcements(id).await?;
+        let before = match &rollout.gate {
+            Some(gate) => Some(ring_progress(
+                &store.enforcements(gate.after).await?,
+                self.now(),
+            )),
+            None => None,
+        };
         let mut counts: BTreeMap<usize, (Phase, usize)> = BTreeMap::new();
         let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut exclusions: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -109,7 +134,7 @@ impl Session {
             groups
         };
         Ok(RolloutDetail {
-            summary: summary(&rollout, &records),
+            summary: summary(&rollout, &records, before.as_ref()),
             details_url: rollout.details_url.clone(),
             scoped: !store.rollout_scope(id).await?.is_empty(),
             funnel: counts
@@ -236,7 +261,11 @@ const FUNNEL: [Phase; 15] = [
     Phase::Cancelled,
 ];
 
-fn summary(rollout: &updraft_store::Rollout, records: &[Enforcement]) -> RolloutSummary {
+fn summary(
+    rollout: &updraft_store::Rollout,
+    records: &[Enforcement],
+    before: Option<&RingProgress>,
+) -> RolloutSummary {
     let count = |f: &dyn Fn(Phase) -> bool| records.iter().filter(|r| f(r.phase)).count();
     let in_progress = count(&|p| {
         !matches!(
@@ -257,6 +286,28 @@ fn summary(rollout: &updraft_store::Rollout, records: &[Enforcement]) -> Rollout
         RolloutState::Active => RolloutStatus::Active,
         RolloutState::Paused => RolloutStatus::Paused,
         RolloutState::Cancelled => RolloutStatus::Cancelled,
+        RolloutState::Gated => RolloutStatus::Gated,
+        RolloutState::Halted => RolloutStatus::Halted,
+    };
+    let gate = match (&rollout.gate, rollout.state) {
+        (Some(gate), RolloutState::Halted) => Some(format!(
+            "halted: in rollout {}, {}",
+            gate.after,
+            rollout.halt_reason.as_deref().unwrap_or("the gate failed")
+        )),
+        (Some(gate), RolloutState::Gated) => {
+            Some(match before.map(|b| gate.gate.judge(b, false)) {
+                Some(Verdict::Wait {
+                    updated_percent,
+                    needed_percent,
+                }) => format!(
+                    "waits for rollout {}: {updated_percent:.0}% updated of the {needed_percent:.0}% its gate asks",
+                    gate.after
+                ),
+                _ => format!("waits for rollout {}'s gate", gate.after),
+            })
+        }
+        _ => None,
     };
     RolloutSummary {
         id: rollout.id,
@@ -270,6 +321,7 @@ fn summary(rollout: &updraft_store::Rollout, records: &[Enforcement]) -> Rollout
         failed: count(&|p| matches!(p, Phase::Failed | Phase::Invalid)),
         excluded: count(&|p| p == Phase::Excluded),
         in_progress,
+        gate,
     }
 }
 

@@ -1,0 +1,141 @@
+//! Rings in the lab, over loopback HTTP: a release rolled out in three rings, the second and
+//! third starting only when the ring before passes its gate; and a fleet that fails too much,
+//! halted before its second ring.
+
+use chrono::NaiveTime;
+
+use updraft_engine::rings::{Gate, Membership, Ring, RingPlan, Weekends};
+use updraft_engine::{AlertKind, Phase, RolloutState};
+use updraft_feed::{BUNDLED_FEED, LookupResponse};
+use updraft_lab::{Lab, LabConfig};
+
+fn three_rings() -> RingPlan {
+    let ring = |name: &str, membership, offset_days| Ring {
+        name: name.into(),
+        membership,
+        offset_days,
+        time_of_day: NaiveTime::from_hms_opt(17, 0, 0).unwrap(),
+    };
+    RingPlan {
+        rings: vec![
+            ring("IT", Membership::Share(10), 0),
+            ring("Pilot", Membership::Share(30), 2),
+            ring("Everyone", Membership::Rest, 4),
+        ],
+        weekends: Weekends::Allowed,
+        after_hours: None,
+        gate: Gate::default(),
+    }
+}
+
+fn config(dir: &tempfile::TempDir, failure_rate: f64) -> LabConfig {
+    let feed = LookupResponse::parse(BUNDLED_FEED.as_bytes()).unwrap();
+    let mut config = LabConfig::new(160, 11, feed, dir.path().to_path_buf());
+    config.failure_rate = failure_rate;
+    config.rings = Some(three_rings());
+    config
+}
+
+/// (state, devices with a record, of which updated) per wave, in order, and the audit log.
+async fn waves(lab: &Lab) -> (Vec<(RolloutState, usize, usize)>, Vec<String>) {
+    let store = lab.console.store();
+    let rollouts = store.rollouts().await.unwrap();
+    let mut waves = Vec::new();
+    for (id, _) in &lab.rollouts {
+        let state = rollouts.iter().find(|r| r.id == *id).unwrap().state;
+        let records = store.enforcements(*id).await.unwrap();
+        let updated = records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.phase,
+                    Phase::Updated | Phase::Unassigned | Phase::CleanedUp
+                )
+            })
+            .count();
+        waves.push((state, records.len(), updated));
+    }
+    let audit = store
+        .audit_log(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.action, e.detail))
+        .collect();
+    (waves, audit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_ring_starts_when_the_ring_before_passes_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir, 0.0);
+    let (lab, stats) = Lab::run(&config).await.unwrap();
+    let (waves, audit) = waves(&lab).await;
+    // Two platforms in the bundled fleet, three rings each.
+    assert_eq!(waves.len(), 6, "{waves:?}");
+    for (state, records, updated) in &waves {
+        assert_eq!(
+            *state,
+            RolloutState::Active,
+            "every ring was promoted: {waves:?}"
+        );
+        assert!(*records > 0 && *updated > 0, "{waves:?}");
+    }
+    let promoted: Vec<&String> = audit
+        .iter()
+        .filter(|line| line.starts_with("ring_promoted") && line.contains("passed its gate"))
+        .collect();
+    assert_eq!(
+        promoted.len(),
+        4,
+        "rings 2 and 3 of each platform: {audit:#?}"
+    );
+    assert!(
+        lab.console
+            .store()
+            .alerts()
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.kind != AlertKind::RolloutHalted)
+    );
+    assert!(stats.steps > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_that_fails_too_much_halts_the_rings_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir, 0.6);
+    let (lab, _) = Lab::run(&config).await.unwrap();
+    let (waves, _) = waves(&lab).await;
+    assert_eq!(waves.len(), 6, "{waves:?}");
+    for platform in waves.chunks(3) {
+        assert_eq!(platform[0].0, RolloutState::Active, "{waves:?}");
+        assert_eq!(
+            (platform[1].0, platform[1].1),
+            (RolloutState::Halted, 0),
+            "ring 2 halted with nothing assigned: {waves:?}"
+        );
+        assert_eq!(
+            platform[2].0,
+            RolloutState::Gated,
+            "ring 3 still waits behind ring 2: {waves:?}"
+        );
+    }
+    let halts: Vec<String> = lab
+        .console
+        .store()
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == AlertKind::RolloutHalted)
+        .map(|a| a.detail)
+        .collect();
+    assert_eq!(halts.len(), 2, "{halts:?}");
+    assert!(
+        halts[0].contains("halted before it started")
+            && halts[0].contains("more than the gate's 5%"),
+        "{halts:?}"
+    );
+}
