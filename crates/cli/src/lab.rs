@@ -33,6 +33,10 @@ pub struct LabArgs {
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
+    /// Roll out in three rings (IT 10% on day 0, pilot 30% on day 2, everyone on day 4), each
+    /// starting when the one before has 90% updated; more than 5% failed halts the rest.
+    #[arg(long)]
+    rings: bool,
     #[command(flatten)]
     external: ExternalArgs,
 }
@@ -180,6 +184,7 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
     let mut config = LabConfig::new(args.devices, args.seed, feed, dir);
     config.failure_rate = args.failure_rate;
     config.server = args.external.server()?;
+    config.rings = args.rings.then(updraft_lab::standard_rings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -218,6 +223,23 @@ async fn summary_text(lab: &Lab, stats: &LabStats, seed: u64) -> anyhow::Result<
             release.platform,
             release.product_version,
             release.builds.join(", ")
+        ));
+    }
+    // A release rolled out in rings has a wave per ring.
+    let in_rings = lab.rollouts.len() > lab.report_releases().len();
+    for ring in lab.report_rings().await?.into_iter().filter(|_| in_rings) {
+        text.push_str(&format!(
+            "  {} wave {}{}: {}, {} devices, {} updated, {} failed{}\n",
+            ring.platform,
+            ring.wave,
+            ring.ring.map(|r| format!(" ({r})")).unwrap_or_default(),
+            ring.state,
+            ring.devices,
+            ring.updated,
+            ring.failed,
+            ring.halt_reason
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ));
     }
     text.push_str(&format!(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use updraft_clock::{Clock, ManualClock, SharedClock};
 use updraft_console::Console;
 use updraft_engine::plan::Release;
-use updraft_engine::rings::RingPlan;
+use updraft_engine::rings::{Gate, Membership, Ring, RingPlan, Weekends};
 use updraft_engine::{AlertKind, Enforcement, EventKind, Phase, RolloutState};
 use updraft_feed::{LookupResponse, Platform};
 use updraft_mdm::{
@@ -134,6 +134,49 @@ impl LabConfig {
             rings: None,
         }
     }
+}
+
+/// The three rings `updraft lab --rings` rolls out in: IT (10% of the fleet) on day 0, a pilot
+/// (30%) on day 2, everyone else on day 4, at 17:00 on each device's clock; each ring starts when
+/// the one before has 90% updated, and more than 5% failed halts the rest.
+pub fn standard_rings() -> RingPlan {
+    let ring = |name: &str, membership, offset_days| Ring {
+        name: name.into(),
+        membership,
+        offset_days,
+        time_of_day: NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default(),
+    };
+    RingPlan {
+        rings: vec![
+            ring("IT", Membership::Share(10), 0),
+            ring("Pilot", Membership::Share(30), 2),
+            ring("Everyone", Membership::Rest, 4),
+        ],
+        weekends: Weekends::Allowed,
+        after_hours: None,
+        gate: Gate::default(),
+    }
+}
+
+/// A ring's wave as the report tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportRing {
+    /// `macOS`, `iOS`.
+    pub platform: String,
+    /// Its wave number.
+    pub wave: u32,
+    /// Its ring's name (none for the first ring, which waits on no gate).
+    pub ring: Option<String>,
+    /// `active`, `gated`, `halted`...
+    pub state: String,
+    /// Devices with a record.
+    pub devices: usize,
+    /// Updated.
+    pub updated: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Why its gate halted it.
+    pub halt_reason: Option<String>,
 }
 
 /// One timeline entry in the report.
@@ -699,14 +742,45 @@ impl Lab {
 
     /// What was rolled out.
     pub fn report_releases(&self) -> Vec<ReportRelease> {
-        self.rollouts
-            .iter()
-            .map(|(_, r)| ReportRelease {
+        let mut releases: Vec<ReportRelease> = Vec::new();
+        for (_, r) in &self.rollouts {
+            let release = ReportRelease {
                 platform: r.platform.as_str().into(),
                 product_version: r.product_version.clone(),
                 builds: r.builds.iter().filter_map(|b| b.build.clone()).collect(),
-            })
-            .collect()
+            };
+            // A release rolled out in rings is one release.
+            if !releases.contains(&release) {
+                releases.push(release);
+            }
+        }
+        releases
+    }
+
+    /// Each ring's wave when the release went out in rings: (platform, ring, state, devices,
+    /// updated, what its gate says).
+    pub async fn report_rings(&self) -> anyhow::Result<Vec<ReportRing>> {
+        let store = self.console.store();
+        let rollouts = store.rollouts().await?;
+        let mut rings = Vec::new();
+        for rollout in rollouts
+            .iter()
+            .filter(|r| self.rollouts.iter().any(|(id, _)| *id == r.id))
+        {
+            let records = store.enforcements(rollout.id).await?;
+            let progress = updraft_console::ring_progress(&records, self.clock.now());
+            rings.push(ReportRing {
+                platform: rollout.release.platform.as_str().into(),
+                wave: rollout.wave,
+                ring: rollout.gate.as_ref().map(|g| g.ring.clone()),
+                state: rollout.state.as_str().into(),
+                devices: progress.devices,
+                updated: progress.updated,
+                failed: progress.failed,
+                halt_reason: rollout.halt_reason.clone(),
+            });
+        }
+        Ok(rings)
     }
 
     /// Every alert, oldest first.

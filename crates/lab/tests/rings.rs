@@ -2,37 +2,15 @@
 //! third starting only when the ring before passes its gate; and a fleet that fails too much,
 //! halted before its second ring.
 
-use chrono::NaiveTime;
-
-use updraft_engine::rings::{Gate, Membership, Ring, RingPlan, Weekends};
 use updraft_engine::{AlertKind, Phase, RolloutState};
 use updraft_feed::{BUNDLED_FEED, LookupResponse};
 use updraft_lab::{Lab, LabConfig};
-
-fn three_rings() -> RingPlan {
-    let ring = |name: &str, membership, offset_days| Ring {
-        name: name.into(),
-        membership,
-        offset_days,
-        time_of_day: NaiveTime::from_hms_opt(17, 0, 0).unwrap(),
-    };
-    RingPlan {
-        rings: vec![
-            ring("IT", Membership::Share(10), 0),
-            ring("Pilot", Membership::Share(30), 2),
-            ring("Everyone", Membership::Rest, 4),
-        ],
-        weekends: Weekends::Allowed,
-        after_hours: None,
-        gate: Gate::default(),
-    }
-}
 
 fn config(dir: &tempfile::TempDir, failure_rate: f64) -> LabConfig {
     let feed = LookupResponse::parse(BUNDLED_FEED.as_bytes()).unwrap();
     let mut config = LabConfig::new(160, 11, feed, dir.path().to_path_buf());
     config.failure_rate = failure_rate;
-    config.rings = Some(three_rings());
+    config.rings = Some(updraft_lab::standard_rings());
     config
 }
 
