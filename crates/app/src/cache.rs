@@ -4,21 +4,27 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 
+use updraft_feed::LookupResponse;
+use updraft_feed::sofa::SofaFeed;
+
 use crate::AppError;
 use crate::catalog::CatalogRelease;
 use crate::table::DeviceTable;
 
 pub(crate) struct Cache {
     catalog: RwLock<Arc<Vec<CatalogRelease>>>,
+    /// SOFA's feeds: what the releases fix.
+    sofa: Arc<Vec<SofaFeed>>,
     table: Mutex<Option<Arc<DeviceTable>>>,
     /// One build of the table at a time: callers that arrive during a build take its result.
     building: tokio::sync::Mutex<()>,
 }
 
 impl Cache {
-    pub(crate) fn new(catalog: Vec<CatalogRelease>) -> Self {
+    pub(crate) fn new(feed: &LookupResponse, sofa: Vec<SofaFeed>) -> Self {
         Self {
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new(Arc::new(crate::catalog::releases(feed, &sofa))),
+            sofa: Arc::new(sofa),
             table: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
         }
@@ -29,6 +35,10 @@ impl Cache {
             Ok(catalog) => catalog.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    pub(crate) fn sofa(&self) -> Arc<Vec<SofaFeed>> {
+        self.sofa.clone()
     }
 
     pub(crate) fn replace_catalog(&self, releases: Vec<CatalogRelease>) {

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use updraft_engine::Release;
+use updraft_feed::sofa::{SofaFeed, Vulnerabilities, vulnerabilities_of};
 use updraft_feed::{LookupResponse, Window};
 
 /// A release the feed offers.
@@ -17,6 +18,8 @@ pub struct CatalogRelease {
     pub window: Window,
     /// Whether it only appears in `AssetSets` (offered to management, not to users).
     pub management_only: bool,
+    /// The vulnerabilities it fixes, as SOFA says where SOFA agrees with the feed.
+    pub vulnerabilities: Vulnerabilities,
 }
 
 impl CatalogRelease {
@@ -31,11 +34,12 @@ impl CatalogRelease {
     }
 }
 
-/// Every release of the feed, newest first within each platform.
-pub fn releases(feed: &LookupResponse) -> Vec<CatalogRelease> {
+/// Every release of the feed, newest first within each platform, with what `sofa` says of it.
+pub fn releases(feed: &LookupResponse, sofa: &[SofaFeed]) -> Vec<CatalogRelease> {
     updraft_feed::releases::releases(feed)
         .iter()
         .map(|release| CatalogRelease {
+            vulnerabilities: vulnerabilities_of(sofa, release),
             key: format!(
                 "{}/{}/{}",
                 release.platform,
@@ -65,7 +69,7 @@ mod tests {
 
     #[test]
     fn one_release_per_version_with_every_sets_devices() {
-        let releases = releases(&bundled());
+        let releases = releases(&bundled(), &[]);
         let keys: std::collections::BTreeSet<&str> =
             releases.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys.len(), releases.len(), "keys are unique");
@@ -91,7 +95,7 @@ mod tests {
 
     #[test]
     fn bsi_entries_keep_their_letter_and_prerequisite_build() {
-        let releases = releases(&bundled());
+        let releases = releases(&bundled(), &[]);
         let bsi: Vec<&CatalogRelease> = releases.iter().filter(|r| r.is_bsi()).collect();
         assert!(!bsi.is_empty(), "the bundled capture lists BSIs");
         for release in bsi {

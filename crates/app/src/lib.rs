@@ -85,7 +85,7 @@ impl Session {
         let feed = LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())
             .map_err(|e| anyhow::anyhow!("the bundled lookup-service capture: {e}"))?;
         let backend = Backend::lab(dir, devices, seed, &feed).await?;
-        Ok(Self::on(backend, &feed))
+        Self::on(backend, &feed)
     }
 
     /// A console on its cache at `db`, following the DDM server behind `backend`, with releases
@@ -96,15 +96,19 @@ impl Session {
         clock: SharedClock,
         feed: &LookupResponse,
     ) -> Result<Self, AppError> {
-        Ok(Self::on(Backend::server(db, backend, clock).await?, feed))
+        Self::on(Backend::server(db, backend, clock).await?, feed)
     }
 
-    fn on(backend: Backend, feed: &LookupResponse) -> Self {
-        Self {
+    /// A session on `backend`, its releases from `feed` and what they fix from the SOFA feeds
+    /// Updraft ships.
+    fn on(backend: Backend, feed: &LookupResponse) -> Result<Self, AppError> {
+        let sofa = updraft_feed::sofa::bundled()
+            .map_err(|e| anyhow::anyhow!("the bundled SOFA feeds: {e}"))?;
+        Ok(Self {
             backend,
             advancing: tokio::sync::Mutex::new(()),
-            cache: Cache::new(catalog::releases(feed)),
-        }
+            cache: Cache::new(feed, sofa),
+        })
     }
 
     /// Names `actor` in the audit log for what this session does (the desktop app passes

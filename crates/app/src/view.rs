@@ -177,6 +177,14 @@ pub struct ReleaseView {
     pub applies_to: usize,
     /// Devices of the platform already at or above it.
     pub current: usize,
+    /// The CVEs it fixes, by SOFA; none when SOFA does not list it or disagrees with Apple.
+    pub cves: Option<usize>,
+    /// Those actively exploited.
+    pub exploited: Vec<String>,
+    /// Apple's security note.
+    pub security_info: Option<String>,
+    /// How SOFA's entry disagrees with the lookup service, shown instead of its counts.
+    pub sofa_mismatch: Option<String>,
 }
 
 /// A row of the devices table.

@@ -481,3 +481,26 @@ async fn a_gated_wave_waits_says_why_and_starts_by_hand() {
         other => panic!("an active wave cannot be promoted again: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_say_what_they_fix_as_sofa_tells_it() {
+    let (session, _dir) = session(10).await;
+    let releases = session.releases().await.expect("releases");
+    let macos_26_3 = releases
+        .iter()
+        .find(|r| r.platform == "macOS" && r.version == "26.3" && r.extra.is_none())
+        .expect("macOS 26.3 in the bundled capture");
+    assert_eq!(macos_26_3.cves, Some(67));
+    assert_eq!(
+        macos_26_3.exploited,
+        ["CVE-2025-14174", "CVE-2025-43529", "CVE-2026-20700"]
+    );
+    assert_eq!(macos_26_3.sofa_mismatch, None);
+    assert!(
+        releases
+            .iter()
+            .filter(|r| r.extra.is_some())
+            .all(|r| r.cves.is_none()),
+        "SOFA lists BSIs apart: not guessed from their base version"
+    );
+}

@@ -12,6 +12,31 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{FeedError, FeedRelease, Platform};
 
+/// The SOFA feeds Updraft ships, for when none has been fetched: macadmins/sofa @ 00b0d8ca
+/// (2026-08-22) `v2/macos_data_feed.json` and `v2/ios_data_feed.json`, Apache-2.0.
+pub fn bundled() -> Result<Vec<SofaFeed>, FeedError> {
+    Ok(vec![
+        SofaFeed::parse(
+            include_bytes!("../data/sofa_macos_2026-08-22.json"),
+            Platform::MacOs,
+        )?,
+        SofaFeed::parse(
+            include_bytes!("../data/sofa_ios_2026-08-22.json"),
+            Platform::Ios,
+        )?,
+    ])
+}
+
+/// What the feeds say of a release: the feed of its platform decides.
+pub fn vulnerabilities_of(feeds: &[SofaFeed], release: &FeedRelease) -> Vulnerabilities {
+    feeds
+        .iter()
+        .find(|feed| feed.platform == release.platform)
+        .map_or(Vulnerabilities::NotListed, |feed| {
+            feed.vulnerabilities(release)
+        })
+}
+
 /// One platform's SOFA feed, as far as vulnerabilities go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SofaFeed {

@@ -138,3 +138,32 @@ fn a_broken_sofa_feed_is_an_error_naming_where() {
     );
     assert!(reason.contains("expected a string"), "{reason}");
 }
+
+#[test]
+fn the_bundled_feeds_speak_of_the_bundled_captures_releases() {
+    let feeds = updraft_feed::sofa::bundled().unwrap();
+    let bundled = LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes()).unwrap();
+    let releases = updraft_feed::releases::releases(&bundled);
+    let of = |platform: Platform, version: &str| {
+        let release = releases
+            .iter()
+            .find(|r| r.platform == platform && r.product_version == version && !r.is_bsi())
+            .unwrap_or_else(|| panic!("{platform} {version} in the capture"));
+        updraft_feed::sofa::vulnerabilities_of(&feeds, release)
+    };
+    let Vulnerabilities::Known {
+        cves, exploited, ..
+    } = of(Platform::MacOs, "26.3")
+    else {
+        panic!("macOS 26.3 is in SOFA");
+    };
+    assert_eq!(cves, 67);
+    assert_eq!(
+        exploited,
+        ["CVE-2025-14174", "CVE-2025-43529", "CVE-2026-20700"]
+    );
+    let Vulnerabilities::Known { cves, .. } = of(Platform::Ios, "26.4") else {
+        panic!("iOS 26.4 is in SOFA");
+    };
+    assert_eq!(cves, 44);
+}

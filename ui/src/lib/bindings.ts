@@ -127,6 +127,14 @@ export type ReleaseView = {
   appliesTo: number,
   /** Devices of the platform already at or above it. */
   current: number,
+  /** The CVEs it fixes, by SOFA; none when SOFA does not list it or disagrees with Apple. */
+  cves: number | null,
+  /** Those actively exploited. */
+  exploited: Array<string>,
+  /** Apple's security note. */
+  securityInfo: string | null,
+  /** How SOFA's entry disagrees with the lookup service, shown instead of its counts. */
+  sofaMismatch: string | null,
 };
 export type DeviceRow = {
   /** Enrollment id. */

@@ -6,6 +6,7 @@ use updraft_ddm::OsVersion;
 use updraft_engine::plan::Exclusion;
 use updraft_engine::{Decision, decide};
 use updraft_feed::LookupResponse;
+use updraft_feed::sofa::Vulnerabilities;
 use updraft_store::DeviceRow;
 
 use crate::catalog::{self, CatalogRelease};
@@ -19,7 +20,7 @@ impl Session {
         &self,
         feed: &LookupResponse,
     ) -> Result<Vec<notices::Notice>, AppError> {
-        let releases = catalog::releases(feed);
+        let releases = catalog::releases(feed, &self.cache.sofa());
         if releases.is_empty() {
             // An empty answer never replaces the releases the console knows.
             return Ok(Vec::new());
@@ -191,6 +192,22 @@ impl Session {
                         .len(),
                     applies_to,
                     current,
+                    cves: match &release.vulnerabilities {
+                        Vulnerabilities::Known { cves, .. } => Some(*cves),
+                        _ => None,
+                    },
+                    exploited: match &release.vulnerabilities {
+                        Vulnerabilities::Known { exploited, .. } => exploited.clone(),
+                        _ => Vec::new(),
+                    },
+                    security_info: match &release.vulnerabilities {
+                        Vulnerabilities::Known { security_info, .. } => security_info.clone(),
+                        _ => None,
+                    },
+                    sofa_mismatch: match &release.vulnerabilities {
+                        Vulnerabilities::Mismatch(why) => Some(why.clone()),
+                        _ => None,
+                    },
                 }
             })
             .collect())
