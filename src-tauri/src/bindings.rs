@@ -48,6 +48,7 @@ pub fn typescript() -> String {
         wizard::WavePlan,
         wizard::RolloutPlan,
         wizard::GatePlan,
+        view::ExpectedPromptView,
         wizard::PreviewDevice,
         wizard::PreviewWave,
         wizard::Preview,

@@ -338,6 +338,21 @@ pub struct DeviceDetail {
     pub timeline: Vec<TimelineEntry>,
     /// From the first event to the last, in words (`3 d 4 h`); none with fewer than two.
     pub timeline_span: Option<String>,
+    /// The prompts the device's user is expected to see before a deadline still ahead (Apple's
+    /// phase 4: no report tells them, so they are expected, never observed), oldest first.
+    pub expected_prompts: Vec<ExpectedPromptView>,
+}
+
+/// A prompt expected on the device before its deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpectedPromptView {
+    /// On the device's clock, `2026-12-07 16:00`.
+    pub at: String,
+    /// `daily`, `hourly`, `30 and 10 minutes before`, `at the deadline`.
+    pub cadence: String,
+    /// The rollout whose deadline it announces.
+    pub rollout: i64,
 }
 
 /// One phase's count in a rollout's funnel.

@@ -504,3 +504,61 @@ async fn releases_say_what_they_fix_as_sofa_tells_it() {
         "SOFA lists BSIs apart: not guessed from their base version"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_holding_its_declaration_shows_the_prompts_still_expected_before_its_deadline() {
+    let (session, _dir) = session(30).await;
+    let banner = session
+        .dashboard()
+        .await
+        .expect("dashboard")
+        .banners
+        .into_iter()
+        .find(|b| b.platform == "macOS")
+        .expect("a macOS banner");
+    let deadline = weekday_deadline(&session, 3);
+    let plan = RolloutPlan {
+        release: banner.release,
+        selection: Selection::All,
+        waves: vec![WavePlan {
+            percent: 100,
+            deadline: deadline.clone(),
+        }],
+        details_url: None,
+        gate: None,
+    };
+    let preview = session.preview(&plan).await.expect("preview");
+    session.start_rollout(&plan).await.expect("starts");
+    session.advance(120).await.expect("time moves");
+    let mut seen = 0;
+    for id in preview
+        .devices
+        .iter()
+        .filter(|d| d.wave.is_some())
+        .map(|d| d.id.clone())
+    {
+        let device = session.device(&id).await.expect("device");
+        if !matches!(
+            device.enforcements[0].phase.as_str(),
+            "active" | "waiting" | "downloading" | "prepared"
+        ) {
+            assert!(device.expected_prompts.is_empty(), "{id}: {device:?}");
+            continue;
+        }
+        seen += 1;
+        let prompts = &device.expected_prompts;
+        let deadline_text = deadline.replace('T', " ");
+        assert!(
+            prompts.iter().all(|p| p.at < deadline_text),
+            "all before the deadline: {prompts:?}"
+        );
+        let cadences: Vec<&str> = prompts.iter().map(|p| p.cadence.as_str()).collect();
+        assert_eq!(cadences.iter().filter(|c| **c == "hourly").count(), 24);
+        assert_eq!(
+            &cadences[cadences.len() - 2..],
+            ["30 and 10 minutes before", "30 and 10 minutes before"]
+        );
+        assert!(cadences.contains(&"daily"), "{cadences:?}");
+    }
+    assert!(seen > 0, "some Mac holds its declaration two hours in");
+}

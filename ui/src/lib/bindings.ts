@@ -259,6 +259,8 @@ export type DeviceDetail = {
   timeline: Array<TimelineEntry>,
   /** From the first event to the last, in words (`3 d 4 h`); none with fewer than two. */
   timelineSpan: string | null,
+  /** The prompts the device's user is expected to see before a deadline still ahead (Apple's phase 4: no report tells them, so they are expected, never observed), oldest first. */
+  expectedPrompts: Array<ExpectedPromptView>,
 };
 export type FunnelStep = {
   /** Phase. */
@@ -321,6 +323,14 @@ export type GatePlan = {
   minUpdatedPercent: number,
   /** More than this share failed halts the waves after it (5 by default). */
   maxFailedPercent: number,
+};
+export type ExpectedPromptView = {
+  /** On the device's clock, `2026-12-07 16:00`. */
+  at: string,
+  /** `daily`, `hourly`, `30 and 10 minutes before`, `at the deadline`. */
+  cadence: string,
+  /** The rollout whose deadline it announces. */
+  rollout: number,
 };
 export type PreviewDevice = {
   /** Enrollment id. */

@@ -1,8 +1,9 @@
 //! The devices table and one device's page with its timeline.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
+use updraft_engine::prompts::Cadence;
 
 use updraft_engine::{Enforcement, Phase};
 use updraft_store::{DeviceRow, DeviceSummary};
@@ -149,6 +150,7 @@ impl Session {
                 }
                 _ => None,
             },
+            expected_prompts: expected_prompts(&device, &enforcements, self.now()),
             timeline,
         })
     }
@@ -216,4 +218,45 @@ fn summary_view(device: DeviceSummary, newest: Option<&(i64, Phase)>) -> DeviceR
         rollout: newest.map(|(id, _)| *id),
         last_report: device.last_report_at,
     }
+}
+
+/// The prompts still ahead for each rollout whose declaration the device holds and whose
+/// deadline has not passed, on the device's clock (UTC when its zone is unknown).
+fn expected_prompts(
+    device: &DeviceRow,
+    enforcements: &[Enforcement],
+    now: DateTime<Utc>,
+) -> Vec<ExpectedPromptView> {
+    let Some(platform) = device.facts.platform() else {
+        return Vec::new();
+    };
+    let mut prompts = Vec::new();
+    for record in enforcements.iter().filter(|e| {
+        matches!(
+            e.phase,
+            Phase::Active | Phase::Waiting | Phase::Downloading | Phase::Prepared
+        )
+    }) {
+        let offset = Duration::minutes(i64::from(record.utc_offset_minutes.unwrap_or(0)));
+        let local = |at: DateTime<Utc>| (at + offset).naive_utc();
+        let assigned = local(record.started_at);
+        for prompt in updraft_engine::prompts::expected_prompts(platform, assigned, record.deadline)
+            .into_iter()
+            .filter(|p| p.at >= local(now))
+        {
+            prompts.push(ExpectedPromptView {
+                at: prompt.at.format("%Y-%m-%d %H:%M").to_string(),
+                cadence: match prompt.cadence {
+                    Cadence::Daily => "daily",
+                    Cadence::Hourly => "hourly",
+                    Cadence::LastHour => "30 and 10 minutes before",
+                    Cadence::AtDeadline => "at the deadline",
+                }
+                .into(),
+                rollout: record.rollout_id,
+            });
+        }
+    }
+    prompts.sort_by(|a, b| a.at.cmp(&b.at));
+    prompts
 }
