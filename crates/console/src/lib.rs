@@ -213,9 +213,10 @@ impl Console {
         Ok(id)
     }
 
-    /// Starts a release in rings: the devices known now are placed by `plan`, each ring becomes
-    /// a wave of its own with its deadline from `base`, and every ring after the first waits on
-    /// the plan's gate. Devices that enroll later join no ring. Returns the waves' ids, in order.
+    /// Starts a release in rings: the devices known now are placed by `plan`, each ring that
+    /// holds any becomes a wave of its own with its deadline from `base`, and every wave after
+    /// the first waits on the plan's gate. Devices that enroll later join no ring. Returns the
+    /// waves' ids, in order.
     pub async fn start_rings(
         &self,
         release: &Release,
@@ -235,7 +236,9 @@ impl Console {
         }
         let mut ids: Vec<i64> = Vec::new();
         for ((index, ring), scope) in plan.rings.iter().enumerate().zip(scopes) {
-            let Some(deadline) = plan.deadline(index, base) else {
+            // An empty ring is not started: a rollout with no devices listed covers the whole
+            // platform. The ring after it waits on the ring before it, if any.
+            let Some(deadline) = plan.deadline(index, base).filter(|_| !scope.is_empty()) else {
                 continue;
             };
             let gate = ids.last().map(|after| RingGate {

@@ -117,3 +117,34 @@ async fn a_ring_that_fails_too_much_halts_the_rings_after_it() {
         "{halts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_ring_is_not_started_as_a_rollout_of_the_whole_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, 0.0);
+    let mut rings = updraft_lab::standard_rings();
+    rings.rings[0].membership = updraft_engine::rings::Membership::Devices(Default::default());
+    config.rings = Some(rings);
+    let mut lab = Lab::start(&config).await.unwrap();
+    lab.begin(&config).await.unwrap();
+    let store = lab.console.store();
+    let rollouts = store.rollouts().await.unwrap();
+    assert_eq!(rollouts.len(), 4, "two rings per platform: {rollouts:?}");
+    for rollout in &rollouts {
+        assert!(
+            !store.rollout_scope(rollout.id).await.unwrap().is_empty(),
+            "every wave lists its devices: {rollout:?}"
+        );
+    }
+    let first_waves: Vec<_> = rollouts.iter().filter(|r| r.gate.is_none()).collect();
+    assert_eq!(
+        first_waves.len(),
+        2,
+        "the pilot, with no ring before it, starts at once"
+    );
+    assert!(
+        first_waves
+            .iter()
+            .all(|r| r.state == RolloutState::Active && r.wave == 2)
+    );
+}
