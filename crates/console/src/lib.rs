@@ -298,10 +298,12 @@ impl Console {
     }
 
     async fn open_ring(&self, rollout: &Rollout, why: &str) -> Result<(), ConsoleError> {
+        // Active last: if the server fails part way, the ring is still gated and the next tick
+        // opens it again (the declarations are put again as they are, the devices planned once).
+        self.open_wave(rollout).await?;
         self.store
             .set_rollout_state(rollout.id, RolloutState::Active)
             .await?;
-        self.open_wave(rollout).await?;
         let ring = rollout.gate.as_ref().map_or("", |g| g.ring.as_str());
         self.record(
             "ring_promoted",
