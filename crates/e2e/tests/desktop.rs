@@ -168,5 +168,72 @@ async fn scenario(client: &Client) -> TestResult {
 
     // The desktop notice reached the notification daemon.
     common::wait_for_notice("failed on").await;
+
+    gated_waves(client).await
+}
+
+/// iOS in two waves behind a gate: the Releases screen says what the release fixes, the second
+/// wave waits and says why, and the admin starts it by hand.
+async fn gated_waves(client: &Client) -> TestResult {
+    open(client, "#/releases").await?;
+    let macos = text_of(client, "[data-testid=releases-macOS]").await?;
+    assert!(
+        macos.contains("exploited"),
+        "SOFA's exploited CVEs: {macos}"
+    );
+    wait_for(
+        client,
+        "[data-testid=releases-iOS] a[href^='#/wizard/']",
+        10,
+    )
+    .await?
+    .click()
+    .await?;
+    wait_for(client, "input[name=release]:checked", 30).await?;
+    wait_for(client, "[data-testid=wizard-next]", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "[data-testid=wave-count]", 10)
+        .await?
+        .select_by_value("2")
+        .await?;
+    wait_for(client, "[data-testid=gated]", 10)
+        .await?
+        .click()
+        .await?;
+    wait_for(client, "[data-testid=gate-updated]", 10).await?;
+    shot(client, "wizard-2-gated-waves").await?;
+    for _ in 0..3 {
+        wait_for(client, "[data-testid=wizard-next]:not([disabled])", 30)
+            .await?
+            .click()
+            .await?;
+    }
+    wait_for(client, "[data-testid=confirm-rollout]", 10)
+        .await?
+        .click()
+        .await?;
+    wait_text(client, "[data-testid=rollout-state]", 30, |s| s == "active").await?;
+    let first: i64 = client
+        .current_url()
+        .await?
+        .fragment()
+        .and_then(|f| f.rsplit('/').next())
+        .and_then(|id| id.parse().ok())
+        .ok_or("the wizard opens the first wave's page")?;
+    open(client, &format!("#/rollout/{}", first + 1)).await?;
+    wait_text(client, "[data-testid=rollout-state]", 30, |s| s == "gated").await?;
+    let gate = text_of(client, "[data-testid=gate]").await?;
+    assert!(
+        gate.starts_with(&format!("waits for rollout {first}:")),
+        "{gate}"
+    );
+    shot(client, "rollout-gated").await?;
+    wait_for(client, "[data-testid=promote]", 10)
+        .await?
+        .click()
+        .await?;
+    wait_text(client, "[data-testid=rollout-state]", 30, |s| s == "active").await?;
     Ok(())
 }
