@@ -312,6 +312,17 @@ impl Console {
         .await
     }
 
+    /// Where a rollout's ring stands for the gate after it.
+    pub async fn ring_progress(
+        &self,
+        rollout_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<RingProgress, ConsoleError> {
+        let records = self.store.enforcements(rollout_id).await?;
+        let in_scope = self.store.rollout_scope_size(rollout_id).await?;
+        Ok(progress_of(&records, in_scope, now))
+    }
+
     /// Judges every gated ring by the ring before it: starts it, halts it (with an alert), or
     /// leaves it waiting.
     async fn judge_gates(
@@ -329,7 +340,7 @@ impl Console {
             if after.is_none_or(|r| r.state != RolloutState::Active) {
                 continue;
             }
-            let before = ring_progress(&self.store.enforcements(gate.after).await?, now);
+            let before = self.ring_progress(gate.after, now).await?;
             match gate.gate.judge(&before, false) {
                 Verdict::Promote { .. } => {
                     let why = format!(
@@ -1008,12 +1019,13 @@ pub fn utc_offset_at(zone: &str, local: NaiveDateTime) -> Option<i32> {
     Some(((at.naive_local() - at.naive_utc()).num_minutes()) as i32)
 }
 
-/// Where a ring stands for its gate, from its records at `now`.
-pub fn ring_progress(records: &[Enforcement], now: DateTime<Utc>) -> RingProgress {
+/// Where a ring stands for its gate, from its records at `now`, of `in_scope` devices (a device
+/// of the ring that has not reported yet has no record, and counts as not updated).
+pub fn progress_of(records: &[Enforcement], in_scope: usize, now: DateTime<Utc>) -> RingProgress {
     let count = |f: &dyn Fn(&Enforcement) -> bool| records.iter().filter(|r| f(r)).count();
     let failed = |r: &Enforcement| matches!(r.phase, Phase::Failed | Phase::Invalid);
     RingProgress {
-        devices: records.len(),
+        devices: records.len().max(in_scope),
         updated: count(&|r| {
             matches!(
                 r.phase,
@@ -1027,5 +1039,63 @@ pub fn ring_progress(records: &[Enforcement], now: DateTime<Utc>) -> RingProgres
                 && r.phase_since
                     .is_some_and(|since| now - since <= Duration::hours(1))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_is_judged_on_every_device_it_holds_not_only_those_that_reported() {
+        let release = Release {
+            platform: updraft_feed::Platform::MacOs,
+            product_version: "26.4.1".into(),
+            product_version_extra: None,
+            builds: Vec::new(),
+        };
+        let now = DateTime::UNIX_EPOCH + Duration::days(30);
+        let record = |n: usize, phase: Phase| Enforcement {
+            phase,
+            phase_since: Some(now - Duration::minutes(20)),
+            ..Enforcement::planned(
+                1,
+                1,
+                &format!("E{n}"),
+                &release,
+                None,
+                NaiveDateTime::default(),
+                None,
+                now,
+            )
+        };
+        // Three of a ring of 25 reported so far, two of them failed at once (no disk space).
+        let records = [
+            record(1, Phase::Failed),
+            record(2, Phase::Failed),
+            record(3, Phase::Downloading),
+        ];
+        let progress = progress_of(&records, 25, now);
+        assert_eq!(
+            (
+                progress.devices,
+                progress.failed,
+                progress.failures_last_hour
+            ),
+            (25, 2, 2)
+        );
+        // Two of 25 is 8%, not the 67% two of three would be.
+        assert_eq!(
+            updraft_engine::rings::Gate::default().judge(&progress, false),
+            Verdict::Halt(updraft_engine::rings::HaltReason::FailedShare {
+                failed_percent: 8.0,
+                limit_percent: 5.0,
+            })
+        );
+        assert_eq!(
+            progress_of(&records, 0, now).devices,
+            3,
+            "unscoped: its records"
+        );
     }
 }

@@ -767,8 +767,10 @@ impl Lab {
             .iter()
             .filter(|r| self.rollouts.iter().any(|(id, _)| *id == r.id))
         {
-            let records = store.enforcements(rollout.id).await?;
-            let progress = updraft_console::ring_progress(&records, self.clock.now());
+            let progress = self
+                .console
+                .ring_progress(rollout.id, self.clock.now())
+                .await?;
             rings.push(ReportRing {
                 platform: rollout.release.platform.as_str().into(),
                 wave: rollout.wave,

@@ -544,6 +544,17 @@ impl Store {
         .context("reading a rollout's devices")
     }
 
+    /// How many devices a rollout is limited to; 0 when it covers every device of its platform.
+    pub async fn rollout_scope_size(&self, rollout_id: i64) -> Result<usize, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM rollout_scope WHERE rollout_id = ?")
+                .bind(rollout_id)
+                .fetch_one(&self.pool)
+                .await
+                .context("counting a rollout's devices")?;
+        Ok(count.max(0) as usize)
+    }
+
     /// Changes a rollout's state.
     pub async fn set_rollout_state(&self, id: i64, state: RolloutState) -> Result<(), StoreError> {
         self.set_rollout_state_because(id, state, None).await

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use updraft_console::{RolloutRequest, ring_progress};
+use updraft_console::RolloutRequest;
 use updraft_engine::rings::{RingProgress, Verdict};
 use updraft_engine::{Enforcement, Phase, RolloutState};
 use updraft_store::{DeviceRow, RingGate};
@@ -54,16 +54,26 @@ impl Session {
     }
 
     pub(crate) async fn rollout_summaries(&self) -> Result<Vec<RolloutSummary>, AppError> {
-        let now = self.now();
         let mut summaries = Vec::new();
-        let mut progress: HashMap<i64, RingProgress> = HashMap::new();
         for rollout in self.store().rollouts().await? {
             let records = self.store().enforcements(rollout.id).await?;
-            progress.insert(rollout.id, ring_progress(&records, now));
-            let before = rollout.gate.as_ref().and_then(|g| progress.get(&g.after));
-            summaries.push(summary(&rollout, &records, before));
+            let before = self.gate_progress(&rollout).await?;
+            summaries.push(summary(&rollout, &records, before.as_ref()));
         }
         Ok(summaries)
+    }
+
+    /// Where the wave before a gated wave stands, for the line that says what it waits for.
+    async fn gate_progress(
+        &self,
+        rollout: &updraft_store::Rollout,
+    ) -> Result<Option<RingProgress>, AppError> {
+        match (&rollout.gate, rollout.state) {
+            (Some(gate), RolloutState::Gated) => Ok(Some(
+                self.console().ring_progress(gate.after, self.now()).await?,
+            )),
+            _ => Ok(None),
+        }
     }
 
     /// Starts a wave that waits on its gate, or was halted by it, now.
@@ -91,13 +101,7 @@ impl Session {
             .find(|r| r.id == id)
             .ok_or_else(|| AppError::NotFound(format!("no rollout {id}")))?;
         let records = store.enforcements(id).await?;
-        let before = match &rollout.gate {
-            Some(gate) => Some(ring_progress(
-                &store.enforcements(gate.after).await?,
-                self.now(),
-            )),
-            None => None,
-        };
+        let before = self.gate_progress(&rollout).await?;
         let mut counts: BTreeMap<usize, (Phase, usize)> = BTreeMap::new();
         let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut exclusions: BTreeMap<String, Vec<String>> = BTreeMap::new();
