@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 26] = [
+const COMMANDS: [&str; 28] = [
     "dashboard",
     "releases",
     "devices",
@@ -23,6 +23,8 @@ const COMMANDS: [&str; 26] = [
     "resume_rollout",
     "cancel_rollout",
     "promote_ring",
+    "hold_device",
+    "lift_hold",
     "export_rollout_csv",
     "alerts",
     "audit",

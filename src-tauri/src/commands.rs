@@ -165,6 +165,34 @@ pub async fn cancel_rollout(
     Ok(())
 }
 
+/// Holds a device back from every rollout.
+#[tauri::command]
+pub async fn hold_device(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: String,
+    reason: String,
+    until: Option<String>,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.hold_device(&id, &reason, until.as_deref()).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
+/// Lifts a device's hold.
+#[tauri::command]
+pub async fn lift_hold(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: String,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.lift_hold(&id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
 /// Starts a wave waiting on its gate (or halted by it) now.
 #[tauri::command]
 pub async fn promote_ring(

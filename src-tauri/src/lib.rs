@@ -268,6 +268,8 @@ pub fn run() {
             commands::resume_rollout,
             commands::cancel_rollout,
             commands::promote_ring,
+            commands::hold_device,
+            commands::lift_hold,
             commands::export_rollout_csv,
             commands::alerts,
             commands::audit,

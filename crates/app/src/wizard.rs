@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use updraft_engine::plan::DeviceFacts;
+use updraft_engine::rings::{Hold, on_hold};
 use updraft_engine::{Decision, decide};
 use updraft_store::DeviceRow;
 
@@ -222,6 +223,7 @@ pub fn preview(
     plan: &RolloutPlan,
     release: &CatalogRelease,
     devices: &[DeviceRow],
+    holds: &[Hold],
     now: DateTime<Utc>,
 ) -> (Preview, Option<CheckedPlan>) {
     let CheckedFields {
@@ -229,7 +231,7 @@ pub fn preview(
         details_url,
         deadlines,
     } = check_fields(plan, release, now);
-    let (mut included, mut excluded) = split_selection(plan, release, devices);
+    let (mut included, mut excluded) = split_selection(plan, release, devices, holds, now);
     if included.is_empty() && errors.is_empty() {
         errors.push("the selection covers no device this release applies to".into());
     }
@@ -343,6 +345,8 @@ fn split_selection<'d>(
     plan: &RolloutPlan,
     release: &CatalogRelease,
     devices: &'d [DeviceRow],
+    holds: &[Hold],
+    now: DateTime<Utc>,
 ) -> (Vec<&'d DeviceRow>, Vec<PreviewDevice>) {
     let mut included = Vec::new();
     let mut excluded = Vec::new();
@@ -351,6 +355,10 @@ fn split_selection<'d>(
         .filter(|d| d.facts.platform() == Some(release.release.platform))
         .filter(|d| selected(&plan.selection, d))
     {
+        if let Some(held) = on_hold(&device.facts.enrollment_id, holds, now) {
+            excluded.push(excluded_row(device, held.to_string()));
+            continue;
+        }
         match decide(&device.facts, &release.release) {
             Decision::Enforce { .. } => included.push(device),
             Decision::Exclude(reason) => excluded.push(excluded_row(device, reason.to_string())),

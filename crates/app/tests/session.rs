@@ -562,3 +562,74 @@ async fn a_device_holding_its_declaration_shows_the_prompts_still_expected_befor
     }
     assert!(seen > 0, "some Mac holds its declaration two hours in");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_device_is_left_out_with_its_reason_until_the_hold_ends_or_is_lifted() {
+    let (session, _dir) = session(20).await;
+    let banner = session.dashboard().await.expect("dashboard").banners[0].clone();
+    let plan = RolloutPlan {
+        release: banner.release,
+        selection: Selection::All,
+        waves: vec![WavePlan {
+            percent: 100,
+            deadline: weekday_deadline(&session, 3),
+        }],
+        details_url: None,
+        gate: None,
+    };
+    let before = session.preview(&plan).await.expect("preview");
+    let id = before
+        .devices
+        .iter()
+        .find(|d| d.wave.is_some())
+        .expect("an included device")
+        .id
+        .clone();
+    let tomorrow = (session.now().date_naive() + Duration::days(2)).to_string();
+    for (reason, until, refusal) in [
+        ("  ", None, "say why"),
+        ("stage", Some("next week"), "is not a date"),
+        ("stage", Some("2020-01-01"), "would end before it starts"),
+    ] {
+        match session.hold_device(&id, reason, until).await {
+            Err(AppError::Invalid(message)) => assert!(message.contains(refusal), "{message}"),
+            other => panic!("{reason:?} {until:?}: {other:?}"),
+        }
+    }
+    session
+        .hold_device(&id, "on stage at the keynote", Some(&tomorrow))
+        .await
+        .expect("held");
+    let held = session.preview(&plan).await.expect("preview");
+    let row = held.devices.iter().find(|d| d.id == id).expect("listed");
+    assert_eq!(row.wave, None, "left out: {row:?}");
+    assert_eq!(
+        row.exclusion.as_deref(),
+        Some(format!("on hold until {tomorrow} 00:00 UTC: on stage at the keynote").as_str())
+    );
+    let detail = session.device(&id).await.expect("device");
+    assert!(detail.hold.expect("shown").contains("on stage"));
+    // The hold ends by itself.
+    session.advance(3 * 24 * 60).await.expect("time moves");
+    let after = session.preview(&plan).await.expect("preview");
+    assert!(after.devices.iter().any(|d| d.id == id && d.wave.is_some()));
+    assert_eq!(session.device(&id).await.expect("device").hold, None);
+    // Or the admin lifts it.
+    session
+        .hold_device(&id, "lab instrument", None)
+        .await
+        .expect("held");
+    session.lift_hold(&id).await.expect("lifted");
+    assert!(matches!(
+        session.lift_hold(&id).await,
+        Err(AppError::NotFound(_))
+    ));
+    let audit: Vec<String> = session
+        .audit(20)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(audit.contains(&"device_held".to_owned()) && audit.contains(&"hold_lifted".to_owned()));
+}

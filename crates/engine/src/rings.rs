@@ -427,6 +427,17 @@ pub struct Pin {
     pub majors_behind: u32,
 }
 
+/// Whether a hold keeps the device out of every release at `now` (a hold past its end does not).
+pub fn on_hold(enrollment_id: &str, holds: &[Hold], now: DateTime<Utc>) -> Option<Exclusion> {
+    holds
+        .iter()
+        .find(|h| h.enrollment_id == enrollment_id && h.until.is_none_or(|until| now < until))
+        .map(|hold| Exclusion::OnHold {
+            reason: hold.reason.clone(),
+            until: hold.until,
+        })
+}
+
 /// Whether a hold or a pin keeps the device out of a release of `version`, when `newest_major` is
 /// the newest major of the release's platform in the feed. Holds come first: they name a device.
 pub fn held_back(
@@ -437,13 +448,8 @@ pub fn held_back(
     pins: &[Pin],
     now: DateTime<Utc>,
 ) -> Option<Exclusion> {
-    if let Some(hold) = holds.iter().find(|h| {
-        h.enrollment_id == device.enrollment_id && h.until.is_none_or(|until| now < until)
-    }) {
-        return Some(Exclusion::OnHold {
-            reason: hold.reason.clone(),
-            until: hold.until,
-        });
+    if let Some(held) = on_hold(device.enrollment_id, holds, now) {
+        return Some(held);
     }
     pins.iter()
         .filter(|pin| pin.filter.matches(device))

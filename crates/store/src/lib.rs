@@ -14,6 +14,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use updraft_engine::plan::{DeviceFacts, ReleaseBuild, platform_of_model};
+use updraft_engine::rings::Hold;
 use updraft_engine::{AlertKind, Effect, Enforcement, EventKind, Phase, Release, RolloutState};
 
 mod rows;
@@ -553,6 +554,65 @@ impl Store {
                 .await
                 .context("counting a rollout's devices")?;
         Ok(count.max(0) as usize)
+    }
+
+    /// Holds a device back from every rollout (replacing a hold it had).
+    pub async fn put_hold(&self, hold: &Hold, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO holds (enrollment_id, reason, until, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT(enrollment_id) DO UPDATE SET reason = excluded.reason,
+                until = excluded.until, created_at = excluded.created_at",
+        )
+        .bind(&hold.enrollment_id)
+        .bind(&hold.reason)
+        .bind(hold.until.map(ts))
+        .bind(ts(at))
+        .execute(&self.pool)
+        .await
+        .context("holding a device")?;
+        self.checkpoint_soon();
+        Ok(())
+    }
+
+    /// Lifts a device's hold; whether it had one.
+    pub async fn lift_hold(&self, enrollment_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM holds WHERE enrollment_id = ?")
+            .bind(enrollment_id)
+            .execute(&self.pool)
+            .await
+            .context("lifting a hold")?;
+        self.checkpoint_soon();
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every hold, ended or not.
+    pub async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        let rows =
+            sqlx::query("SELECT enrollment_id, reason, until FROM holds ORDER BY enrollment_id")
+                .fetch_all(&self.pool)
+                .await
+                .context("reading holds")?;
+        rows.into_iter()
+            .map(|row| {
+                let enrollment_id: String = row.get("enrollment_id");
+                let until = match row.get::<Option<String>, _>("until") {
+                    None => None,
+                    Some(text) => Some(
+                        DateTime::parse_from_rfc3339(&text)
+                            .map_err(|e| StoreError::Corrupt {
+                                what: format!("the end of {enrollment_id}'s hold"),
+                                reason: format!("{text:?}: {e}"),
+                            })?
+                            .to_utc(),
+                    ),
+                };
+                Ok(Hold {
+                    reason: row.get("reason"),
+                    enrollment_id,
+                    until,
+                })
+            })
+            .collect()
     }
 
     /// Changes a rollout's state.

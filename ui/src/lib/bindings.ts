@@ -259,6 +259,8 @@ export type DeviceDetail = {
   timeline: Array<TimelineEntry>,
   /** From the first event to the last, in words (`3 d 4 h`); none with fewer than two. */
   timelineSpan: string | null,
+  /** What keeps it out of every rollout, when an admin holds it back and the hold has not ended (`on hold until 2026-12-05 00:00 UTC: on stage Friday`). */
+  hold: string | null,
   /** The prompts the device's user is expected to see before a deadline still ahead (Apple's phase 4: no report tells them, so they are expected, never observed), oldest first. */
   expectedPrompts: Array<ExpectedPromptView>,
 };

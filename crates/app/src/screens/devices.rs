@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use updraft_engine::prompts::Cadence;
+use updraft_engine::rings::{Hold, on_hold};
 
 use updraft_engine::{Enforcement, Phase};
 use updraft_store::{DeviceRow, DeviceSummary};
@@ -13,6 +14,65 @@ use crate::view::*;
 use crate::{AppError, Session, human_duration};
 
 impl Session {
+    /// Holds a device back from every rollout started from now on, until `until`
+    /// (`YYYY-MM-DD`, the start of that day in UTC) or until lifted, and says so in the audit log.
+    pub async fn hold_device(
+        &self,
+        id: &str,
+        reason: &str,
+        until: Option<&str>,
+    ) -> Result<(), AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AppError::Invalid(
+                "say why the device is held back: the preview shows it for every rollout".into(),
+            ));
+        }
+        let until = match until.map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(day) => Some(
+                chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                    .map_err(|_| {
+                        AppError::Invalid(format!("{day:?} is not a date: use YYYY-MM-DD"))
+                    })?
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc(),
+            ),
+        };
+        if until.is_some_and(|until| until <= self.now()) {
+            return Err(AppError::Invalid(
+                "the hold would end before it starts: choose a later day".into(),
+            ));
+        }
+        self.store()
+            .device(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no device {id:?}")))?;
+        let hold = Hold {
+            enrollment_id: id.to_owned(),
+            reason: reason.to_owned(),
+            until,
+        };
+        self.store().put_hold(&hold, self.now()).await?;
+        let detail = on_hold(id, &[hold], self.now()).map(|h| h.to_string());
+        self.console()
+            .record(
+                "device_held",
+                &format!("{id}: {}", detail.unwrap_or_default()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lifts a device's hold, and says so in the audit log.
+    pub async fn lift_hold(&self, id: &str) -> Result<(), AppError> {
+        if !self.store().lift_hold(id).await? {
+            return Err(AppError::NotFound(format!("{id:?} is not held back")));
+        }
+        self.console().record("hold_lifted", id).await?;
+        Ok(())
+    }
+
     /// The devices table, built from the store when the cache has none.
     pub(crate) async fn table(&self) -> Result<Arc<DeviceTable>, AppError> {
         self.cache.table(self.build_table()).await
@@ -150,6 +210,7 @@ impl Session {
                 }
                 _ => None,
             },
+            hold: on_hold(id, &store.holds().await?, self.now()).map(|held| held.to_string()),
             expected_prompts: expected_prompts(&device, &enforcements, self.now()),
             timeline,
         })

@@ -17,7 +17,8 @@ impl Session {
     pub async fn preview(&self, plan: &RolloutPlan) -> Result<Preview, AppError> {
         let release = self.cache.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        Ok(wizard::preview(plan, &release, &devices, self.now()).0)
+        let holds = self.store().holds().await?;
+        Ok(wizard::preview(plan, &release, &devices, &holds, self.now()).0)
     }
 
     /// Starts the rollout the admin confirmed: one rollout per wave, each with its devices.
@@ -25,7 +26,8 @@ impl Session {
     pub async fn start_rollout(&self, plan: &RolloutPlan) -> Result<Vec<i64>, AppError> {
         let release = self.cache.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        let (preview, checked) = wizard::preview(plan, &release, &devices, self.now());
+        let holds = self.store().holds().await?;
+        let (preview, checked) = wizard::preview(plan, &release, &devices, &holds, self.now());
         let Some(checked) = checked else {
             return Err(AppError::Invalid(preview.errors.join("; ")));
         };
