@@ -11,7 +11,7 @@ use updraft_engine::{Effect, Enforcement, InstallState, Phase};
 
 use crate::{Context, DeviceRow, StoreError, stored};
 
-/// An enforcement record's columns, in the order of [`enforcement_params`] and
+/// An enforcement record's columns, in the order of [`with_enforcement_params`] and
 /// [`enforcement_from_row`].
 pub(crate) const ENFORCEMENT_COLUMNS: &str = "rollout_id, enrollment_id, phase, target_version,
     target_extra, target_build, declaration_id, set_name, deadline_local, utc_offset_minutes,
