@@ -225,9 +225,7 @@ async fn summary_text(lab: &Lab, stats: &LabStats, seed: u64) -> anyhow::Result<
             release.builds.join(", ")
         ));
     }
-    // A release rolled out in rings has a wave per ring.
-    let in_rings = lab.rollouts.len() > lab.report_releases().len();
-    for ring in lab.report_rings().await?.into_iter().filter(|_| in_rings) {
+    for ring in lab.report_rings().await? {
         text.push_str(&format!(
             "  {} wave {}{}: {}, {} devices, {} updated, {} failed{}\n",
             ring.platform,

@@ -129,6 +129,34 @@ fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
 }
 
 #[test]
+fn the_lab_rolls_out_in_rings_against_a_separate_updraft_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, address) = serve(dir.path(), "rings-key");
+    let output = lab(dir.path(), &address, "rings-key")
+        .args(["--devices", "120", "--rings", "--failure-rate", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rings = report["rings"].as_array().expect("the rings in the report");
+    // Three rings a platform, each promoted by its gate once the one before had updated.
+    assert_eq!(rings.len(), 6, "{rings:#?}");
+    for ring in rings {
+        assert_eq!(ring["state"], "active", "{rings:#?}");
+        assert!(ring["updated"].as_u64().unwrap() > 0, "{rings:#?}");
+    }
+    let devices = report["devices"].as_array().unwrap();
+    assert!(
+        devices.iter().all(|d| d["state"] != "not_planned"),
+        "every ring ran"
+    );
+}
+
+#[test]
 fn the_lab_follows_a_separate_updraft_serve_by_polling_status_reports() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, address) = serve(dir.path(), "poll-key");

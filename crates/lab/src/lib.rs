@@ -266,6 +266,9 @@ pub struct LabReport {
     pub alerts: Vec<ReportAlert>,
     /// Devices per final state.
     pub summary: BTreeMap<String, usize>,
+    /// Each ring's wave, when the releases went out in rings (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<ReportRing>,
 }
 
 /// Counters of a run, for benchmarks.
@@ -350,6 +353,8 @@ pub struct Lab {
     pub specs: Vec<DeviceSpec>,
     /// Rollout ids.
     pub rollouts: Vec<(i64, Release)>,
+    /// Whether each release went out in rings (`LabConfig::rings`).
+    pub in_rings: bool,
     /// Start.
     pub started_at: DateTime<Utc>,
     /// The embedded server's pusher (none for an external server).
@@ -395,6 +400,7 @@ impl Lab {
             backend,
             specs,
             rollouts: Vec::new(),
+            in_rings: false,
             started_at,
             pusher,
             stopwatch: Stopwatch::default(),
@@ -566,6 +572,7 @@ impl Lab {
             .filter(|r| platforms.contains(r.platform.as_str()))
         {
             if let Some(rings) = &config.rings {
+                self.in_rings = true;
                 let ids = self
                     .console
                     .start_rings(
@@ -702,6 +709,7 @@ impl Lab {
             devices,
             alerts: self.report_alerts().await?,
             summary,
+            rings: self.report_rings().await?,
         })
     }
 
@@ -725,12 +733,17 @@ impl Lab {
             })
             .await?;
         let close = if first { "]" } else { "\n  ]" };
-        writeln!(
+        write!(
             out,
-            "{close},\n  \"alerts\": {},\n  \"summary\": {}\n}}",
+            "{close},\n  \"alerts\": {},\n  \"summary\": {}",
             indented_json(&self.report_alerts().await?, 2)?,
             indented_json(&summary, 2)?,
         )?;
+        let rings = self.report_rings().await?;
+        if !rings.is_empty() {
+            write!(out, ",\n  \"rings\": {}", indented_json(&rings, 2)?)?;
+        }
+        writeln!(out, "\n}}")?;
         Ok(())
     }
 
@@ -760,6 +773,9 @@ impl Lab {
     /// Each ring's wave when the release went out in rings: (platform, ring, state, devices,
     /// updated, what its gate says).
     pub async fn report_rings(&self) -> anyhow::Result<Vec<ReportRing>> {
+        if !self.in_rings {
+            return Ok(Vec::new());
+        }
         let store = self.console.store();
         let rollouts = store.rollouts().await?;
         let mut rings = Vec::new();
