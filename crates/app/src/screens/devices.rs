@@ -1,11 +1,12 @@
-//! The devices table and one device's page with its timeline.
+//! The devices table, one device's page (its timeline and the prompts still expected), and
+//! holding a device back from rollouts.
 
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
+
 use updraft_engine::prompts::Cadence;
 use updraft_engine::rings::{Hold, on_hold};
-
 use updraft_engine::{Enforcement, Phase};
 use updraft_store::{DeviceRow, DeviceSummary};
 
