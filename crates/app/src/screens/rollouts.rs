@@ -1,9 +1,9 @@
 //! The wizard's preview and start, the Rollouts screens, and their CSV export.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use updraft_console::RolloutRequest;
+use updraft_console::{RolloutRequest, progress_of};
 use updraft_engine::rings::{RingProgress, Verdict};
 use updraft_engine::{Enforcement, Phase, RolloutState};
 use updraft_store::{DeviceRow, RingGate};
@@ -56,11 +56,27 @@ impl Session {
     }
 
     pub(crate) async fn rollout_summaries(&self) -> Result<Vec<RolloutSummary>, AppError> {
+        let rollouts = self.store().rollouts().await?;
+        // A wave's gate reads the wave before it, which comes first (ids ascend): its progress is
+        // taken from the records read for its own summary, not read a second time.
+        let judged: HashSet<i64> = rollouts
+            .iter()
+            .filter(|r| r.state == RolloutState::Gated)
+            .filter_map(|r| r.gate.as_ref().map(|g| g.after))
+            .collect();
+        let mut progress: HashMap<i64, RingProgress> = HashMap::new();
         let mut summaries = Vec::new();
-        for rollout in self.store().rollouts().await? {
+        for rollout in rollouts {
             let records = self.store().enforcements(rollout.id).await?;
-            let before = self.gate_progress(&rollout).await?;
-            summaries.push(summary(&rollout, &records, before.as_ref()));
+            if judged.contains(&rollout.id) {
+                let in_scope = self.store().rollout_scope_size(rollout.id).await?;
+                progress.insert(rollout.id, progress_of(&records, in_scope, self.now()));
+            }
+            let before = match (&rollout.gate, rollout.state) {
+                (Some(gate), RolloutState::Gated) => progress.get(&gate.after),
+                _ => None,
+            };
+            summaries.push(summary(&rollout, &records, before));
         }
         Ok(summaries)
     }
