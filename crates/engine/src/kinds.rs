@@ -120,6 +120,8 @@ closed_set! {
         NewRelease = "new_release",
         /// A ring failed its gate: the rings after it wait for an admin.
         RolloutHalted = "rollout_halted",
+        /// A release policy drafted (or started) a rollout of a new release.
+        RolloutDrafted = "rollout_drafted",
     }
 }
 
@@ -143,6 +145,46 @@ impl RolloutState {
     /// Whether devices still move in it (planned, assigned, followed).
     pub fn is_open(self) -> bool {
         self != Self::Cancelled
+    }
+}
+
+closed_set! {
+    /// Where a ring's weekend deadline goes.
+    Weekends {
+        /// It stays on the weekend.
+        Allowed = "allowed",
+        /// To the Monday after.
+        NextMonday = "next_monday",
+        /// To the Friday before.
+        FridayBefore = "friday_before",
+    }
+}
+
+impl Default for Weekends {
+    fn default() -> Self {
+        Self::Allowed
+    }
+}
+
+closed_set! {
+    /// What a release policy does when a release appears.
+    PolicyAction {
+        /// Drafts the rollout for an admin to confirm in the wizard.
+        Draft = "draft",
+        /// Starts the rollout at once.
+        Start = "start",
+    }
+}
+
+closed_set! {
+    /// What became of a rollout a policy drafted.
+    DraftState {
+        /// Waits for an admin.
+        Drafted = "drafted",
+        /// Started, by the admin or by the policy.
+        Started = "started",
+        /// The admin set it aside; the policy does not draft that release again.
+        Dismissed = "dismissed",
     }
 }
 
@@ -207,6 +249,9 @@ mod tests {
         check(AlertKind::ALL);
         check(RolloutState::ALL);
         check(Phase::ALL);
+        check(Weekends::ALL);
+        check(PolicyAction::ALL);
+        check(DraftState::ALL);
         assert_eq!(
             "resumed".parse::<RolloutState>(),
             Err(UnknownName("resumed".into()))

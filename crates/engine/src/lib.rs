@@ -6,10 +6,11 @@
 pub mod kinds;
 pub mod machine;
 pub mod plan;
+pub mod policy;
 pub mod prompts;
 pub mod rings;
 
-pub use kinds::{AlertKind, EventKind, UnknownName};
+pub use kinds::{AlertKind, DraftState, EventKind, PolicyAction, UnknownName};
 pub use machine::{
     Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use updraft_ddm::OsVersion;
 use updraft_feed::Platform;
 
+pub use crate::kinds::Weekends;
 use crate::plan::{DeviceFacts, Exclusion};
 
 /// What a ring needs to know of a device to place it.
@@ -144,18 +145,6 @@ pub struct Ring {
     pub offset_days: u32,
     /// The deadline's time of day, on each device's own clock.
     pub time_of_day: NaiveTime,
-}
-
-/// Where a weekend deadline goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Weekends {
-    /// It stays on the weekend.
-    #[default]
-    Allowed,
-    /// To the Monday after.
-    NextMonday,
-    /// To the Friday before.
-    FridayBefore,
 }
 
 /// Deadlines only in the evening and night: a time of day outside `start..end` (which may wrap

@@ -17,7 +17,9 @@ use updraft_engine::plan::{DeviceFacts, ReleaseBuild, platform_of_model};
 use updraft_engine::rings::Hold;
 use updraft_engine::{AlertKind, Effect, Enforcement, EventKind, Phase, Release, RolloutState};
 
+mod plans;
 mod rows;
+pub use plans::{Draft, NewDraft};
 pub use rows::Command;
 use rows::{ENFORCEMENT_COLUMNS, device_from_row, enforcement_from_row};
 use updraft_feed::Platform;
@@ -36,6 +38,9 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The change would leave a reference dangling: the message says which and what to do.
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// Names what was being done when the database failed: `.context("reading alerts")?`.
