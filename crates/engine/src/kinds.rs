@@ -150,19 +150,15 @@ impl RolloutState {
 
 closed_set! {
     /// Where a ring's weekend deadline goes.
+    #[derive(Default)]
     Weekends {
         /// It stays on the weekend.
+        #[default]
         Allowed = "allowed",
         /// To the Monday after.
         NextMonday = "next_monday",
         /// To the Friday before.
         FridayBefore = "friday_before",
-    }
-}
-
-impl Default for Weekends {
-    fn default() -> Self {
-        Self::Allowed
     }
 }
 

@@ -45,11 +45,11 @@ pub struct Proposal<'a> {
 /// The newest release of `platform` available on `day`: not a BSI (those come as their own
 /// rollouts), with at least one build the feed names and offers that day. Releases come newest
 /// first within a platform, as [`updraft_feed::releases::releases`] orders them.
-pub fn newest<'a>(
-    releases: &'a [FeedRelease],
+pub fn newest(
+    releases: &[FeedRelease],
     platform: Platform,
     day: NaiveDate,
-) -> Option<&'a FeedRelease> {
+) -> Option<&FeedRelease> {
     releases.iter().find(|release| {
         release.platform == platform
             && !release.is_bsi()
