@@ -101,7 +101,7 @@ fn urgency(kind: AlertKind) -> u8 {
         AlertKind::DeviceStuck => 3,
         AlertKind::DeviceStale => 4,
         AlertKind::BootstrapTokenMissing => 5,
-        AlertKind::NewRelease => 6,
+        AlertKind::NewRelease | AlertKind::RolloutDrafted => 6,
     }
 }
 
@@ -122,6 +122,8 @@ fn title(kind: AlertKind, count: usize) -> &'static str {
         AlertKind::NewRelease => "New release",
         AlertKind::RolloutHalted if plural => "Rollouts halted",
         AlertKind::RolloutHalted => "Rollout halted",
+        AlertKind::RolloutDrafted if plural => "Rollouts drafted by policy",
+        AlertKind::RolloutDrafted => "Rollout drafted by policy",
     }
 }
 

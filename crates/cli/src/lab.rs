@@ -8,7 +8,7 @@ use updraft_server::Enqueuer;
 use std::io::Write;
 use updraft_feed::{BUNDLED_FEED, LookupResponse};
 use updraft_lab::{
-    ExternalServer, ExternalStatus, Lab, LabConfig, LabServer, LabStats, ServerProfile,
+    AlertKind, ExternalServer, ExternalStatus, Lab, LabConfig, LabServer, LabStats, ServerProfile,
 };
 
 use crate::output::{print, table};
@@ -37,6 +37,11 @@ pub struct LabArgs {
     /// starting when the one before has 90% updated; more than 5% failed halts the rest.
     #[arg(long)]
     rings: bool,
+    /// Replay the feed's history from this day (YYYY-MM-DD): the lab starts with the releases
+    /// posted by then, each later one appears on its posting date, and a release policy per
+    /// platform starts it in the rings above (offsets halved when SOFA lists an exploited CVE).
+    #[arg(long, value_name = "DATE")]
+    replay_from: Option<chrono::NaiveDate>,
     #[command(flatten)]
     external: ExternalArgs,
 }
@@ -184,7 +189,18 @@ pub fn lab(args: LabArgs) -> anyhow::Result<()> {
     let mut config = LabConfig::new(args.devices, args.seed, feed, dir);
     config.failure_rate = args.failure_rate;
     config.server = args.external.server()?;
-    config.rings = args.rings.then(updraft_lab::standard_rings);
+    match args.replay_from {
+        Some(from) => {
+            let capture = config.feed.clone();
+            if from >= *capture.posting_dates().last().unwrap_or(&from) {
+                anyhow::bail!(
+                    "--replay-from {from}: the feed's newest release was posted before then, so none would appear; give an earlier day"
+                );
+            }
+            config.replay(&capture, from, updraft_lab::standard_rings());
+        }
+        None => config.rings = args.rings.then(updraft_lab::standard_rings),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -225,12 +241,18 @@ async fn summary_text(lab: &Lab, stats: &LabStats, seed: u64) -> anyhow::Result<
             release.builds.join(", ")
         ));
     }
+    for alert in lab.report_alerts().await? {
+        if alert.kind == AlertKind::RolloutDrafted {
+            text.push_str(&format!("policy, {}: {}\n", alert.at, alert.detail));
+        }
+    }
     for ring in lab.report_rings().await? {
         text.push_str(&format!(
-            "  {} wave {}{}: {}, {} devices, {} updated, {} failed{}\n",
+            "  {} wave {}{} by {}: {}, {} devices, {} updated, {} failed{}\n",
             ring.platform,
             ring.wave,
             ring.ring.map(|r| format!(" ({r})")).unwrap_or_default(),
+            ring.deadline,
             ring.state,
             ring.devices,
             ring.updated,

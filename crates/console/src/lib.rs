@@ -7,6 +7,9 @@
 //! a restart repeats at most an assignment the server already has (which it ignores, unpushed).
 #![deny(missing_docs)]
 
+mod policies;
+pub use policies::PolicyOutcome;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -81,6 +84,8 @@ pub struct RolloutRequest {
     /// For a ring after the first: the wave before it and the gate it must pass. The wave is
     /// recorded now and sent to the server when the gate opens.
     pub gate: Option<RingGate>,
+    /// The ring's name, when the wave is a ring of a plan.
+    pub ring: Option<String>,
 }
 
 /// The console backend.
@@ -156,6 +161,7 @@ impl Console {
             details_url: details_url.map(str::to_owned),
             scope: None,
             gate: None,
+            ring: None,
         })
         .await
     }
@@ -171,6 +177,7 @@ impl Console {
             details_url,
             scope,
             gate,
+            ring,
         } = request;
         let now = self.clock.now();
         let id = self
@@ -183,6 +190,7 @@ impl Console {
                     details_url: details_url.as_deref(),
                     scope: scope.as_deref(),
                     gate: gate.as_ref(),
+                    ring: ring.as_deref(),
                 },
                 now,
             )
@@ -254,6 +262,7 @@ impl Console {
                     details_url: details_url.map(str::to_owned),
                     scope: Some(scope),
                     gate,
+                    ring: Some(ring.name.clone()),
                 })
                 .await?;
             ids.push(id);

@@ -163,6 +163,24 @@ impl LookupResponse {
             .sum()
     }
 
+    /// The response as it would have read on `day`: only the entries posted by then. A lab
+    /// replays one capture as a history of releases appearing one posting date at a time
+    /// (expiration dates stay as captured, which only ever makes an old entry last longer).
+    pub fn as_of(&self, day: NaiveDate) -> Self {
+        let mut earlier = self.clone();
+        for platform in earlier.sets.iter_mut().flat_map(|set| &mut set.platforms) {
+            platform.entries.retain(|entry| entry.posting_date <= day);
+        }
+        earlier
+    }
+
+    /// Every posting date in the response, oldest first, once each.
+    pub fn posting_dates(&self) -> Vec<NaiveDate> {
+        let dates: std::collections::BTreeSet<NaiveDate> =
+            self.entries().map(|e| e.entry.posting_date).collect();
+        dates.into_iter().collect()
+    }
+
     /// Fails when the response holds no entry at all: Apple has answered `200` with empty sets,
     /// and such an answer must never replace a good feed.
     pub fn require_entries(self) -> Result<Self, FeedError> {

@@ -142,3 +142,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_capture_as_of_a_day_holds_what_was_posted_by_then_and_nothing_later() {
+    let response = LookupResponse::parse(&capture("pmv_2026-04-11_raw.json")).unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 4, 8).unwrap();
+    let earlier = response.as_of(day);
+    let versions = |r: &LookupResponse, platform: &str| -> Vec<String> {
+        r.entries()
+            .filter(|e| e.platform == platform)
+            .map(|e| e.entry.product_version.clone())
+            .collect()
+    };
+    assert!(earlier.entries().all(|e| e.entry.posting_date <= day));
+    // macOS 26.4.1 was posted on 2026-04-09, iOS 26.4.1 on 2026-04-08.
+    assert!(!versions(&earlier, "macOS").contains(&"26.4.1".to_owned()));
+    assert!(versions(&earlier, "iOS").contains(&"26.4.1".to_owned()));
+    assert!(versions(&response, "macOS").contains(&"26.4.1".to_owned()));
+    let dates = response.posting_dates();
+    assert!(dates.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(response.as_of(*dates.last().unwrap()), response);
+}

@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use updraft_clock::{Clock, ManualClock, SharedClock};
 use updraft_console::Console;
+pub use updraft_engine::AlertKind;
 use updraft_engine::plan::Release;
+use updraft_engine::policy::{PolicyAction, ReleasePolicy};
 use updraft_engine::rings::{Gate, Membership, Ring, RingPlan, Weekends};
-use updraft_engine::{AlertKind, Enforcement, EventKind, Phase, RolloutState};
+use updraft_engine::{Enforcement, EventKind, Phase, RolloutState};
 use updraft_feed::{LookupResponse, Platform};
 use updraft_mdm::{
     Deployment, KmfddmClient, MdmError, PollingStatusSource, StatusSource, parse_enrollment_list,
@@ -38,6 +40,9 @@ type Parts = (
     Option<Arc<ApnsPusher>>,
 );
 use updraft_store::Store;
+
+/// The name the lab saves its policies' ring plan under.
+const POLICY_PLAN: &str = "lab rings";
 
 /// How to run the lab.
 #[derive(Debug, Clone)]
@@ -66,6 +71,15 @@ pub struct LabConfig {
     pub server: LabServer,
     /// Roll each release out in these rings, from the lab's first day, instead of one wave.
     pub rings: Option<RingPlan>,
+    /// Later captures of the lookup service, oldest first, each taking the place of the feed at
+    /// 00:00 UTC on its date: releases appear in the middle of a run.
+    pub feed_history: Vec<(NaiveDate, LookupResponse)>,
+    /// Release policies instead of rollouts started at once: every platform of the fleet gets a
+    /// policy that starts its newest release in these rings when the lookup service lists it
+    /// (base date its posting date; offsets halved when it fixes an exploited CVE).
+    pub policy: Option<RingPlan>,
+    /// The first day (default: the day after the feed's newest posting date).
+    pub start: Option<NaiveDate>,
 }
 
 /// Which DDM server the lab's fleet and console use.
@@ -132,7 +146,32 @@ impl LabConfig {
             stop_after_steps: None,
             server: LabServer::Embedded,
             rings: None,
+            feed_history: Vec::new(),
+            policy: None,
+            start: None,
         }
+    }
+
+    /// Replays one capture as history: the lab starts on `from` with the feed as it stood
+    /// then, and each later posting date brings the releases posted that day. Release
+    /// policies in `plan` act on them.
+    pub fn replay(&mut self, capture: &LookupResponse, from: NaiveDate, plan: RingPlan) {
+        self.feed = capture.as_of(from);
+        self.feed_history = capture
+            .posting_dates()
+            .into_iter()
+            .filter(|day| *day > from)
+            .map(|day| (day, capture.as_of(day)))
+            .collect();
+        self.start = Some(from);
+        self.policy = Some(plan);
+    }
+
+    /// The newest capture the run will see: what Apple's servers hold for the devices.
+    fn last_feed(&self) -> &LookupResponse {
+        self.feed_history
+            .last()
+            .map_or(&self.feed, |(_, feed)| feed)
     }
 }
 
@@ -161,6 +200,8 @@ pub fn standard_rings() -> RingPlan {
 /// A ring's wave as the report tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportRing {
+    /// Its deadline on each device's clock.
+    pub deadline: String,
     /// `macOS`, `iOS`.
     pub platform: String,
     /// Its wave number.
@@ -309,20 +350,19 @@ impl Stopwatch {
 /// The newest non-BSI release per platform available on `day`, with the builds of it that are
 /// available then (iOS' twin builds both: which one a device gets is the device's business).
 pub fn newest_releases(feed: &LookupResponse, day: NaiveDate) -> Vec<Release> {
-    let mut newest: BTreeMap<Platform, Release> = BTreeMap::new();
-    // Newest first within each platform: the first available release of a platform is its newest.
-    for mut release in updraft_feed::releases::releases(feed) {
-        if release.is_bsi() || newest.contains_key(&release.platform) {
-            continue;
-        }
-        release
-            .builds
-            .retain(|b| b.build.is_some() && b.window.contains(day));
-        if !release.builds.is_empty() {
-            newest.insert(release.platform, Release::from(&release));
-        }
-    }
-    newest.into_values().collect()
+    let releases = updraft_feed::releases::releases(feed);
+    let platforms: BTreeSet<Platform> = releases.iter().map(|r| r.platform).collect();
+    platforms
+        .into_iter()
+        .filter_map(|platform| updraft_engine::policy::newest(&releases, platform, day))
+        .map(|release| {
+            let mut release = release.clone();
+            release
+                .builds
+                .retain(|b| b.build.is_some() && b.window.contains(day));
+            Release::from(&release)
+        })
+        .collect()
 }
 
 /// The lab's start: 09:00 UTC on the day after the feed's newest posting date.
@@ -332,8 +372,11 @@ pub fn start_of(feed: &LookupResponse) -> DateTime<Utc> {
         .map(|e| e.entry.posting_date)
         .max()
         .unwrap_or_default();
-    (newest + Duration::days(1))
-        .and_time(NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
+    nine_utc(newest + Duration::days(1))
+}
+
+fn nine_utc(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default())
         .and_utc()
 }
 
@@ -357,6 +400,8 @@ pub struct Lab {
     pub in_rings: bool,
     /// Start.
     pub started_at: DateTime<Utc>,
+    /// Captures still to take effect, oldest first.
+    pending_feeds: Vec<(NaiveDate, LookupResponse)>,
     /// The embedded server's pusher (none for an external server).
     pusher: Option<Arc<ApnsPusher>>,
     stopwatch: Stopwatch,
@@ -366,7 +411,9 @@ pub struct Lab {
 impl Lab {
     /// Starts the server and the fleet's push gateway on loopback, and the console.
     pub async fn start(config: &LabConfig) -> anyhow::Result<Self> {
-        let started_at = start_of(&config.feed);
+        let started_at = config
+            .start
+            .map_or_else(|| start_of(&config.feed), nine_utc);
         let clock = Arc::new(ManualClock::new(started_at));
         let shared: SharedClock = clock.clone();
         std::fs::create_dir_all(&config.dir)
@@ -402,6 +449,7 @@ impl Lab {
             rollouts: Vec::new(),
             in_rings: false,
             started_at,
+            pending_feeds: config.feed_history.clone(),
             pusher,
             stopwatch: Stopwatch::default(),
             console_db,
@@ -424,7 +472,7 @@ impl Lab {
             .map_err(anyhow::Error::msg)?;
         let fleet = Fleet::with_endpoints(
             specs.to_vec(),
-            Endpoints::updraft(&server_url, issuer).with_software_from(&config.feed),
+            Endpoints::updraft(&server_url, issuer).with_software_from(config.last_feed()),
             clock.clone(),
         )?;
         let gateway = fleet.gateway();
@@ -472,7 +520,7 @@ impl Lab {
             connect_url: external.mdm_url.clone(),
             identities,
             connect_every: Some(external.connect_every),
-            software: Arc::new(updraft_sim::SoftwareCatalog::from_feed(&config.feed)),
+            software: Arc::new(updraft_sim::SoftwareCatalog::from_feed(config.last_feed())),
         };
         let fleet = Fleet::with_endpoints(specs.to_vec(), endpoints, clock.clone())?;
         let client = Arc::new(KmfddmClient::new(external.ddm_api.clone())?);
@@ -553,15 +601,32 @@ impl Lab {
     /// Enrolls the fleet and starts the rollouts (the newest release per platform, or the given).
     pub async fn begin(&mut self, config: &LabConfig) -> anyhow::Result<()> {
         self.enroll().await?;
+        if let Some(plan) = &config.policy {
+            self.in_rings = true;
+            self.console
+                .store()
+                .put_ring_plan(POLICY_PLAN, plan)
+                .await?;
+            for platform in self.platforms() {
+                self.console
+                    .store()
+                    .put_policy(&ReleasePolicy {
+                        platform,
+                        plan: POLICY_PLAN.into(),
+                        base_delay_days: 0,
+                        action: PolicyAction::Start,
+                        exploited_percent: Some(50),
+                        since: self.started_at.date_naive(),
+                    })
+                    .await?;
+            }
+            return self.apply_policies(&config.feed).await;
+        }
         let releases = match &config.releases {
             Some(releases) => releases.clone(),
             None => newest_releases(&config.feed, self.started_at.date_naive()),
         };
-        let platforms: BTreeSet<&str> = self
-            .specs
-            .iter()
-            .map(|s| if s.family == "Mac" { "macOS" } else { "iOS" })
-            .collect();
+        let platforms = self.platforms();
         // The deadline: five days out, 17:00 on each device's clock.
         let deadline = NaiveDateTime::new(
             self.started_at.date_naive() + Duration::days(5),
@@ -569,7 +634,7 @@ impl Lab {
         );
         for release in releases
             .into_iter()
-            .filter(|r| platforms.contains(r.platform.as_str()))
+            .filter(|r| platforms.contains(&r.platform))
         {
             if let Some(rings) = &config.rings {
                 self.in_rings = true;
@@ -599,6 +664,50 @@ impl Lab {
         Ok(())
     }
 
+    /// The platforms the fleet has devices of.
+    fn platforms(&self) -> BTreeSet<Platform> {
+        self.specs
+            .iter()
+            .map(|s| {
+                if s.family == "Mac" {
+                    Platform::MacOs
+                } else {
+                    Platform::Ios
+                }
+            })
+            .collect()
+    }
+
+    /// The feed poll as the console does it: the release policies read the feed of the day.
+    async fn apply_policies(&mut self, feed: &LookupResponse) -> anyhow::Result<()> {
+        let releases = updraft_feed::releases::releases(feed);
+        let sofa = updraft_feed::sofa::bundled()?;
+        let today = self.clock.now().date_naive();
+        for outcome in self.console.apply_policies(&releases, &sofa, today).await? {
+            let rollouts = self.console.store().rollouts().await?;
+            for id in outcome.rollouts {
+                if let Some(rollout) = rollouts.iter().find(|r| r.id == id) {
+                    self.rollouts.push((id, rollout.release.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts in place every capture whose date has come, and lets the policies read it.
+    async fn take_new_feeds(&mut self) -> anyhow::Result<()> {
+        let today = self.clock.now().date_naive();
+        let due = self
+            .pending_feeds
+            .iter()
+            .take_while(|(day, _)| *day <= today)
+            .count();
+        if let Some((_, feed)) = self.pending_feeds.drain(..due).last() {
+            self.apply_policies(&feed).await?;
+        }
+        Ok(())
+    }
+
     /// One step: time moves, devices act, the console reads their news and acts on it.
     pub async fn step(&self, minutes: i64, tick_console: bool) -> anyhow::Result<()> {
         let time = &self.stopwatch;
@@ -617,7 +726,9 @@ impl Lab {
 
     /// Whether every device of every rollout reached a final state and nothing is pending.
     pub async fn settled(&self) -> anyhow::Result<bool> {
-        if !self.console.store().pending_outbox(1).await?.is_empty() {
+        if !self.pending_feeds.is_empty()
+            || !self.console.store().pending_outbox(1).await?.is_empty()
+        {
             return Ok(false);
         }
         let rollouts = self.console.store().rollouts().await?;
@@ -656,7 +767,7 @@ impl Lab {
     }
 
     /// Steps until settled or out of time.
-    pub async fn run_to_end(&self, config: &LabConfig) -> anyhow::Result<LabStats> {
+    pub async fn run_to_end(&mut self, config: &LabConfig) -> anyhow::Result<LabStats> {
         let steps_per_day = (24 * 60 / config.step_minutes.max(1)) as usize;
         let max_steps = steps_per_day * config.max_days.max(1) as usize;
         let mut steps = 0;
@@ -665,6 +776,7 @@ impl Lab {
             // Time-based flags (stale, past deadline) every two simulated hours are plenty.
             let flags_due = steps % (120 / config.step_minutes.clamp(1, 120) as usize).max(1) == 0;
             self.step(config.step_minutes, flags_due).await?;
+            self.take_new_feeds().await?;
             if steps % 4 == 0 && self.stopwatch.time("settled", self.settled()).await? {
                 break;
             }
@@ -788,9 +900,10 @@ impl Lab {
                 .ring_progress(rollout.id, self.clock.now())
                 .await?;
             rings.push(ReportRing {
+                deadline: rollout.deadline_local.clone(),
                 platform: rollout.release.platform.as_str().into(),
                 wave: rollout.wave,
-                ring: rollout.gate.as_ref().map(|g| g.ring.clone()),
+                ring: rollout.ring.clone(),
                 state: rollout.state.as_str().into(),
                 devices: progress.devices,
                 updated: progress.updated,

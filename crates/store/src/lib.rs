@@ -110,6 +110,8 @@ pub struct Rollout {
     pub gate: Option<RingGate>,
     /// Why its gate halted it.
     pub halt_reason: Option<String>,
+    /// The ring it rolls out to, when it is one.
+    pub ring: Option<String>,
 }
 
 /// A ring's wave and the gate before it: it starts when the wave `after` passes `gate`.
@@ -138,6 +140,8 @@ pub struct NewRollout<'a> {
     pub scope: Option<&'a [String]>,
     /// The gate it waits on: it is recorded as gated, not active.
     pub gate: Option<&'a RingGate>,
+    /// The ring it rolls out to, when it is one (the gate's ring when it has a gate).
+    pub ring: Option<&'a str>,
 }
 
 impl<'a> NewRollout<'a> {
@@ -150,6 +154,7 @@ impl<'a> NewRollout<'a> {
             details_url: None,
             scope: None,
             gate: None,
+            ring: None,
         }
     }
 }
@@ -451,6 +456,7 @@ impl Store {
             details_url,
             scope,
             gate,
+            ring,
         } = new;
         let state = match gate {
             Some(_) => RolloutState::Gated,
@@ -471,7 +477,7 @@ impl Store {
         .bind(details_url)
         .bind(state.as_str())
         .bind(ts(at))
-        .bind(gate.map(|g| g.ring.as_str()))
+        .bind(ring.or(gate.map(|g| g.ring.as_str())))
         .bind(gate.map(|g| g.after))
         .bind(gate.map(|g| g.gate.min_updated_percent))
         .bind(gate.map(|g| g.gate.max_failed_percent))
@@ -720,6 +726,7 @@ impl Store {
                         _ => None,
                     },
                     halt_reason: row.get("halt_reason"),
+                    ring: row.get("ring_name"),
                 })
             })
             .collect()

@@ -35,6 +35,7 @@ const ALERT_LABELS: Record<AlertKind, string> = {
   push_failed: "push failed",
   new_release: "new release",
   rollout_halted: "rollout halted",
+  rollout_drafted: "rollout drafted by policy",
 };
 
 const TROUBLE: ReadonlySet<EventKind> = new Set<EventKind>([

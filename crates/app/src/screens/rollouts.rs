@@ -46,6 +46,7 @@ impl Session {
                         after: *after,
                         gate: gate.gate(),
                     }),
+                    ring: None,
                 })
                 .await?;
             ids.push(id);
