@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 
-use updraft_feed::LookupResponse;
 use updraft_feed::sofa::SofaFeed;
+use updraft_feed::{FeedRelease, LookupResponse};
 
 use crate::AppError;
 use crate::catalog::CatalogRelease;
@@ -13,6 +13,8 @@ use crate::table::DeviceTable;
 
 pub(crate) struct Cache {
     catalog: RwLock<Arc<Vec<CatalogRelease>>>,
+    /// The feed's releases as the release policies read them.
+    feed_releases: RwLock<Arc<Vec<FeedRelease>>>,
     /// SOFA's feeds: what the releases fix.
     sofa: Arc<Vec<SofaFeed>>,
     table: Mutex<Option<Arc<DeviceTable>>>,
@@ -24,6 +26,7 @@ impl Cache {
     pub(crate) fn new(feed: &LookupResponse, sofa: Vec<SofaFeed>) -> Self {
         Self {
             catalog: RwLock::new(Arc::new(crate::catalog::releases(feed, &sofa))),
+            feed_releases: RwLock::new(Arc::new(updraft_feed::releases::releases(feed))),
             sofa: Arc::new(sofa),
             table: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
@@ -41,9 +44,19 @@ impl Cache {
         self.sofa.clone()
     }
 
-    pub(crate) fn replace_catalog(&self, releases: Vec<CatalogRelease>) {
+    pub(crate) fn feed_releases(&self) -> Arc<Vec<FeedRelease>> {
+        match self.feed_releases.read() {
+            Ok(releases) => releases.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn replace_catalog(&self, feed: &LookupResponse, releases: Vec<CatalogRelease>) {
         if let Ok(mut catalog) = self.catalog.write() {
             *catalog = Arc::new(releases);
+        }
+        if let Ok(mut releases) = self.feed_releases.write() {
+            *releases = Arc::new(updraft_feed::releases::releases(feed));
         }
     }
 

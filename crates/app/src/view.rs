@@ -135,6 +135,8 @@ pub struct Dashboard {
     pub rollouts: Vec<RolloutSummary>,
     /// Newest alerts.
     pub alerts: Vec<AlertView>,
+    /// Rollouts release policies drafted, waiting for an admin.
+    pub drafts: Vec<DraftView>,
 }
 
 /// One build of a release.
@@ -408,4 +410,132 @@ pub struct AuditView {
     pub action: String,
     /// On what.
     pub detail: String,
+}
+
+pub use updraft_engine::{DraftState, PolicyAction, Weekends};
+
+/// How a ring takes its devices, as the editor offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipKind {
+    /// A share of the fleet, drawn on a stable hash of the enrollment id.
+    Share,
+    /// The devices a filter matches.
+    Filter,
+    /// Devices named by hand.
+    Devices,
+    /// Every device no ring before took.
+    Rest,
+}
+
+/// One ring of a saved plan, as the editor shows and sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RingView {
+    /// `IT`, `Pilot`, `Everyone`.
+    pub name: String,
+    /// How it takes devices; the fields below that the kind uses are set.
+    pub kind: MembershipKind,
+    /// Share: percent of the fleet, 1 to 100.
+    pub share_percent: Option<u8>,
+    /// Filter: `macOS` or `iOS`.
+    pub filter_platform: Option<String>,
+    /// Filter: model pattern (`Mac14,*`).
+    pub filter_model: Option<String>,
+    /// Filter: OS version pattern (`15.*`).
+    pub filter_os: Option<String>,
+    /// Filter: name pattern (`IT-*`).
+    pub filter_name: Option<String>,
+    /// Filter: serial pattern.
+    pub filter_serial: Option<String>,
+    /// Devices: enrollment ids.
+    pub devices: Vec<String>,
+    /// Days after the rollout's base date.
+    pub offset_days: u32,
+    /// `17:00`, on each device's clock.
+    pub time_of_day: String,
+}
+
+/// A saved ring plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RingPlanView {
+    /// Its name, unique.
+    pub name: String,
+    /// In the order they start.
+    pub rings: Vec<RingView>,
+    /// Where weekend deadlines go.
+    pub weekends: Weekends,
+    /// Deadlines only from this time (`18:00`)...
+    pub after_hours_start: Option<String>,
+    /// ...to this one (`07:00`), when both are set.
+    pub after_hours_end: Option<String>,
+    /// The gate: at least this percent of the ring before updated.
+    pub min_updated_percent: f64,
+    /// More than this percent failed halts the rollout.
+    pub max_failed_percent: f64,
+    /// More failures than this within an hour halts it too.
+    pub max_failures_per_hour: Option<u32>,
+    /// Release policies that use it (it cannot be deleted while any does).
+    pub used_by: Vec<String>,
+}
+
+/// A platform's release policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    /// `macOS` or `iOS`.
+    pub platform: String,
+    /// The saved ring plan its rollouts take.
+    pub plan: String,
+    /// The base date: this many days after the release's posting date.
+    pub base_delay_days: u32,
+    /// Draft for an admin, or start at once.
+    pub action: PolicyAction,
+    /// Offsets shortened to this percent when the release fixes an actively exploited CVE.
+    pub exploited_percent: Option<u32>,
+    /// Releases posted before this day (`YYYY-MM-DD`) are left alone.
+    pub since: String,
+}
+
+/// One ring of a drafted rollout: who and by when.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DraftRingView {
+    /// The ring.
+    pub name: String,
+    /// Devices of the platform it takes today (devices on hold are left out).
+    pub devices: usize,
+    /// Its deadline on each device's clock, `YYYY-MM-DDTHH:MM`.
+    pub deadline: String,
+}
+
+/// A rollout a release policy drafted.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DraftView {
+    /// Id.
+    pub id: i64,
+    /// Catalog key of the release, for the wizard.
+    pub release: String,
+    /// `macOS 26.4.1 (25E253)`.
+    pub label: String,
+    /// When the lookup service posted it.
+    pub posted: String,
+    /// The ring plan.
+    pub plan: String,
+    /// The base date, `YYYY-MM-DD`.
+    pub base_date: String,
+    /// Offsets shortened to this percent, for an exploited vulnerability.
+    pub shortened_to: Option<u32>,
+    /// The actively exploited CVEs it fixes.
+    pub exploited: Vec<String>,
+    /// Waiting, started or dismissed.
+    pub state: DraftState,
+    /// Its rings as they stand today (empty when its plan is gone).
+    pub rings: Vec<DraftRingView>,
+    /// "each ring waits for 90% updated of the one before; more than 5% failed halts".
+    pub gate: String,
+    /// When the policy drafted it.
+    pub drafted_at: String,
 }

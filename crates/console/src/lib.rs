@@ -223,7 +223,7 @@ impl Console {
 
     /// Starts a release in rings: the devices known now are placed by `plan`, each ring that
     /// holds any becomes a wave of its own with its deadline from `base`, and every wave after
-    /// the first waits on the plan's gate. Devices that enroll later join no ring. Returns the
+    /// the first waits on the plan's gate. Devices on hold, and devices that enroll later, join no ring. Returns the
     /// waves' ids, in order.
     pub async fn start_rings(
         &self,
@@ -233,8 +233,14 @@ impl Console {
         details_url: Option<&str>,
     ) -> Result<Vec<i64>, ConsoleError> {
         let mut scopes = vec![Vec::new(); plan.rings.len()];
+        let holds = self.store.holds().await?;
+        let now = self.clock.now();
         for device in self.store.devices().await? {
-            if device.facts.platform() != Some(release.platform) {
+            // A device on hold joins no ring: it is left out as the wizard leaves it out.
+            if device.facts.platform() != Some(release.platform)
+                || updraft_engine::rings::on_hold(&device.facts.enrollment_id, &holds, now)
+                    .is_some()
+            {
                 continue;
             }
             if let Some(ring) = plan.ring_of(&Candidate::of(&device.facts, device.name.as_deref()))

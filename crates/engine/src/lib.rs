@@ -10,7 +10,7 @@ pub mod policy;
 pub mod prompts;
 pub mod rings;
 
-pub use kinds::{AlertKind, DraftState, EventKind, PolicyAction, UnknownName};
+pub use kinds::{AlertKind, DraftState, EventKind, PolicyAction, UnknownName, Weekends};
 pub use machine::{
     Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };

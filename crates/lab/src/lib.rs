@@ -702,7 +702,8 @@ impl Lab {
             .iter()
             .take_while(|(day, _)| *day <= today)
             .count();
-        if let Some((_, feed)) = self.pending_feeds.drain(..due).last() {
+        let newest = self.pending_feeds.drain(..due).next_back();
+        if let Some((_, feed)) = newest {
             self.apply_policies(&feed).await?;
         }
         Ok(())

@@ -50,7 +50,8 @@ impl Session {
                 )
                 .await?;
         }
-        self.cache.replace_catalog(releases);
+        self.cache.replace_catalog(feed, releases);
+        self.apply_policies().await?;
         let raised = self.store().alerts_after(after, 1000).await?;
         Ok(notices::group(&raised, |_| None))
     }
@@ -128,6 +129,7 @@ impl Session {
                 .filter(|r| r.state != RolloutStatus::Cancelled)
                 .collect(),
             alerts: self.alerts(5).await?,
+            drafts: self.drafts().await?,
         })
     }
 

@@ -3,4 +3,5 @@
 mod activity;
 mod dashboard;
 mod devices;
+pub mod policies;
 mod rollouts;

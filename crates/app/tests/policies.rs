@@ -1,0 +1,187 @@
+//! Saved ring plans and release policies over a real lab: a policy saved with a start date
+//! before the newest release drafts it at once; the dashboard shows the draft with its rings as
+//! they stand; confirming it starts the first ring and gates the others; a dismissed draft is
+//! never drafted again; the editor's input is checked ring by ring.
+
+use updraft_app::view::{MembershipKind, PolicyAction, PolicyView, RolloutStatus};
+use updraft_app::{AppError, Session};
+
+async fn session() -> (Session, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let session = Session::lab(&dir.path().join("lab"), 120, 3)
+        .await
+        .expect("lab starts");
+    (session, dir)
+}
+
+fn policy(platform: &str, plan: &str, action: PolicyAction) -> PolicyView {
+    PolicyView {
+        platform: platform.into(),
+        plan: plan.into(),
+        base_delay_days: 1,
+        action,
+        exploited_percent: Some(50),
+        since: "2026-04-01".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_drafts_the_newest_release_and_the_admin_starts_it_in_rings() {
+    let (session, _dir) = session().await;
+    let plan = session.ring_plan_template();
+    session.save_ring_plan(&plan).await.unwrap();
+    assert_eq!(
+        session.ring_plans().await.unwrap(),
+        std::slice::from_ref(&plan)
+    );
+
+    let drafts = session
+        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    let draft = &drafts[0];
+    assert!(draft.label.starts_with("macOS 26.4.1"), "{draft:?}");
+    let names: Vec<&str> = draft.rings.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["IT", "Pilot", "Everyone"]);
+    let macs = session
+        .dashboard()
+        .await
+        .unwrap()
+        .by_os
+        .iter()
+        .filter(|o| o.platform == "macOS")
+        .map(|o| o.count)
+        .sum::<usize>();
+    assert_eq!(
+        draft.rings.iter().map(|r| r.devices).sum::<usize>(),
+        macs,
+        "every Mac falls in one ring"
+    );
+    assert!(draft.gate.contains("90% updated"), "{}", draft.gate);
+    // The dashboard shows it, and the policy raised its notice.
+    let dashboard = session.dashboard().await.unwrap();
+    assert_eq!(dashboard.drafts, drafts);
+    assert!(
+        session
+            .alerts(50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.detail.contains("drafted: confirm it on the dashboard"))
+    );
+    // Saving the policy again drafts nothing new: one draft per release.
+    let again = session
+        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+
+    let today = session.now().date_naive().to_string();
+    let ids = session
+        .start_draft(draft.id, Some(&today), Some("https://it.example.com/macos"))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3, "one rollout per ring that holds devices");
+    let rollouts = session.rollouts().await.unwrap();
+    let states: Vec<RolloutStatus> = ids
+        .iter()
+        .map(|id| rollouts.iter().find(|r| r.id == *id).unwrap().state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            RolloutStatus::Active,
+            RolloutStatus::Gated,
+            RolloutStatus::Gated
+        ]
+    );
+    assert!(session.drafts().await.unwrap().is_empty());
+    let error = session.start_draft(draft.id, None, None).await.unwrap_err();
+    assert!(
+        error.to_string().contains("only a waiting draft"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dismissed_draft_stays_dismissed_and_a_plan_in_use_stays_saved() {
+    let (session, _dir) = session().await;
+    session
+        .save_ring_plan(&session.ring_plan_template())
+        .await
+        .unwrap();
+    let drafts = session
+        .save_policy(&policy("iOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    assert_eq!(drafts.len(), 1);
+    session.dismiss_draft(drafts[0].id).await.unwrap();
+    let after = session
+        .save_policy(&policy("iOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{after:?}");
+
+    let error = session.delete_ring_plan("Standard").await.unwrap_err();
+    assert!(
+        matches!(error, AppError::Invalid(_)) && error.to_string().contains("iOS release policy"),
+        "{error}"
+    );
+    assert_eq!(
+        session.ring_plans().await.unwrap()[0].used_by,
+        ["iOS policy"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editor_names_the_ring_whose_rule_is_broken() {
+    let (session, _dir) = session().await;
+    type Breaks = Box<dyn Fn(&mut updraft_app::view::RingPlanView)>;
+    let cases: Vec<(&str, Breaks)> = vec![
+        ("needs a name", Box::new(|p| p.name = " ".into())),
+        (
+            "ring 2 (\"Pilot\"): give a share between 1 and 100",
+            Box::new(|p| p.rings[1].share_percent = Some(0)),
+        ),
+        (
+            "the shares add up to 105%",
+            Box::new(|p| p.rings[1].share_percent = Some(100)),
+        ),
+        (
+            "ring 3 (\"Everyone\"): day 1 comes before",
+            Box::new(|p| p.rings[2].offset_days = 1),
+        ),
+        (
+            "make \"every device left\" the last ring",
+            Box::new(|p| p.rings[0].kind = MembershipKind::Rest),
+        ),
+        (
+            "ring 1 (\"IT\"): \"5pm\" is not a time of day",
+            Box::new(|p| p.rings[0].time_of_day = "5pm".into()),
+        ),
+        (
+            "a filter needs at least one field",
+            Box::new(|p| p.rings[0].kind = MembershipKind::Filter),
+        ),
+        (
+            "each ring needs a name of its own",
+            Box::new(|p| p.rings[1].name = "IT".into()),
+        ),
+    ];
+    for (expected, break_it) in cases {
+        let mut plan = session.ring_plan_template();
+        break_it(&mut plan);
+        let error = session.save_ring_plan(&plan).await.unwrap_err();
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+    }
+    assert!(
+        session.ring_plans().await.unwrap().is_empty(),
+        "nothing half-saved"
+    );
+    let error = session
+        .save_policy(&policy("macOS", "Nope", PolicyAction::Start))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("save the plan first"), "{error}");
+}
