@@ -539,3 +539,67 @@ pub struct DraftView {
     /// When the policy drafted it.
     pub drafted_at: String,
 }
+
+pub use updraft_engine::Lag;
+
+/// One ring's compliance curve.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceSeriesView {
+    /// `All`, or the ring's name (`not in a rollout` for devices no rollout covers).
+    pub ring: String,
+    /// Its devices.
+    pub devices: usize,
+    /// Percent on the release or newer by the end of day 0 (the posting date), 1, 2...
+    pub percent: Vec<f64>,
+}
+
+/// How many devices lag for one reason.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LagCount {
+    /// The reason.
+    pub lag: Lag,
+    /// Devices.
+    pub devices: usize,
+}
+
+/// A device not on the release, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LaggingDevice {
+    /// Enrollment id.
+    pub id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Its ring.
+    pub ring: String,
+    /// The OS it reports.
+    pub os: String,
+    /// Why it lags.
+    pub lag: Lag,
+    /// Apple's failure reason, the exclusion reason, the hold's reason, or its last report.
+    pub detail: String,
+}
+
+/// Who runs a release (or newer) how soon after it was posted.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceReport {
+    /// Catalog key.
+    pub release: String,
+    /// `macOS 26.4.1 (25E253)`.
+    pub label: String,
+    /// Posting date.
+    pub posted: String,
+    /// Days since posting the curves run to (today, at most 90).
+    pub days: usize,
+    /// The whole platform first, then each ring.
+    pub series: Vec<ComplianceSeriesView>,
+    /// Devices not on it, by reason.
+    pub lags: Vec<LagCount>,
+    /// The first of them, sorted by reason then name.
+    pub lagging: Vec<LaggingDevice>,
+    /// How many lag in all.
+    pub lagging_total: usize,
+}

@@ -185,3 +185,76 @@ async fn the_editor_names_the_ring_whose_rule_is_broken() {
         .unwrap_err();
     assert!(error.to_string().contains("save the plan first"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compliance_report_follows_each_ring_day_by_day_and_names_every_laggard() {
+    let (session, dir) = session().await;
+    session
+        .save_ring_plan(&session.ring_plan_template())
+        .await
+        .unwrap();
+    let drafts = session
+        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    let before = session.compliance(None, "macOS").await.unwrap();
+    assert!(before.label.starts_with("macOS 26.4.1"), "{}", before.label);
+    assert_eq!(before.series[0].ring, "All");
+    let today = session.now().date_naive().to_string();
+    session
+        .start_draft(drafts[0].id, Some(&today), None)
+        .await
+        .unwrap();
+    session.advance(3 * 24 * 60).await.unwrap();
+
+    let report = session.compliance(None, "macOS").await.unwrap();
+    assert_eq!(report.days, before.days + 3);
+    let all = &report.series[0];
+    assert_eq!(all.percent.len(), report.days + 1);
+    assert!(
+        all.percent.windows(2).all(|w| w[0] <= w[1]),
+        "a curve never falls: {:?}",
+        all.percent
+    );
+    let it = report.series.iter().find(|s| s.ring == "IT").expect("IT");
+    assert!(
+        *it.percent.last().unwrap() > 50.0,
+        "IT's deadline passed two days ago: {it:?}"
+    );
+    assert!(
+        report.series.iter().any(|s| s.ring == "Everyone"),
+        "{:?}",
+        report.series
+    );
+    // Every device not on it is listed with a reason, and the counts agree.
+    let lagging: usize = report.lags.iter().map(|l| l.devices).sum();
+    assert_eq!(lagging, report.lagging_total);
+    let compliant = all.percent.last().unwrap() * all.devices as f64 / 100.0;
+    assert_eq!(
+        compliant.round() as usize + lagging,
+        all.devices,
+        "{report:?}"
+    );
+    assert!(report.lagging.iter().all(|d| !d.ring.is_empty()));
+
+    let paths = session
+        .export_compliance_csv(None, "macOS", dir.path())
+        .await
+        .unwrap();
+    let curves = std::fs::read_to_string(&paths[0]).unwrap();
+    assert!(curves.starts_with("day,date,ring,devices,compliant,percent\r\n"));
+    assert_eq!(
+        curves.lines().count(),
+        1 + report.series.len() * (report.days + 1)
+    );
+    let devices = std::fs::read_to_string(&paths[1]).unwrap();
+    assert_eq!(devices.lines().count(), 1 + all.devices);
+    assert!(
+        session
+            .audit(20)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "compliance_exported")
+    );
+}

@@ -185,6 +185,28 @@ closed_set! {
 }
 
 closed_set! {
+    /// Why a device does not run a release yet, as the compliance report says it.
+    Lag {
+        /// Held back by an admin.
+        OnHold = "on_hold",
+        /// The install failed, or the device rejected the declaration.
+        Failed = "failed",
+        /// The rollout left it out (unsupported, already current through another build...).
+        Excluded = "excluded",
+        /// No status report for too long.
+        Silent = "silent",
+        /// Its deadline passed and it has not updated.
+        PastDeadline = "past_deadline",
+        /// On its way: planned, downloading, waiting for its deadline.
+        InProgress = "in_progress",
+        /// Its ring waits on its gate, or was halted by it: nothing is assigned yet.
+        RingWaiting = "ring_waiting",
+        /// No rollout of the release covers it.
+        NotInRollout = "not_in_rollout",
+    }
+}
+
+closed_set! {
     /// Where a device is in a rollout.
     Phase {
         /// Not part of the rollout; see the exclusion reason.
@@ -248,6 +270,7 @@ mod tests {
         check(Weekends::ALL);
         check(PolicyAction::ALL);
         check(DraftState::ALL);
+        check(Lag::ALL);
         assert_eq!(
             "resumed".parse::<RolloutState>(),
             Err(UnknownName("resumed".into()))

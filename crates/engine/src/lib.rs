@@ -3,6 +3,7 @@
 //! [`machine`] moves each device through Apple's phases from what its status reports say.
 #![deny(missing_docs)]
 
+pub mod compliance;
 pub mod kinds;
 pub mod machine;
 pub mod plan;
@@ -10,7 +11,7 @@ pub mod policy;
 pub mod prompts;
 pub mod rings;
 
-pub use kinds::{AlertKind, DraftState, EventKind, PolicyAction, UnknownName, Weekends};
+pub use kinds::{AlertKind, DraftState, EventKind, Lag, PolicyAction, UnknownName, Weekends};
 pub use machine::{
     Effect, Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };

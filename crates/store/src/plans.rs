@@ -1,13 +1,14 @@
-//! Saved ring plans, release policies, and the rollouts the policies drafted.
+//! Saved ring plans, release policies, the rollouts the policies drafted, and the timeline
+//! summaries the compliance report reads.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
-use std::collections::BTreeSet;
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use std::collections::{BTreeSet, HashMap};
 
-use updraft_engine::DraftState;
 use updraft_engine::policy::ReleasePolicy;
 use updraft_engine::rings::{AfterHours, DeviceFilter, Gate, Membership, Pattern, Ring, RingPlan};
+use updraft_engine::{DraftState, EventKind};
 use updraft_feed::Platform;
 
 use crate::{Context, Store, StoreError, stored, ts};
@@ -424,6 +425,46 @@ impl Store {
                         .map_err(|e| corrupt(what("time"), &created_at, e))?
                         .to_utc(),
                 })
+            })
+            .collect()
+    }
+
+    /// When each device first had a timeline entry of `kind`, in any of `rollouts` (or in any
+    /// rollout or none, when `rollouts` is `None`): when it updated, when it enrolled.
+    pub async fn first_events(
+        &self,
+        kind: EventKind,
+        rollouts: Option<&[i64]>,
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT enrollment_id, MIN(at) AS first FROM events WHERE kind = ",
+        );
+        query.push_bind(kind.as_str());
+        if let Some(ids) = rollouts {
+            if ids.is_empty() {
+                return Ok(HashMap::new());
+            }
+            query.push(" AND rollout_id IN (");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(")");
+        }
+        query.push(" GROUP BY enrollment_id");
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .context("reading timelines for the compliance report")?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("enrollment_id");
+                let first: String = row.get("first");
+                let at = DateTime::parse_from_rfc3339(&first)
+                    .map_err(|e| corrupt(format!("a timeline entry of {id}"), &first, e))?
+                    .to_utc();
+                Ok((id, at))
             })
             .collect()
     }

@@ -350,7 +350,7 @@ fn summary(
 
 /// A CSV cell, quoted when needed; a cell that a spreadsheet would run as a formula is prefixed
 /// with an apostrophe (device names come from devices).
-fn csv_cell(text: &str) -> String {
+pub(super) fn csv_cell(text: &str) -> String {
     let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
