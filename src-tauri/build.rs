@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 28] = [
+const COMMANDS: [&str; 39] = [
     "dashboard",
     "releases",
     "devices",
@@ -37,4 +37,15 @@ const COMMANDS: [&str; 28] = [
     "sync_health",
     "use_server",
     "use_lab",
+    "ring_plans",
+    "ring_plan_template",
+    "save_ring_plan",
+    "delete_ring_plan",
+    "policies",
+    "save_policy",
+    "delete_policy",
+    "start_draft",
+    "dismiss_draft",
+    "compliance",
+    "export_compliance_csv",
 ];

@@ -44,6 +44,20 @@ pub fn typescript() -> String {
         view::FailureGroup,
         view::RolloutDetail,
         view::AuditView,
+        view::Weekends,
+        view::PolicyAction,
+        view::DraftState,
+        view::Lag,
+        view::MembershipKind,
+        view::RingView,
+        view::RingPlanView,
+        view::PolicyView,
+        view::DraftRingView,
+        view::DraftView,
+        view::ComplianceSeriesView,
+        view::LagCount,
+        view::LaggingDevice,
+        view::ComplianceReport,
         wizard::Selection,
         wizard::WavePlan,
         wizard::RolloutPlan,
@@ -69,11 +83,13 @@ pub fn typescript() -> String {
          /** The longest DetailsURL the wizard takes. */\nexport const MAX_DETAILS_URL = {};\n\
          /** The most rows one devices-table query returns. */\nexport const MAX_DEVICE_ROWS = {};\n\
          /** The lab clock's speeds, in simulated minutes per second (0: stopped). */\n\
-         export const LAB_SPEEDS = {:?};\n",
+         export const LAB_SPEEDS = {:?};\n\
+         /** The most rings a ring plan has. */\nexport const MAX_RINGS = {};\n",
         wizard::MAX_WAVES,
         wizard::MAX_DETAILS_URL,
         updraft_app::table::MAX_WINDOW,
         commands::SPEEDS,
+        updraft_app::MAX_RINGS,
     ));
     out
 }

@@ -207,20 +207,24 @@ pub async fn promote_ring(
 }
 
 /// Writes the rollout's CSV into the Downloads folder; returns the file's path.
+/// Where exports go: the Downloads folder, else the app's data folder.
+fn export_folder(app: &tauri::AppHandle) -> Reply<std::path::PathBuf> {
+    app.path()
+        .download_dir()
+        .or_else(|_| app.path().app_data_dir())
+        .map_err(|e| CommandError {
+            code: ErrorCode::Backend,
+            message: format!("no folder to save the CSV in: {e}"),
+        })
+}
+
 #[tauri::command]
 pub async fn export_rollout_csv(
     app: tauri::AppHandle,
     shell: State<'_, Arc<Shell>>,
     id: i64,
 ) -> Reply<String> {
-    let folder = app
-        .path()
-        .download_dir()
-        .or_else(|_| app.path().app_data_dir())
-        .map_err(|e| CommandError {
-            code: ErrorCode::Backend,
-            message: format!("no folder to save the CSV in: {e}"),
-        })?;
+    let folder = export_folder(&app)?;
     let path = session(&shell)
         .await?
         .export_rollout_csv(id, &folder)
@@ -376,4 +380,105 @@ pub async fn use_lab(shell: State<'_, Arc<Shell>>) -> Reply<SettingsView> {
     session(&shell).await?.use_lab(&shell.settings_file).await?;
     tracing::info!("settings: the console opens on the lab at the next start");
     Ok(settings_view(&shell, &Settings::Lab))
+}
+
+#[tauri::command]
+pub async fn ring_plans(shell: State<'_, Arc<Shell>>) -> Reply<Vec<RingPlanView>> {
+    Ok(session(&shell).await?.ring_plans().await?)
+}
+
+#[tauri::command]
+pub async fn ring_plan_template(shell: State<'_, Arc<Shell>>) -> Reply<RingPlanView> {
+    Ok(session(&shell).await?.ring_plan_template())
+}
+
+/// Saves a ring plan, replacing the one of its name.
+#[tauri::command]
+pub async fn save_ring_plan(shell: State<'_, Arc<Shell>>, plan: RingPlanView) -> Reply<()> {
+    Ok(session(&shell).await?.save_ring_plan(&plan).await?)
+}
+
+#[tauri::command]
+pub async fn delete_ring_plan(shell: State<'_, Arc<Shell>>, name: String) -> Reply<()> {
+    Ok(session(&shell).await?.delete_ring_plan(&name).await?)
+}
+
+#[tauri::command]
+pub async fn policies(shell: State<'_, Arc<Shell>>) -> Reply<Vec<PolicyView>> {
+    Ok(session(&shell).await?.policies().await?)
+}
+
+/// Saves a platform's release policy and applies it at once; returns the waiting drafts.
+#[tauri::command]
+pub async fn save_policy(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    policy: PolicyView,
+) -> Reply<Vec<DraftView>> {
+    let session = session(&shell).await?;
+    let drafts = session.save_policy(&policy).await?;
+    changed(&app, &session);
+    Ok(drafts)
+}
+
+#[tauri::command]
+pub async fn delete_policy(shell: State<'_, Arc<Shell>>, platform: String) -> Reply<()> {
+    Ok(session(&shell).await?.delete_policy(&platform).await?)
+}
+
+/// Starts a drafted rollout; returns its rings' rollouts.
+#[tauri::command]
+pub async fn start_draft(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+    base_date: Option<String>,
+    details_url: Option<String>,
+) -> Reply<Vec<i64>> {
+    let session = session(&shell).await?;
+    let ids = session
+        .start_draft(id, base_date.as_deref(), details_url.as_deref())
+        .await?;
+    changed(&app, &session);
+    Ok(ids)
+}
+
+#[tauri::command]
+pub async fn dismiss_draft(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    id: i64,
+) -> Reply<()> {
+    let session = session(&shell).await?;
+    session.dismiss_draft(id).await?;
+    changed(&app, &session);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn compliance(
+    shell: State<'_, Arc<Shell>>,
+    release: Option<String>,
+    platform: String,
+) -> Reply<ComplianceReport> {
+    Ok(session(&shell)
+        .await?
+        .compliance(release.as_deref(), &platform)
+        .await?)
+}
+
+/// Writes the compliance CSVs; returns their paths.
+#[tauri::command]
+pub async fn export_compliance_csv(
+    app: tauri::AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    release: Option<String>,
+    platform: String,
+) -> Reply<Vec<String>> {
+    let folder = export_folder(&app)?;
+    let paths = session(&shell)
+        .await?
+        .export_compliance_csv(release.as_deref(), &platform, &folder)
+        .await?;
+    Ok(paths.iter().map(|p| p.display().to_string()).collect())
 }

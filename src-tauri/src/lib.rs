@@ -47,11 +47,18 @@ impl Shell {
         self.session
             .get_or_try_init(|| async {
                 match &self.start {
-                    Start::Lab { dir, devices } => {
-                        Session::lab(dir, *devices, updraft_app::LAB_SEED)
-                            .await
-                            .map_err(|e| format!("the lab could not start: {e}"))
-                    }
+                    Start::Lab {
+                        dir,
+                        devices,
+                        failure_rate,
+                    } => Session::lab_with_faults(
+                        dir,
+                        *devices,
+                        updraft_app::LAB_SEED,
+                        *failure_rate,
+                    )
+                    .await
+                    .map_err(|e| format!("the lab could not start: {e}")),
                     Start::Server { db, backend } => open_server(db, backend.clone())
                         .await
                         .map_err(|e| format!("the console could not open {}: {e:#}", db.display())),
@@ -67,7 +74,11 @@ impl Shell {
 /// What the console opens on.
 enum Start {
     /// The lab, started over in `dir`.
-    Lab { dir: PathBuf, devices: usize },
+    Lab {
+        dir: PathBuf,
+        devices: usize,
+        failure_rate: f64,
+    },
     /// The cache at `db`, following a KMFDDM-compatible server.
     Server {
         db: PathBuf,
@@ -209,6 +220,10 @@ pub fn run() {
                 dir: data.join("lab"),
                 devices: env_number("UPDRAFT_LAB_DEVICES")
                     .map_or(updraft_app::LAB_DEVICES, |n| n.clamp(1, 200_000) as usize),
+                failure_rate: env_number("UPDRAFT_LAB_FAILURE_PERCENT")
+                    .map_or(updraft_app::LAB_FAILURE_RATE, |n| {
+                        n.clamp(0, 100) as f64 / 100.0
+                    }),
             };
             // UPDRAFT_CONSOLE_DB opens an existing cache (the benchmark's 100,000 devices),
             // following the server at UPDRAFT_MDM_URL; otherwise the settings decide.
@@ -282,6 +297,17 @@ pub fn run() {
             commands::sync_health,
             commands::use_server,
             commands::use_lab,
+            commands::ring_plans,
+            commands::ring_plan_template,
+            commands::save_ring_plan,
+            commands::delete_ring_plan,
+            commands::policies,
+            commands::save_policy,
+            commands::delete_policy,
+            commands::start_draft,
+            commands::dismiss_draft,
+            commands::compliance,
+            commands::export_compliance_csv,
         ])
         .run(tauri::generate_context!())
         .expect("the Updraft window could not start");

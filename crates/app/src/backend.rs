@@ -37,13 +37,15 @@ impl Backend {
         dir: &Path,
         devices: usize,
         seed: u64,
+        failure_rate: f64,
         feed: &LookupResponse,
     ) -> Result<Self, AppError> {
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("clearing the lab folder {}: {e}", dir.display()))?;
         }
-        let config = LabConfig::new(devices, seed, feed.clone(), dir.to_path_buf());
+        let mut config = LabConfig::new(devices, seed, feed.clone(), dir.to_path_buf());
+        config.failure_rate = failure_rate;
         let lab = Lab::start(&config).await?;
         lab.enroll().await?;
         Ok(Self::Lab(Box::new(lab)))

@@ -23,6 +23,8 @@ use updraft_feed::LookupResponse;
 use updraft_mdm::MdmBackend;
 use updraft_store::Store;
 
+pub use screens::policies::MAX_RINGS;
+
 use backend::Backend;
 use cache::Cache;
 
@@ -67,6 +69,8 @@ impl From<updraft_store::StoreError> for AppError {
 pub const LAB_DEVICES: usize = 500;
 /// The lab's seed.
 pub const LAB_SEED: u64 = 1;
+/// The share of the lab's devices that carry a fault.
+pub const LAB_FAILURE_RATE: f64 = 0.05;
 
 /// The console the UI talks to: a backend, the caches, and each screen's answers (in
 /// `screens/`).
@@ -82,9 +86,20 @@ impl Session {
     /// Starts the lab in `dir` (cleared first: the lab starts over on every launch) with a fleet of
     /// `devices` simulated devices and the bundled lookup-service capture, and enrolls the fleet.
     pub async fn lab(dir: &Path, devices: usize, seed: u64) -> Result<Self, AppError> {
+        Self::lab_with_faults(dir, devices, seed, LAB_FAILURE_RATE).await
+    }
+
+    /// The lab with `failure_rate` of its devices (0 to 1) carrying a fault: an install that
+    /// fails, a device that goes silent... (to see gates halt, and alerts).
+    pub async fn lab_with_faults(
+        dir: &Path,
+        devices: usize,
+        seed: u64,
+        failure_rate: f64,
+    ) -> Result<Self, AppError> {
         let feed = LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())
             .map_err(|e| anyhow::anyhow!("the bundled lookup-service capture: {e}"))?;
-        let backend = Backend::lab(dir, devices, seed, &feed).await?;
+        let backend = Backend::lab(dir, devices, seed, failure_rate, &feed).await?;
         Self::on(backend, &feed)
     }
 

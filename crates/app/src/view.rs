@@ -71,6 +71,8 @@ pub enum RolloutStatus {
 pub struct RolloutSummary {
     /// Id.
     pub id: i64,
+    /// The ring it rolls out to, when it is one of a ring plan.
+    pub ring: Option<String>,
     /// Wave.
     pub wave: u32,
     /// Platform.

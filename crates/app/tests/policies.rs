@@ -258,3 +258,42 @@ async fn the_compliance_report_follows_each_ring_day_by_day_and_names_every_lagg
             .any(|e| e.action == "compliance_exported")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drafted_rollout_on_a_failing_fleet_halts_before_its_second_ring() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The desktop's own lab (the end-to-end test runs this fleet with the same seed).
+    let session =
+        Session::lab_with_faults(&dir.path().join("lab"), 120, updraft_app::LAB_SEED, 0.6)
+            .await
+            .unwrap();
+    // An IT ring of a fifth of the fleet, as the end-to-end test edits it.
+    let mut plan = session.ring_plan_template();
+    plan.rings[0].share_percent = Some(20);
+    session.save_ring_plan(&plan).await.unwrap();
+    let drafts = session
+        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    let ids = session.start_draft(drafts[0].id, None, None).await.unwrap();
+    let state = |rollouts: &[updraft_app::view::RolloutSummary], id: i64| {
+        rollouts.iter().find(|r| r.id == id).unwrap().state
+    };
+    let rollouts = session.rollouts().await.unwrap();
+    assert_eq!(state(&rollouts, ids[1]), RolloutStatus::Gated);
+    let gate = rollouts
+        .iter()
+        .find(|r| r.id == ids[1])
+        .unwrap()
+        .gate
+        .clone();
+    assert!(gate.is_some_and(|g| g.starts_with(&format!("waits for rollout {}", ids[0]))));
+    session.advance(24 * 60).await.unwrap();
+    let rollouts = session.rollouts().await.unwrap();
+    assert_eq!(
+        state(&rollouts, ids[1]),
+        RolloutStatus::Halted,
+        "{rollouts:?}"
+    );
+    assert_eq!(state(&rollouts, ids[2]), RolloutStatus::Gated);
+}

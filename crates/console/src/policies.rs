@@ -32,7 +32,8 @@ fn exploited_cves(sofa: &[SofaFeed], release: &FeedRelease) -> Vec<String> {
 
 impl Console {
     /// Applies every saved release policy to the feed as it stands on `today`: each drafts, or
-    /// starts, the newest release of its platform it has not acted on before, raises a
+    /// starts, the newest release of its platform it has not acted on before and no open
+    /// rollout covers, raises a
     /// `rollout_drafted` alert (the desktop's notice) and writes the audit log. A policy whose
     /// plan is gone is skipped with an error in the log, never guessed.
     pub async fn apply_policies(
@@ -54,6 +55,21 @@ impl Console {
                     d.product_version_extra,
                 )
             })
+            // A release an admin already rolls out by hand is not drafted again.
+            .chain(
+                self.store
+                    .rollouts()
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.state.is_open())
+                    .map(|r| {
+                        (
+                            r.release.platform.as_str().to_owned(),
+                            r.release.product_version,
+                            r.release.product_version_extra,
+                        )
+                    }),
+            )
             .collect();
         let mut outcomes = Vec::new();
         for policy in self.store.policies().await? {

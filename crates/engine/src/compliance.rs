@@ -39,8 +39,9 @@ impl Series {
     }
 }
 
-/// The curves of the whole platform and of each ring, over `days + 1` days from `posted`.
-pub fn series(devices: &[Standing], posted: NaiveDate, days: u32) -> Vec<Series> {
+/// The curves of the whole platform and of each ring, over `days + 1` days from `posted`; rings
+/// in the order of `rings`, then any other in name order.
+pub fn series(devices: &[Standing], posted: NaiveDate, days: u32, rings: &[&str]) -> Vec<Series> {
     let ends: Vec<DateTime<Utc>> = (0..=days)
         .map(|day| {
             (posted + Duration::days(i64::from(day) + 1))
@@ -59,16 +60,23 @@ pub fn series(devices: &[Standing], posted: NaiveDate, days: u32) -> Vec<Series>
             .collect()
     };
     let all: Vec<&Standing> = devices.iter().collect();
-    let mut rings: BTreeMap<&str, Vec<&Standing>> = BTreeMap::new();
+    let mut members: BTreeMap<(usize, &str), Vec<&Standing>> = BTreeMap::new();
     for device in devices {
-        rings.entry(device.ring).or_default().push(device);
+        let position = rings
+            .iter()
+            .position(|r| *r == device.ring)
+            .unwrap_or(rings.len());
+        members
+            .entry((position, device.ring))
+            .or_default()
+            .push(device);
     }
     let mut out = vec![Series {
         ring: "All".into(),
         devices: all.len(),
         compliant: curve(&all),
     }];
-    out.extend(rings.into_iter().map(|(ring, members)| Series {
+    out.extend(members.into_iter().map(|((_, ring), members)| Series {
         ring: ring.to_owned(),
         devices: members.len(),
         compliant: curve(&members),
@@ -128,7 +136,7 @@ mod tests {
                 reached: None,
             },
         ];
-        let series = series(&devices, posted, 3);
+        let series = series(&devices, posted, 3, &["Pilot"]);
         let by_ring: Vec<(&str, usize, &[usize])> = series
             .iter()
             .map(|s| (s.ring.as_str(), s.devices, s.compliant.as_slice()))
@@ -137,8 +145,8 @@ mod tests {
             by_ring,
             [
                 ("All", 4, &[1, 2, 3, 3][..]),
-                ("IT", 2, &[1, 2, 2, 2][..]),
                 ("Pilot", 2, &[0, 0, 1, 1][..]),
+                ("IT", 2, &[1, 2, 2, 2][..]),
             ]
         );
         assert_eq!(series[0].percent(2), 75.0);

@@ -4,9 +4,9 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
 import type {
-  AlertView, AuditView, BackendError, CheckLine, ClockView, Dashboard, DeviceDetail, DeviceFacets,
-  DevicePage, DeviceQuery, Preview, ReleaseView, RolloutDetail, RolloutPlan, RolloutSummary,
-  ServerSettings, ServerTried, SettingsView, SyncHealth,
+  AlertView, AuditView, BackendError, CheckLine, ClockView, ComplianceReport, Dashboard, DeviceDetail,
+  DeviceFacets, DevicePage, DeviceQuery, DraftView, PolicyView, Preview, ReleaseView, RingPlanView,
+  RolloutDetail, RolloutPlan, RolloutSummary, ServerSettings, ServerTried, SettingsView, SyncHealth,
 } from "./bindings";
 
 // The types are generated from the Rust types (src-tauri/src/bindings.rs); screens import them
@@ -55,6 +55,19 @@ export const api = {
     invoke<ServerTried>("use_server", { server, apiKey, companionKey }),
   syncHealth: () => invoke<SyncHealth>("sync_health"),
   useLab: () => invoke<SettingsView>("use_lab"),
+  ringPlans: () => invoke<RingPlanView[]>("ring_plans"),
+  ringPlanTemplate: () => invoke<RingPlanView>("ring_plan_template"),
+  saveRingPlan: (plan: RingPlanView) => invoke<void>("save_ring_plan", { plan }),
+  deleteRingPlan: (name: string) => invoke<void>("delete_ring_plan", { name }),
+  policies: () => invoke<PolicyView[]>("policies"),
+  savePolicy: (policy: PolicyView) => invoke<DraftView[]>("save_policy", { policy }),
+  deletePolicy: (platform: string) => invoke<void>("delete_policy", { platform }),
+  startDraft: (id: number, baseDate: string | null, detailsUrl: string | null) =>
+    invoke<number[]>("start_draft", { id, baseDate, detailsUrl }),
+  dismissDraft: (id: number) => invoke<void>("dismiss_draft", { id }),
+  compliance: (platform: string, release: string | null) => invoke<ComplianceReport>("compliance", { platform, release }),
+  exportComplianceCsv: (platform: string, release: string | null) =>
+    invoke<string[]>("export_compliance_csv", { platform, release }),
 };
 
 /** Calls `handler` whenever the fleet moved (the lab's clock, or an admin's action). */

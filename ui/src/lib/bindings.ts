@@ -2,7 +2,7 @@
 // UPDRAFT_BLESS=1 cargo test -p updraft-desktop bindings rewrites it.
 
 export type EventKind = "enrolled" | "planned" | "excluded" | "declaration_assigned" | "declaration_unassigned" | "push_sent" | "push_failed" | "rollout_cancelled" | "retry" | "bootstrap_token_requested" | "declaration_removed" | "declaration_invalid" | "declaration_active" | "os_updated" | "install_state" | "install_failed" | "past_deadline" | "stale" | "stuck";
-export type AlertKind = "install_failed" | "declaration_invalid" | "past_deadline" | "device_stuck" | "device_stale" | "bootstrap_token_missing" | "push_certificate_expiring" | "push_failed" | "new_release" | "rollout_halted";
+export type AlertKind = "install_failed" | "declaration_invalid" | "past_deadline" | "device_stuck" | "device_stale" | "bootstrap_token_missing" | "push_certificate_expiring" | "push_failed" | "new_release" | "rollout_halted" | "rollout_drafted";
 export type OsCount = {
   /** `macOS`, `iOS`. */
   platform: string,
@@ -37,6 +37,8 @@ export type RolloutStatus = "active" | "complete" | "paused" | "cancelled" | "ga
 export type RolloutSummary = {
   /** Id. */
   id: number,
+  /** The ring it rolls out to, when it is one of a ring plan. */
+  ring: string | null,
   /** Wave. */
   wave: number,
   /** Platform. */
@@ -93,6 +95,8 @@ export type Dashboard = {
   rollouts: Array<RolloutSummary>,
   /** Newest alerts. */
   alerts: Array<AlertView>,
+  /** Rollouts release policies drafted, waiting for an admin. */
+  drafts: Array<DraftView>,
 };
 export type ReleaseBuildView = {
   /** The build. */
@@ -300,6 +304,149 @@ export type AuditView = {
   /** On what. */
   detail: string,
 };
+export type Weekends = "allowed" | "next_monday" | "friday_before";
+export type PolicyAction = "draft" | "start";
+export type DraftState = "drafted" | "started" | "dismissed";
+export type Lag = "on_hold" | "failed" | "excluded" | "silent" | "past_deadline" | "in_progress" | "ring_waiting" | "not_in_rollout";
+export type MembershipKind = "share" | "filter" | "devices" | "rest";
+export type RingView = {
+  /** `IT`, `Pilot`, `Everyone`. */
+  name: string,
+  /** How it takes devices; the fields below that the kind uses are set. */
+  kind: MembershipKind,
+  /** Share: percent of the fleet, 1 to 100. */
+  sharePercent: number | null,
+  /** Filter: `macOS` or `iOS`. */
+  filterPlatform: string | null,
+  /** Filter: model pattern (`Mac14,*`). */
+  filterModel: string | null,
+  /** Filter: OS version pattern (`15.*`). */
+  filterOs: string | null,
+  /** Filter: name pattern (`IT-*`). */
+  filterName: string | null,
+  /** Filter: serial pattern. */
+  filterSerial: string | null,
+  /** Devices: enrollment ids. */
+  devices: Array<string>,
+  /** Days after the rollout's base date. */
+  offsetDays: number,
+  /** `17:00`, on each device's clock. */
+  timeOfDay: string,
+};
+export type RingPlanView = {
+  /** Its name, unique. */
+  name: string,
+  /** In the order they start. */
+  rings: Array<RingView>,
+  /** Where weekend deadlines go. */
+  weekends: Weekends,
+  /** Deadlines only from this time (`18:00`)... */
+  afterHoursStart: string | null,
+  /** ...to this one (`07:00`), when both are set. */
+  afterHoursEnd: string | null,
+  /** The gate: at least this percent of the ring before updated. */
+  minUpdatedPercent: number,
+  /** More than this percent failed halts the rollout. */
+  maxFailedPercent: number,
+  /** More failures than this within an hour halts it too. */
+  maxFailuresPerHour: number | null,
+  /** Release policies that use it (it cannot be deleted while any does). */
+  usedBy: Array<string>,
+};
+export type PolicyView = {
+  /** `macOS` or `iOS`. */
+  platform: string,
+  /** The saved ring plan its rollouts take. */
+  plan: string,
+  /** The base date: this many days after the release's posting date. */
+  baseDelayDays: number,
+  /** Draft for an admin, or start at once. */
+  action: PolicyAction,
+  /** Offsets shortened to this percent when the release fixes an actively exploited CVE. */
+  exploitedPercent: number | null,
+  /** Releases posted before this day (`YYYY-MM-DD`) are left alone. */
+  since: string,
+};
+export type DraftRingView = {
+  /** The ring. */
+  name: string,
+  /** Devices of the platform it takes today (devices on hold are left out). */
+  devices: number,
+  /** Its deadline on each device's clock, `YYYY-MM-DDTHH:MM`. */
+  deadline: string,
+};
+export type DraftView = {
+  /** Id. */
+  id: number,
+  /** Catalog key of the release, for the wizard. */
+  release: string,
+  /** `macOS 26.4.1 (25E253)`. */
+  label: string,
+  /** When the lookup service posted it. */
+  posted: string,
+  /** The ring plan. */
+  plan: string,
+  /** The base date, `YYYY-MM-DD`. */
+  baseDate: string,
+  /** Offsets shortened to this percent, for an exploited vulnerability. */
+  shortenedTo: number | null,
+  /** The actively exploited CVEs it fixes. */
+  exploited: Array<string>,
+  /** Waiting, started or dismissed. */
+  state: DraftState,
+  /** Its rings as they stand today (empty when its plan is gone). */
+  rings: Array<DraftRingView>,
+  /** "each ring waits for 90% updated of the one before; more than 5% failed halts". */
+  gate: string,
+  /** When the policy drafted it. */
+  draftedAt: string,
+};
+export type ComplianceSeriesView = {
+  /** `All`, or the ring's name (`not in a rollout` for devices no rollout covers). */
+  ring: string,
+  /** Its devices. */
+  devices: number,
+  /** Percent on the release or newer by the end of day 0 (the posting date), 1, 2... */
+  percent: Array<number>,
+};
+export type LagCount = {
+  /** The reason. */
+  lag: Lag,
+  /** Devices. */
+  devices: number,
+};
+export type LaggingDevice = {
+  /** Enrollment id. */
+  id: string,
+  /** Name. */
+  name: string | null,
+  /** Its ring. */
+  ring: string,
+  /** The OS it reports. */
+  os: string,
+  /** Why it lags. */
+  lag: Lag,
+  /** Apple's failure reason, the exclusion reason, the hold's reason, or its last report. */
+  detail: string,
+};
+export type ComplianceReport = {
+  /** Catalog key. */
+  release: string,
+  /** `macOS 26.4.1 (25E253)`. */
+  label: string,
+  /** Posting date. */
+  posted: string,
+  /** Days since posting the curves run to (today, at most 90). */
+  days: number,
+  /** The whole platform first, then each ring. */
+  series: Array<ComplianceSeriesView>,
+  /** Devices not on it, by reason. */
+  lags: Array<LagCount>,
+  /** The first of them, sorted by reason then name. */
+  lagging: Array<LaggingDevice>,
+  /** How many lag in all. */
+  laggingTotal: number,
+};
 export type Selection = { "mode": "all" } | { "mode": "models", "values": Array<string> } | { "mode": "osVersions", "values": Array<string> } | { "mode": "devices", "values": Array<string>
 };
 export type WavePlan = {
@@ -463,3 +610,5 @@ export const MAX_DETAILS_URL = 2048;
 export const MAX_DEVICE_ROWS = 1000;
 /** The lab clock's speeds, in simulated minutes per second (0: stopped). */
 export const LAB_SPEEDS = [0, 15, 60, 360, 1440];
+/** The most rings a ring plan has. */
+export const MAX_RINGS = 10;

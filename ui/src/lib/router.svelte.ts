@@ -10,7 +10,10 @@ export type Route =
   | { screen: "rollout"; id: number }
   | { screen: "alerts" }
   | { screen: "audit" }
-  | { screen: "settings" };
+  | { screen: "settings" }
+  | { screen: "policies" }
+  | { screen: "draft"; id: number }
+  | { screen: "compliance"; platform: string; release: string | null };
 
 export function parse(hash: string): Route {
   const [path, query] = hash.replace(/^#\/?/, "").split("?", 2);
@@ -23,7 +26,16 @@ export function parse(hash: string): Route {
     case "alerts":
     case "audit":
     case "settings":
+    case "policies":
       return { screen };
+    case "draft": {
+      const id = Number(arg);
+      return Number.isInteger(id) && id > 0 ? { screen: "draft", id } : { screen: "dashboard" };
+    }
+    case "compliance": {
+      const params = new URLSearchParams(query ?? "");
+      return { screen: "compliance", platform: params.get("platform") || "macOS", release: params.get("release") };
+    }
     case "device":
       return arg ? { screen: "device", id: arg } : { screen: "devices" };
     case "wizard":
@@ -62,6 +74,13 @@ export function href(route: Route): string {
       return route.release ? `#/wizard/${encodeURIComponent(route.release)}` : "#/wizard";
     case "rollout":
       return `#/rollout/${route.id}`;
+    case "draft":
+      return `#/draft/${route.id}`;
+    case "compliance": {
+      const params = new URLSearchParams({ platform: route.platform });
+      if (route.release) params.set("release", route.release);
+      return `#/compliance?${params.toString()}`;
+    }
     default:
       return `#/${route.screen}`;
   }

@@ -38,6 +38,28 @@ struct Report {
     release: CatalogRelease,
     days: usize,
     rows: Vec<Row>,
+    /// The rings in the order they start, then the devices in none.
+    rings: Vec<String>,
+}
+
+impl Report {
+    fn series(&self) -> Vec<updraft_engine::compliance::Series> {
+        let standings: Vec<Standing> = self
+            .rows
+            .iter()
+            .map(|r| Standing {
+                ring: &r.ring,
+                reached: r.reached,
+            })
+            .collect();
+        let rings: Vec<&str> = self.rings.iter().map(String::as_str).collect();
+        series(
+            &standings,
+            self.release.window.posting_date,
+            self.days as u32,
+            &rings,
+        )
+    }
 }
 
 impl Session {
@@ -49,15 +71,7 @@ impl Session {
     ) -> Result<ComplianceReport, AppError> {
         let report = self.compliance_rows(key, platform).await?;
         let posted = report.release.window.posting_date;
-        let standings: Vec<Standing> = report
-            .rows
-            .iter()
-            .map(|r| Standing {
-                ring: &r.ring,
-                reached: r.reached,
-            })
-            .collect();
-        let curves = series(&standings, posted, report.days as u32);
+        let curves = report.series();
         let mut lags: BTreeMap<Lag, usize> = BTreeMap::new();
         let mut lagging: Vec<LaggingDevice> = report
             .rows
@@ -115,16 +129,8 @@ impl Session {
         let report = self.compliance_rows(key, platform).await?;
         let release = &report.release.release;
         let posted = report.release.window.posting_date;
-        let standings: Vec<Standing> = report
-            .rows
-            .iter()
-            .map(|r| Standing {
-                ring: &r.ring,
-                reached: r.reached,
-            })
-            .collect();
         let mut curves = String::from("day,date,ring,devices,compliant,percent\r\n");
-        for curve in series(&standings, posted, report.days as u32) {
+        for curve in report.series() {
             for (day, compliant) in curve.compliant.iter().enumerate() {
                 let cells = [
                     day.to_string(),
@@ -234,6 +240,7 @@ impl Session {
         // its gate lists its devices before it has a record of any.
         let mut rings: HashMap<String, (String, Option<String>)> = HashMap::new();
         let mut records: HashMap<String, Enforcement> = HashMap::new();
+        let mut ring_order: Vec<(u32, String)> = Vec::new();
         for rollout in rollouts.iter().filter(|r| {
             r.release.platform == release.release.platform
                 && r.release.product_version == release.release.product_version
@@ -243,6 +250,7 @@ impl Session {
                 .ring
                 .clone()
                 .unwrap_or_else(|| format!("wave {}", rollout.wave));
+            ring_order.push((rollout.wave, ring.clone()));
             let waiting = match rollout.state {
                 RolloutState::Gated => Some("its ring waits for its gate".to_owned()),
                 RolloutState::Halted => Some(format!(
@@ -308,10 +316,19 @@ impl Session {
         let days = (today - release.window.posting_date)
             .num_days()
             .clamp(0, MAX_DAYS) as usize;
+        ring_order.sort();
+        let mut order: Vec<String> = Vec::new();
+        for (_, ring) in ring_order {
+            if !order.contains(&ring) {
+                order.push(ring);
+            }
+        }
+        order.push(NOT_IN_ROLLOUT.to_owned());
         Ok(Report {
             release,
             days,
             rows,
+            rings: order,
         })
     }
 }

@@ -335,6 +335,7 @@ fn summary(
     RolloutSummary {
         id: rollout.id,
         wave: rollout.wave,
+        ring: rollout.ring.clone(),
         platform: rollout.release.platform.to_string(),
         label: rollout.release.label(),
         deadline: rollout.deadline_local.clone(),
