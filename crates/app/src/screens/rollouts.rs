@@ -335,7 +335,11 @@ fn summary(
     RolloutSummary {
         id: rollout.id,
         wave: rollout.wave,
-        ring: rollout.ring.clone(),
+        // The wizard's gated waves carry their wave as the ring's name: no ring to show.
+        ring: rollout
+            .ring
+            .clone()
+            .filter(|ring| *ring != format!("wave {}", rollout.wave)),
         platform: rollout.release.platform.to_string(),
         label: rollout.release.label(),
         deadline: rollout.deadline_local.clone(),
