@@ -147,7 +147,11 @@ async fn open_server(
         None => updraft_feed::LookupResponse::parse(updraft_feed::BUNDLED_FEED.as_bytes())?,
     };
     let clock: updraft_clock::SharedClock = Arc::new(updraft_clock::SystemClock);
-    Ok(Session::server(db, backend, clock, &feed).await?)
+    // Likewise SOFA's last good feeds, beside it.
+    let sofa = saved_sofa(db.parent().unwrap_or(std::path::Path::new(".")))?;
+    Ok(Session::server(db, backend, clock, &feed)
+        .await?
+        .with_sofa(sofa))
 }
 
 /// Logs to a file a day in `folder` (the last 7 kept), at `info` unless `RUST_LOG` says
@@ -445,6 +449,33 @@ impl updraft_runtime::FeedSource for AppleFeed {
             },
         )
     }
+
+    /// SOFA's feeds, each saved beside the lookup service's; one that fails keeps its copy.
+    async fn poll_sofa(&self) -> anyhow::Result<Option<Vec<updraft_feed::sofa::SofaFeed>>> {
+        let dir = self.0.parent().unwrap_or(std::path::Path::new("."));
+        let mut changed = false;
+        for (platform, url, file) in updraft_feed::client::SOFA_FEEDS {
+            let client =
+                updraft_feed::FeedClient::with_options(updraft_feed::ClientOptions::sofa(url))?;
+            match updraft_feed::client::refresh_sofa(&client, &dir.join(file), platform).await {
+                Ok(fetched) => changed |= fetched.is_some(),
+                Err(error) => tracing::warn!("polling SOFA's {platform} feed: {error}"),
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(saved_sofa(dir)?))
+    }
+}
+
+/// SOFA's feeds saved in `dir`, or the ones Updraft ships; a damaged copy is logged.
+fn saved_sofa(dir: &std::path::Path) -> anyhow::Result<Vec<updraft_feed::sofa::SofaFeed>> {
+    let (feeds, unreadable) = updraft_feed::client::saved_or_bundled_sofa(dir)?;
+    for problem in unreadable {
+        tracing::warn!("{problem}; using the copy Updraft ships");
+    }
+    Ok(feeds)
 }
 
 /// Builds the devices table in the background, so opening it does not wait for a read of every

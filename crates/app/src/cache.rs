@@ -16,7 +16,7 @@ pub(crate) struct Cache {
     /// The feed's releases as the release policies read them.
     feed_releases: RwLock<Arc<Vec<FeedRelease>>>,
     /// SOFA's feeds: what the releases fix.
-    sofa: Arc<Vec<SofaFeed>>,
+    sofa: RwLock<Arc<Vec<SofaFeed>>>,
     table: Mutex<Option<Arc<DeviceTable>>>,
     /// One build of the table at a time: callers that arrive during a build take its result.
     building: tokio::sync::Mutex<()>,
@@ -27,7 +27,7 @@ impl Cache {
         Self {
             catalog: RwLock::new(Arc::new(crate::catalog::releases(feed, &sofa))),
             feed_releases: RwLock::new(Arc::new(updraft_feed::releases::releases(feed))),
-            sofa: Arc::new(sofa),
+            sofa: RwLock::new(Arc::new(sofa)),
             table: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
         }
@@ -41,7 +41,31 @@ impl Cache {
     }
 
     pub(crate) fn sofa(&self) -> Arc<Vec<SofaFeed>> {
-        self.sofa.clone()
+        match self.sofa.read() {
+            Ok(sofa) => sofa.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Takes newer SOFA feeds: what each release fixes is read again.
+    pub(crate) fn replace_sofa(&self, sofa: Vec<SofaFeed>) {
+        let releases = self.feed_releases();
+        let catalog: Vec<CatalogRelease> = self
+            .catalog()
+            .iter()
+            .cloned()
+            .zip(releases.iter())
+            .map(|(mut known, release)| {
+                known.vulnerabilities = updraft_feed::sofa::vulnerabilities_of(&sofa, release);
+                known
+            })
+            .collect();
+        if let Ok(mut slot) = self.sofa.write() {
+            *slot = Arc::new(sofa);
+        }
+        if let Ok(mut slot) = self.catalog.write() {
+            *slot = Arc::new(catalog);
+        }
     }
 
     pub(crate) fn feed_releases(&self) -> Arc<Vec<FeedRelease>> {

@@ -126,6 +126,22 @@ impl Session {
         })
     }
 
+    /// Starts with these SOFA feeds instead of the copies Updraft ships (the saved ones).
+    pub fn with_sofa(self, feeds: Vec<updraft_feed::sofa::SofaFeed>) -> Self {
+        self.cache.replace_sofa(feeds);
+        self
+    }
+
+    /// Takes newer SOFA feeds: the Releases screen shows what each release fixes from them, and
+    /// the release policies read them for exploited vulnerabilities.
+    pub async fn update_sofa(
+        &self,
+        feeds: Vec<updraft_feed::sofa::SofaFeed>,
+    ) -> Result<(), AppError> {
+        self.cache.replace_sofa(feeds);
+        self.apply_policies().await
+    }
+
     /// Names `actor` in the audit log for what this session does (the desktop app passes
     /// [`os_account`]).
     pub fn acting_as(mut self, actor: &str) -> Self {

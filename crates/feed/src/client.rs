@@ -1,5 +1,6 @@
-//! Fetching the lookup service: rustls trusting only Apple's root, timeouts, a size cap,
-//! `If-None-Match`, and retries that honour `Retry-After`.
+//! Fetching the lookup service (rustls trusting only Apple's root) and SOFA's feeds (public
+//! roots): timeouts, a size cap, `If-None-Match`, retries that honour `Retry-After`, and saved
+//! copies replaced only by a good answer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH, RETRY_AFTER};
 
-use crate::{FeedError, LookupResponse};
+use crate::sofa::SofaFeed;
+use crate::{FeedError, LookupResponse, Platform};
 
 /// Apple's Software Lookup Service.
 pub const DEFAULT_URL: &str = "https://gdmf.apple.com/v2/pmv";
@@ -35,6 +37,9 @@ pub struct ClientOptions {
     pub retry_delay: Duration,
     /// The longest `Retry-After` honoured; a longer one ends the fetch with an error.
     pub max_retry_after: Duration,
+    /// Trust the platform's roots as well as `trust_anchors_pem` (SOFA, on a public CA); the
+    /// lookup service trusts Apple's root alone.
+    pub platform_roots: bool,
 }
 
 impl Default for ClientOptions {
@@ -48,8 +53,50 @@ impl Default for ClientOptions {
             max_attempts: 3,
             retry_delay: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(60),
+            platform_roots: false,
         }
     }
+}
+
+impl ClientOptions {
+    /// For one of SOFA's feeds at `url`: public roots, a larger body (macOS' is about 500 KB).
+    pub fn sofa(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            trust_anchors_pem: Vec::new(),
+            platform_roots: true,
+            max_body_bytes: 32 * 1024 * 1024,
+            ..Self::default()
+        }
+    }
+}
+
+/// SOFA's feeds Updraft reads, and the file each is saved in beside the console's cache.
+pub const SOFA_FEEDS: [(Platform, &str, &str); 2] = [
+    (
+        Platform::MacOs,
+        "https://sofafeed.macadmins.io/v2/macos_data_feed.json",
+        "sofa-macos.json",
+    ),
+    (
+        Platform::Ios,
+        "https://sofafeed.macadmins.io/v2/ios_data_feed.json",
+        "sofa-ios.json",
+    ),
+];
+
+/// What a fetch brought, before it is read.
+#[derive(Debug)]
+pub enum RawOutcome {
+    /// `304 Not Modified`.
+    NotModified,
+    /// A body.
+    Fetched {
+        /// The body as received.
+        body: Vec<u8>,
+        /// The `ETag`, if the server sent one.
+        etag: Option<String>,
+    },
 }
 
 /// What a fetch brought.
@@ -83,6 +130,17 @@ impl FeedClient {
 
     /// A client with its own options (another URL, other anchors, other limits).
     pub fn with_options(options: ClientOptions) -> Result<Self, FeedError> {
+        if options.platform_roots {
+            let extra = (!options.trust_anchors_pem.is_empty())
+                .then_some(options.trust_anchors_pem.as_slice());
+            let http = updraft_trust::client_builder(extra, options.request_timeout)
+                .map_err(|error| FeedError::Client(error.to_string()))?
+                .connect_timeout(options.connect_timeout)
+                .redirect(reqwest::redirect::Policy::limited(3))
+                .build()
+                .map_err(|error| FeedError::Client(error.to_string()))?;
+            return Ok(Self { http, options });
+        }
         let anchors =
             reqwest::Certificate::from_pem_bundle(&options.trust_anchors_pem).map_err(|error| {
                 FeedError::Client(format!("trust anchors are not PEM certificates: {error}"))
@@ -114,6 +172,18 @@ impl FeedClient {
     /// Fetches the feed. With `etag`, a `304` gives [`FetchOutcome::NotModified`]. An empty or
     /// unparsable body is an error, so that a caller never replaces a good copy with it.
     pub async fn fetch(&self, etag: Option<&str>) -> Result<FetchOutcome, FeedError> {
+        match self.fetch_raw(etag).await? {
+            RawOutcome::NotModified => Ok(FetchOutcome::NotModified),
+            RawOutcome::Fetched { body, etag } => Ok(FetchOutcome::Fetched {
+                response: LookupResponse::parse(&body).and_then(LookupResponse::require_entries)?,
+                body,
+                etag,
+            }),
+        }
+    }
+
+    /// Fetches the body as it is, with the retries of [`Self::fetch`].
+    pub async fn fetch_raw(&self, etag: Option<&str>) -> Result<RawOutcome, FeedError> {
         let mut attempt = 1;
         loop {
             match self.fetch_once(etag).await {
@@ -127,7 +197,7 @@ impl FeedClient {
         }
     }
 
-    async fn fetch_once(&self, etag: Option<&str>) -> Result<FetchOutcome, Retry> {
+    async fn fetch_once(&self, etag: Option<&str>) -> Result<RawOutcome, Retry> {
         let url = &self.options.url;
         let mut request = self
             .http
@@ -149,7 +219,7 @@ impl FeedClient {
         })?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
-            return Ok(FetchOutcome::NotModified);
+            return Ok(RawOutcome::NotModified);
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = response
@@ -188,14 +258,7 @@ impl FeedClient {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let body = self.read_capped(response).await.map_err(Retry::Never)?;
-        let parsed = LookupResponse::parse(&body)
-            .and_then(LookupResponse::require_entries)
-            .map_err(Retry::Never)?;
-        Ok(FetchOutcome::Fetched {
-            response: parsed,
-            body,
-            etag,
-        })
+        Ok(RawOutcome::Fetched { body, etag })
     }
 
     async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, FeedError> {
@@ -286,4 +349,55 @@ pub async fn write_saved(path: &Path, etag: Option<&str>, body: &[u8]) -> Result
     temporary.push(".tmp");
     tokio::fs::write(&temporary, &document).await.map_err(io)?;
     tokio::fs::rename(&temporary, path).await.map_err(io)
+}
+
+/// Refreshes the saved copy of one SOFA feed at `path` as [`refresh_saved`] does the lookup
+/// service's: the etag sent back, a new good feed written atomically, and an empty or broken
+/// one refused with the saved copy left as it was. Returns the new feed, if there is one.
+pub async fn refresh_sofa(
+    client: &FeedClient,
+    path: &Path,
+    platform: Platform,
+) -> Result<Option<SofaFeed>, FeedError> {
+    let saved_etag = match tokio::fs::read(path).await {
+        Ok(bytes) => SofaFeed::parse_saved(&bytes, platform)
+            .ok()
+            .and_then(|(_, etag)| etag),
+        Err(_) => None,
+    };
+    match client.fetch_raw(saved_etag.as_deref()).await? {
+        RawOutcome::NotModified => Ok(None),
+        RawOutcome::Fetched { body, etag } => {
+            let feed = SofaFeed::parse(&body, platform)?;
+            if feed.releases.is_empty() {
+                return Err(FeedError::SofaEmpty(client.url().to_owned()));
+            }
+            write_saved(path, etag.as_deref(), &body).await?;
+            Ok(Some(feed))
+        }
+    }
+}
+
+/// SOFA's feeds as the console starts with them: each platform's saved copy in `dir` when it
+/// reads, else the copy Updraft ships. A saved copy that does not read is named in the second
+/// list, for the log; it is never fatal.
+pub fn saved_or_bundled_sofa(dir: &Path) -> Result<(Vec<SofaFeed>, Vec<String>), FeedError> {
+    let bundled = crate::sofa::bundled()?;
+    let mut feeds = Vec::new();
+    let mut unreadable = Vec::new();
+    for (platform, _, file) in SOFA_FEEDS {
+        let path = dir.join(file);
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => match SofaFeed::parse_saved(&bytes, platform) {
+                Ok((feed, _)) => Some(feed),
+                Err(error) => {
+                    unreadable.push(format!("{}: {error}", path.display()));
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        feeds.extend(saved.or_else(|| bundled.iter().find(|f| f.platform == platform).cloned()));
+    }
+    Ok((feeds, unreadable))
 }

@@ -45,6 +45,9 @@ pub enum FeedError {
         "the lookup-service response holds no release in any set (Apple has been seen answering 200 with empty sets), so it is not used"
     )]
     Empty,
+    /// A SOFA feed lists no security release.
+    #[error("the SOFA feed {0} lists no security release, so it is not used")]
+    SofaEmpty(String),
     /// The request failed before an answer.
     #[error("cannot fetch {url}: {reason}")]
     Http {

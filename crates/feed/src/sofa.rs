@@ -113,6 +113,28 @@ struct RawRelease {
 }
 
 impl SofaFeed {
+    /// Reads a saved copy, `{"etag": ..., "data": <feed>}`, or a bare feed; returns the etag.
+    pub fn parse_saved(
+        bytes: &[u8],
+        platform: Platform,
+    ) -> Result<(Self, Option<String>), FeedError> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            etag: Option<String>,
+            data: serde_json::Value,
+        }
+        match serde_json::from_slice::<Saved>(bytes) {
+            Ok(saved) => {
+                let body = serde_json::to_vec(&saved.data).map_err(|e| FeedError::Malformed {
+                    path: "SOFA feed".into(),
+                    reason: e.to_string(),
+                })?;
+                Ok((Self::parse(&body, platform)?, saved.etag))
+            }
+            Err(_) => Ok((Self::parse(bytes, platform)?, None)),
+        }
+    }
+
     /// Reads a v1 or v2 data feed of `platform`. An error names the JSON path at fault.
     pub fn parse(bytes: &[u8], platform: Platform) -> Result<Self, FeedError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);

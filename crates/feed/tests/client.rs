@@ -306,3 +306,90 @@ fn the_shipped_anchor_is_apple_root_ca() {
     assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 1);
     assert!(FeedClient::new().is_ok());
 }
+
+/// SOFA's macOS v2 capture (truncated, tests/fixtures/sofa).
+fn sofa_macos() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/sofa/macos_data_feed_v2.truncated.json"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_sofa_feed_is_saved_with_its_etag_and_only_a_good_one_replaces_it() {
+    use updraft_feed::Platform;
+    use updraft_feed::client::{refresh_sofa, saved_or_bundled_sofa};
+    use updraft_feed::sofa::SofaFeed;
+
+    let (url, script) = serve(vec![
+        ok(sofa_macos(), "\"s1\""),
+        Answer {
+            status: StatusCode::NOT_MODIFIED,
+            headers: vec![],
+            body: vec![],
+        },
+        ok(br#"{"OSVersions": []}"#.to_vec(), "\"e\""),
+        ok(sofa_macos()[..4000].to_vec(), "\"b\""),
+    ])
+    .await;
+    let client = FeedClient::with_options(ClientOptions {
+        retry_delay: Duration::from_millis(50),
+        ..ClientOptions::sofa(&url)
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("sofa-macos.json");
+
+    let fetched = refresh_sofa(&client, &saved, Platform::MacOs)
+        .await
+        .unwrap()
+        .expect("a new feed");
+    assert_eq!(
+        fetched,
+        SofaFeed::parse(&sofa_macos(), Platform::MacOs).unwrap()
+    );
+    let before = std::fs::read(&saved).unwrap();
+    assert_eq!(
+        SofaFeed::parse_saved(&before, Platform::MacOs).unwrap(),
+        (fetched.clone(), Some("\"s1\"".to_owned()))
+    );
+    assert_eq!(
+        refresh_sofa(&client, &saved, Platform::MacOs)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        script.seen_if_none_match.lock().unwrap()[1].as_deref(),
+        Some("\"s1\"")
+    );
+
+    let empty = refresh_sofa(&client, &saved, Platform::MacOs)
+        .await
+        .unwrap_err();
+    assert!(matches!(empty, FeedError::SofaEmpty(_)), "{empty}");
+    let broken = refresh_sofa(&client, &saved, Platform::MacOs)
+        .await
+        .unwrap_err();
+    assert!(matches!(broken, FeedError::Malformed { .. }), "{broken}");
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        before,
+        "the good copy stays"
+    );
+
+    // At the next start: the saved macOS copy, the shipped iOS one; a damaged copy is named.
+    let (feeds, unreadable) = saved_or_bundled_sofa(dir.path()).unwrap();
+    assert_eq!(feeds[0], fetched);
+    assert_eq!(feeds[1].platform, Platform::Ios);
+    assert!(unreadable.is_empty());
+    std::fs::write(
+        dir.path().join("sofa-ios.json"),
+        b"{\"etag\": null, \"data\": [",
+    )
+    .unwrap();
+    let (feeds, unreadable) = saved_or_bundled_sofa(dir.path()).unwrap();
+    assert_eq!(feeds.len(), 2);
+    assert!(unreadable[0].contains("sofa-ios.json"), "{unreadable:?}");
+}

@@ -1,6 +1,6 @@
 //! The console's runtime, the same for the lab and a real server and for every shell (the
 //! desktop, a headless process): when to follow the server (every 30 s), move the lab's clock,
-//! poll Apple's lookup service (every 6 hours on a real server), and which events a shell shows
+//! poll Apple's lookup service and SOFA (every 6 hours on a real server), and which events a shell shows
 //! (the fleet changed, desktop notices, the alert count, whether the last sync failed). The shell
 //! forwards events and decides nothing.
 //!
@@ -16,6 +16,7 @@ use updraft_app::Session;
 use updraft_app::notices::Notice;
 use updraft_clock::SharedClock;
 use updraft_feed::LookupResponse;
+use updraft_feed::sofa::SofaFeed;
 
 /// How often things happen.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,12 @@ impl Default for Cadence {
 pub trait FeedSource: Send + Sync {
     /// A newer answer, if there is one; an error leaves the releases the console knows.
     async fn poll(&self) -> anyhow::Result<Option<LookupResponse>>;
+
+    /// Newer SOFA feeds (every platform's, when any changed); an error leaves the ones the
+    /// console knows. Polled with the lookup service.
+    async fn poll_sofa(&self) -> anyhow::Result<Option<Vec<SofaFeed>>> {
+        Ok(None)
+    }
 }
 
 /// Whether the console's view of the server is current.
@@ -149,6 +156,15 @@ impl Runtime {
                 }
                 Ok(None) => {}
                 Err(error) => tracing::warn!("polling the lookup service: {error:#}"),
+            }
+            match feed.poll_sofa().await {
+                Ok(Some(feeds)) => {
+                    if let Err(error) = self.session.update_sofa(feeds).await {
+                        tracing::warn!("taking SOFA's feeds: {error}");
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!("polling SOFA: {error:#}"),
             }
         }
         if !self.session.is_lab() {

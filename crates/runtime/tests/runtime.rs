@@ -235,3 +235,72 @@ async fn a_push_certificate_near_its_expiry_raises_a_notice_at_30_days_then_7_th
         raised[0].body
     );
 }
+
+/// Answers newer SOFA feeds once: SOFA's truncated capture, which does not list macOS 26.4.1.
+struct NewerSofa(std::sync::Mutex<Option<Vec<updraft_feed::sofa::SofaFeed>>>);
+
+#[async_trait]
+impl FeedSource for NewerSofa {
+    async fn poll(&self) -> anyhow::Result<Option<LookupResponse>> {
+        Ok(None)
+    }
+
+    async fn poll_sofa(&self) -> anyhow::Result<Option<Vec<updraft_feed::sofa::SofaFeed>>> {
+        Ok(self.0.lock().unwrap().take())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_sofa_feeds_reach_the_releases_screen_at_the_feed_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let _server = serve(dir.path(), listener).await;
+    let client = Arc::new(KmfddmClient::updraft(&format!("http://{address}"), "key").unwrap());
+    let shared: SharedClock = Arc::new(ManualClock::new("2026-04-10T10:00:00Z".parse().unwrap()));
+    let session = Arc::new(
+        Session::server(
+            &dir.path().join("console.db"),
+            Arc::new(Deployment::single(client)),
+            shared.clone(),
+            &bundled(),
+        )
+        .await
+        .unwrap(),
+    );
+    let macos_cves = |releases: &[updraft_app::view::ReleaseView]| {
+        releases
+            .iter()
+            .find(|r| r.platform == "macOS" && r.version == "26.4.1")
+            .unwrap()
+            .cves
+    };
+    assert!(
+        macos_cves(&session.releases().await.unwrap()).is_some(),
+        "the shipped SOFA copy lists macOS 26.4.1"
+    );
+    let truncated = updraft_feed::sofa::SofaFeed::parse(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/sofa/macos_data_feed_v2.truncated.json"),
+        )
+        .unwrap(),
+        updraft_feed::Platform::MacOs,
+    )
+    .unwrap();
+    let mut runtime = Runtime::new(
+        session.clone(),
+        shared,
+        Cadence::default(),
+        Some(Box::new(NewerSofa(std::sync::Mutex::new(Some(vec![
+            truncated,
+        ]))))),
+    )
+    .await;
+    runtime.turn(0).await;
+    assert_eq!(
+        macos_cves(&session.releases().await.unwrap()),
+        None,
+        "the newer feed does not list it, and the screen says so"
+    );
+}
