@@ -8,7 +8,7 @@ fn main() {
     .expect("failed to run the Tauri build script");
 }
 
-const COMMANDS: [&str; 39] = [
+const COMMANDS: [&str; 42] = [
     "dashboard",
     "releases",
     "devices",
@@ -48,4 +48,7 @@ const COMMANDS: [&str; 39] = [
     "dismiss_draft",
     "compliance",
     "export_compliance_csv",
+    "pins",
+    "save_pin",
+    "delete_pin",
 ];

@@ -52,6 +52,7 @@ pub fn typescript() -> String {
         view::RingView,
         view::RingPlanView,
         view::PolicyView,
+        view::PinView,
         view::DraftRingView,
         view::DraftView,
         view::ComplianceSeriesView,

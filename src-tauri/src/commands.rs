@@ -482,3 +482,19 @@ pub async fn export_compliance_csv(
         .await?;
     Ok(paths.iter().map(|p| p.display().to_string()).collect())
 }
+
+#[tauri::command]
+pub async fn pins(shell: State<'_, Arc<Shell>>) -> Reply<Vec<PinView>> {
+    Ok(session(&shell).await?.pins().await?)
+}
+
+/// Saves a pinned group, replacing the one of its name.
+#[tauri::command]
+pub async fn save_pin(shell: State<'_, Arc<Shell>>, pin: PinView) -> Reply<()> {
+    Ok(session(&shell).await?.save_pin(&pin).await?)
+}
+
+#[tauri::command]
+pub async fn delete_pin(shell: State<'_, Arc<Shell>>, name: String) -> Reply<()> {
+    Ok(session(&shell).await?.delete_pin(&name).await?)
+}

@@ -312,6 +312,9 @@ pub fn run() {
             commands::dismiss_draft,
             commands::compliance,
             commands::export_compliance_csv,
+            commands::pins,
+            commands::save_pin,
+            commands::delete_pin,
         ])
         .run(tauri::generate_context!())
         .expect("the Updraft window could not start");

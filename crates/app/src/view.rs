@@ -605,3 +605,23 @@ pub struct ComplianceReport {
     /// How many lag in all.
     pub lagging_total: usize,
 }
+
+/// A group kept behind the newest major (N-1 pinning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PinView {
+    /// Its name, unique (`Audio studio`).
+    pub name: String,
+    /// Filter: `macOS` or `iOS`.
+    pub filter_platform: Option<String>,
+    /// Filter: model pattern.
+    pub filter_model: Option<String>,
+    /// Filter: OS version pattern.
+    pub filter_os: Option<String>,
+    /// Filter: name pattern (`STUDIO-*`).
+    pub filter_name: Option<String>,
+    /// Filter: serial pattern.
+    pub filter_serial: Option<String>,
+    /// Majors behind the newest the feed lists (1: N-1).
+    pub majors_behind: u32,
+}

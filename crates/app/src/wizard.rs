@@ -5,8 +5,9 @@
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
+use updraft_ddm::OsVersion;
 use updraft_engine::plan::DeviceFacts;
-use updraft_engine::rings::{Hold, on_hold};
+use updraft_engine::rings::{Candidate, Restraints};
 use updraft_engine::{Decision, decide};
 use updraft_store::DeviceRow;
 
@@ -223,7 +224,7 @@ pub fn preview(
     plan: &RolloutPlan,
     release: &CatalogRelease,
     devices: &[DeviceRow],
-    holds: &[Hold],
+    restraints: &Restraints,
     now: DateTime<Utc>,
 ) -> (Preview, Option<CheckedPlan>) {
     let CheckedFields {
@@ -231,7 +232,7 @@ pub fn preview(
         details_url,
         deadlines,
     } = check_fields(plan, release, now);
-    let (mut included, mut excluded) = split_selection(plan, release, devices, holds, now);
+    let (mut included, mut excluded) = split_selection(plan, release, devices, restraints, now);
     if included.is_empty() && errors.is_empty() {
         errors.push("the selection covers no device this release applies to".into());
     }
@@ -345,9 +346,10 @@ fn split_selection<'d>(
     plan: &RolloutPlan,
     release: &CatalogRelease,
     devices: &'d [DeviceRow],
-    holds: &[Hold],
+    restraints: &Restraints,
     now: DateTime<Utc>,
 ) -> (Vec<&'d DeviceRow>, Vec<PreviewDevice>) {
+    let version = OsVersion::parse(&release.release.product_version).ok();
     let mut included = Vec::new();
     let mut excluded = Vec::new();
     for device in devices
@@ -355,7 +357,11 @@ fn split_selection<'d>(
         .filter(|d| d.facts.platform() == Some(release.release.platform))
         .filter(|d| selected(&plan.selection, d))
     {
-        if let Some(held) = on_hold(&device.facts.enrollment_id, holds, now) {
+        let candidate = Candidate::of(&device.facts, device.name.as_deref());
+        if let Some(held) = version
+            .as_ref()
+            .and_then(|v| restraints.exclusion(&candidate, v, now))
+        {
             excluded.push(excluded_row(device, held.to_string()));
             continue;
         }

@@ -297,3 +297,90 @@ async fn a_drafted_rollout_on_a_failing_fleet_halts_before_its_second_ring() {
     );
     assert_eq!(state(&rollouts, ids[2]), RolloutStatus::Gated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_group_stays_one_major_behind_in_the_wizard_and_in_rings() {
+    use updraft_app::view::PinView;
+    use updraft_app::wizard::{RolloutPlan, Selection, WavePlan};
+
+    let (session, _dir) = session().await;
+    let pin = PinView {
+        name: "Studio".into(),
+        filter_platform: Some("macOS".into()),
+        filter_model: None,
+        filter_os: None,
+        filter_name: Some("Lab Mac 0001*".into()),
+        filter_serial: None,
+        majors_behind: 1,
+    };
+    let error = session
+        .save_pin(&PinView {
+            filter_platform: None,
+            filter_name: None,
+            ..pin.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("needs at least one field"),
+        "{error}"
+    );
+    session.save_pin(&pin).await.unwrap();
+    assert_eq!(session.pins().await.unwrap(), std::slice::from_ref(&pin));
+
+    let macos = session
+        .releases()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.platform == "macOS" && r.version == "26.4.1")
+        .unwrap();
+    let plan = RolloutPlan {
+        release: macos.key.clone(),
+        selection: Selection::All,
+        waves: vec![WavePlan {
+            percent: 100,
+            deadline: format!(
+                "{}T17:00",
+                session.now().date_naive() + chrono::Duration::days(3)
+            ),
+        }],
+        details_url: None,
+        gate: None,
+    };
+    let preview = session.preview(&plan).await.unwrap();
+    let pinned: Vec<_> = preview
+        .devices
+        .iter()
+        .filter(|d| d.name.starts_with("Lab Mac 0001"))
+        .collect();
+    assert!(!pinned.is_empty());
+    for device in &pinned {
+        assert_eq!(
+            device.exclusion.as_deref(),
+            Some("pinned: Studio stays on major version 15 or below"),
+            "{device:?}"
+        );
+    }
+
+    // The same group in a policy's rings: its Macs join none.
+    session
+        .save_ring_plan(&session.ring_plan_template())
+        .await
+        .unwrap();
+    let drafts = session
+        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
+        .await
+        .unwrap();
+    let in_rings: usize = drafts[0].rings.iter().map(|r| r.devices).sum();
+    let macs = preview.devices.len();
+    assert_eq!(in_rings, macs - pinned.len(), "{drafts:?}");
+
+    session.delete_pin("Studio").await.unwrap();
+    let after = session.preview(&plan).await.unwrap();
+    assert!(after.devices.iter().all(|d| {
+        d.exclusion
+            .as_deref()
+            .is_none_or(|e| !e.starts_with("pinned"))
+    }));
+}

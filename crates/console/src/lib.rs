@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use updraft_clock::SharedClock;
 use updraft_ddm::{
-    DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
+    DeclarationPayload, DeviceStatus, OsVersion, SoftwareUpdateEnforcementSpecific, StatusReport,
 };
 use updraft_engine::machine::{
     Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
-use updraft_engine::rings::{Candidate, RingPlan, RingProgress, Verdict};
+use updraft_engine::rings::{Candidate, Restraints, RingPlan, RingProgress, Verdict};
 use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
 use updraft_store::{
@@ -223,28 +223,40 @@ impl Console {
 
     /// Starts a release in rings: the devices known now are placed by `plan`, each ring that
     /// holds any becomes a wave of its own with its deadline from `base`, and every wave after
-    /// the first waits on the plan's gate. Devices on hold, and devices that enroll later, join no ring. Returns the
-    /// waves' ids, in order.
+    /// the first waits on the plan's gate. Devices on hold or pinned below the release (`majors`:
+    /// the platform's majors in the feed, newest first), and devices that enroll later, join no
+    /// ring. Returns the waves' ids, in order.
     pub async fn start_rings(
         &self,
         release: &Release,
         plan: &RingPlan,
         base: NaiveDate,
         details_url: Option<&str>,
+        majors: &[u32],
     ) -> Result<Vec<i64>, ConsoleError> {
         let mut scopes = vec![Vec::new(); plan.rings.len()];
         let holds = self.store.holds().await?;
+        let pins = self.store.pins().await?;
+        let restraints = Restraints {
+            holds: &holds,
+            pins: &pins,
+            majors,
+        };
+        let version = OsVersion::parse(&release.product_version).ok();
         let now = self.clock.now();
         for device in self.store.devices().await? {
-            // A device on hold joins no ring: it is left out as the wizard leaves it out.
-            if device.facts.platform() != Some(release.platform)
-                || updraft_engine::rings::on_hold(&device.facts.enrollment_id, &holds, now)
-                    .is_some()
+            if device.facts.platform() != Some(release.platform) {
+                continue;
+            }
+            // Left out as the wizard leaves it out.
+            let candidate = Candidate::of(&device.facts, device.name.as_deref());
+            if version
+                .as_ref()
+                .is_some_and(|v| restraints.exclusion(&candidate, v, now).is_some())
             {
                 continue;
             }
-            if let Some(ring) = plan.ring_of(&Candidate::of(&device.facts, device.name.as_deref()))
-            {
+            if let Some(ring) = plan.ring_of(&candidate) {
                 scopes[ring].push(device.facts.enrollment_id.clone());
             }
         }

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use std::collections::BTreeSet;
 
 use updraft_engine::policy::Proposal;
+use updraft_engine::rings::majors_of;
 use updraft_engine::{AlertKind, DraftState, PolicyAction, Release};
 use updraft_feed::FeedRelease;
 use updraft_feed::sofa::{SofaFeed, Vulnerabilities, vulnerabilities_of};
@@ -122,12 +123,14 @@ impl Console {
                 PolicyAction::Start => {
                     // Recorded as drafted first: if the start fails part way, the draft still
                     // waits for an admin instead of being started twice by the next poll.
+                    let majors = majors_of(releases, policy.platform);
                     let rollouts = self
                         .start_rings(
                             &Release::from(proposal.release),
                             &proposal.plan,
                             proposal.base,
                             None,
+                            &majors,
                         )
                         .await?;
                     self.store.decide_draft(draft, DraftState::Started).await?;
@@ -150,13 +153,14 @@ impl Console {
 
     /// Starts a drafted rollout as its policy planned it (the admin confirmed it): the draft's
     /// ring plan, shortened as it was, from `base` (the draft's base date unless the admin
-    /// moved it). Returns the rings' rollouts.
+    /// moved it); `majors` as [`Console::start_rings`] takes them. Returns the rings' rollouts.
     pub async fn start_draft(
         &self,
         id: i64,
         release: &Release,
         base: NaiveDate,
         details_url: Option<&str>,
+        majors: &[u32],
     ) -> Result<Vec<i64>, ConsoleError> {
         let draft = self.draft(id).await?;
         if draft.state != DraftState::Drafted {
@@ -181,7 +185,9 @@ impl Console {
             Some(percent) => plan.shortened(percent),
             None => plan,
         };
-        let rollouts = self.start_rings(release, &plan, base, details_url).await?;
+        let rollouts = self
+            .start_rings(release, &plan, base, details_url, majors)
+            .await?;
         self.store.decide_draft(id, DraftState::Started).await?;
         self.record(
             "draft_started",

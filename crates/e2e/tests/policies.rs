@@ -1,7 +1,7 @@
 //! Rings and release policies end to end, in the real window on the desktop's own lab (a fleet
 //! with many faults): the admin saves a ring plan, a macOS policy drafts 26.4.1 at once, the
 //! dashboard offers the draft, the admin starts it; the pilot waits on its gate, then halts when
-//! the IT ring fails; the compliance chart shows each ring.
+//! the IT ring fails; the compliance chart shows each ring; a group is pinned one major behind.
 //!
 //! Needs what `desktop.rs` needs; `scripts/e2e` runs it.
 
@@ -110,5 +110,23 @@ async fn scenario(client: &Client) -> TestResult {
     let lagging = text_of(client, "[data-testid=lagging]").await?;
     assert!(lagging.contains("ring waits on its gate"), "{lagging}");
     shot(client, "compliance").await?;
+
+    // A group pinned one major behind, for rollouts started from now on.
+    open(client, "#/policies").await?;
+    let form = wait_for(client, "[data-testid=pin-form]", 30).await?;
+    form.find(Locator::Css("input[placeholder='Audio studio']"))
+        .await?
+        .send_keys("Audio studio")
+        .await?;
+    form.find(Locator::Css("input[placeholder='STUDIO-*']"))
+        .await?
+        .send_keys("STUDIO-*")
+        .await?;
+    click(client, "[data-testid=save-pin]").await?;
+    let pins = text_of(client, "[data-testid=pins]").await?;
+    assert!(
+        pins.contains("Audio studio") && pins.contains("name STUDIO-*") && pins.contains("N-1"),
+        "{pins}"
+    );
     Ok(())
 }

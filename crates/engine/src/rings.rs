@@ -45,22 +45,29 @@ impl<'a> Candidate<'a> {
 
 /// A shell-style pattern (`*` any run, `?` one character), compared without regard to case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(String);
+pub struct Pattern {
+    typed: String,
+    lower: String,
+}
 
 impl Pattern {
     /// The pattern as the admin typed it.
     pub fn new(pattern: &str) -> Self {
-        Self(pattern.trim().to_lowercase())
+        let typed = pattern.trim().to_owned();
+        Self {
+            lower: typed.to_lowercase(),
+            typed,
+        }
     }
 
-    /// As typed (lower-cased).
+    /// As typed (trimmed), to show and store.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.typed
     }
 
     /// Whether `text` matches the whole pattern.
     pub fn matches(&self, text: &str) -> bool {
-        let pattern: Vec<char> = self.0.chars().collect();
+        let pattern: Vec<char> = self.lower.chars().collect();
         let text: Vec<char> = text.to_lowercase().chars().collect();
         // The classic two-pointer walk: on a mismatch, let the last `*` take one more character.
         let (mut p, mut t) = (0, 0);
@@ -427,12 +434,15 @@ pub fn on_hold(enrollment_id: &str, holds: &[Hold], now: DateTime<Utc>) -> Optio
         })
 }
 
-/// Whether a hold or a pin keeps the device out of a release of `version`, when `newest_major` is
-/// the newest major of the release's platform in the feed. Holds come first: they name a device.
+/// Whether a hold or a pin keeps the device out of a release of `version`. `majors` are the
+/// majors the feed lists for the release's platform, newest first: N-1 is the one after the
+/// newest in that list, not the newest minus one (macOS went from 15 to 26). A pin reaching past
+/// the oldest listed major keeps the device on that oldest one. Holds come first: they name a
+/// device.
 pub fn held_back(
     device: &Candidate,
     version: &OsVersion,
-    newest_major: u32,
+    majors: &[u32],
     holds: &[Hold],
     pins: &[Pin],
     now: DateTime<Utc>,
@@ -442,12 +452,53 @@ pub fn held_back(
     }
     pins.iter()
         .filter(|pin| pin.filter.matches(device))
-        .map(|pin| (pin, newest_major.saturating_sub(pin.majors_behind)))
+        .filter_map(|pin| {
+            let behind = usize::try_from(pin.majors_behind).ok()?;
+            let highest = majors.get(behind).or(majors.last())?;
+            Some((pin, *highest))
+        })
         .find(|(_, highest)| version.major() > *highest)
         .map(|(pin, highest)| Exclusion::Pinned {
             group: pin.group.clone(),
             highest_major: highest,
         })
+}
+
+/// What keeps devices out of a release whatever the rollout: holds, and pins measured against
+/// the majors the feed lists for the release's platform (newest first).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restraints<'a> {
+    /// Devices held back by hand.
+    pub holds: &'a [Hold],
+    /// Groups kept behind the newest major.
+    pub pins: &'a [Pin],
+    /// The platform's majors in the feed, newest first ([`majors_of`]).
+    pub majors: &'a [u32],
+}
+
+impl Restraints<'_> {
+    /// Why the device stays out of a release of `version`, if it does.
+    pub fn exclusion(
+        &self,
+        device: &Candidate,
+        version: &OsVersion,
+        now: DateTime<Utc>,
+    ) -> Option<Exclusion> {
+        held_back(device, version, self.majors, self.holds, self.pins, now)
+    }
+}
+
+/// The majors of `platform` the releases list, newest first, once each.
+pub fn majors_of(releases: &[updraft_feed::FeedRelease], platform: Platform) -> Vec<u32> {
+    let mut majors: Vec<u32> = releases
+        .iter()
+        .filter(|r| r.platform == platform)
+        .filter_map(|r| OsVersion::parse(&r.product_version).ok())
+        .map(|v| v.major())
+        .collect();
+    majors.sort_unstable_by(|a, b| b.cmp(a));
+    majors.dedup();
+    majors
 }
 
 #[cfg(test)]

@@ -645,6 +645,10 @@ impl Lab {
                         rings,
                         self.started_at.date_naive(),
                         Some("https://it.example.com/updates"),
+                        &updraft_engine::rings::majors_of(
+                            &updraft_feed::releases::releases(&config.feed),
+                            release.platform,
+                        ),
                     )
                     .await?;
                 self.rollouts

@@ -7,7 +7,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::collections::{BTreeSet, HashMap};
 
 use updraft_engine::policy::ReleasePolicy;
-use updraft_engine::rings::{AfterHours, DeviceFilter, Gate, Membership, Pattern, Ring, RingPlan};
+use updraft_engine::rings::{
+    AfterHours, DeviceFilter, Gate, Membership, Pattern, Pin, Ring, RingPlan,
+};
 use updraft_engine::{DraftState, EventKind};
 use updraft_feed::Platform;
 
@@ -424,6 +426,75 @@ impl Store {
                     created_at: DateTime::parse_from_rfc3339(&created_at)
                         .map_err(|e| corrupt(what("time"), &created_at, e))?
                         .to_utc(),
+                })
+            })
+            .collect()
+    }
+
+    /// Saves a pinned group, replacing the one of its name.
+    pub async fn put_pin(&self, pin: &Pin) -> Result<(), StoreError> {
+        let pattern = |p: &Option<Pattern>| p.as_ref().map(|p| p.as_str().to_owned());
+        sqlx::query(
+            "INSERT INTO pins (name, filter_platform, filter_model, filter_os, filter_name,
+                filter_serial, majors_behind) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(name) DO UPDATE SET filter_platform = excluded.filter_platform,
+                filter_model = excluded.filter_model, filter_os = excluded.filter_os,
+                filter_name = excluded.filter_name, filter_serial = excluded.filter_serial,
+                majors_behind = excluded.majors_behind",
+        )
+        .bind(&pin.group)
+        .bind(pin.filter.platform.map(|p| p.as_str()))
+        .bind(pattern(&pin.filter.model))
+        .bind(pattern(&pin.filter.os))
+        .bind(pattern(&pin.filter.name))
+        .bind(pattern(&pin.filter.serial))
+        .bind(i64::from(pin.majors_behind))
+        .execute(&self.pool)
+        .await
+        .context("saving a pinned group")?;
+        self.checkpoint_soon();
+        Ok(())
+    }
+
+    /// Deletes a pinned group; whether there was one.
+    pub async fn delete_pin(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM pins WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .context("deleting a pinned group")?;
+        self.checkpoint_soon();
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every pinned group, by name.
+    pub async fn pins(&self) -> Result<Vec<Pin>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM pins ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .context("reading pinned groups")?;
+        rows.iter()
+            .map(|row| {
+                let group: String = row.get("name");
+                let what = || format!("pinned group {group:?}");
+                let pattern = |column: &str| {
+                    row.get::<Option<String>, _>(column)
+                        .map(|p| Pattern::new(&p))
+                };
+                Ok(Pin {
+                    filter: DeviceFilter {
+                        platform: match row.get::<Option<String>, _>("filter_platform") {
+                            Some(text) => Some(platform_of(&text, what)?),
+                            None => None,
+                        },
+                        model: pattern("filter_model"),
+                        os: pattern("filter_os"),
+                        name: pattern("filter_name"),
+                        serial: pattern("filter_serial"),
+                    },
+                    majors_behind: u32::try_from(row.get::<i64, _>("majors_behind"))
+                        .map_err(|e| corrupt(what(), "majors_behind", e))?,
+                    group,
                 })
             })
             .collect()

@@ -182,3 +182,28 @@ async fn a_damaged_plan_is_an_error_naming_the_plan_and_ring() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_pinned_group_reads_back_and_is_deleted_by_name() {
+    let (store, _dir, _path) = open().await;
+    let pin = updraft_engine::rings::Pin {
+        group: "Audio studio".into(),
+        filter: DeviceFilter {
+            platform: Some(Platform::MacOs),
+            name: Some(Pattern::new("STUDIO-*")),
+            ..DeviceFilter::default()
+        },
+        majors_behind: 1,
+    };
+    store.put_pin(&pin).await.unwrap();
+    assert_eq!(store.pins().await.unwrap(), std::slice::from_ref(&pin));
+    let wider = updraft_engine::rings::Pin {
+        majors_behind: 2,
+        ..pin
+    };
+    store.put_pin(&wider).await.unwrap();
+    assert_eq!(store.pins().await.unwrap(), [wider]);
+    assert!(store.delete_pin("Audio studio").await.unwrap());
+    assert!(!store.delete_pin("Audio studio").await.unwrap());
+    assert!(store.pins().await.unwrap().is_empty());
+}

@@ -5,7 +5,7 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
 import type {
   AlertView, AuditView, BackendError, CheckLine, ClockView, ComplianceReport, Dashboard, DeviceDetail,
-  DeviceFacets, DevicePage, DeviceQuery, DraftView, PolicyView, Preview, ReleaseView, RingPlanView,
+  DeviceFacets, DevicePage, DeviceQuery, DraftView, PinView, PolicyView, Preview, ReleaseView, RingPlanView,
   RolloutDetail, RolloutPlan, RolloutSummary, ServerSettings, ServerTried, SettingsView, SyncHealth,
 } from "./bindings";
 
@@ -68,6 +68,9 @@ export const api = {
   compliance: (platform: string, release: string | null) => invoke<ComplianceReport>("compliance", { platform, release }),
   exportComplianceCsv: (platform: string, release: string | null) =>
     invoke<string[]>("export_compliance_csv", { platform, release }),
+  pins: () => invoke<PinView[]>("pins"),
+  savePin: (pin: PinView) => invoke<void>("save_pin", { pin }),
+  deletePin: (name: string) => invoke<void>("delete_pin", { name }),
 };
 
 /** Calls `handler` whenever the fleet moved (the lab's clock, or an admin's action). */

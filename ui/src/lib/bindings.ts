@@ -367,6 +367,22 @@ export type PolicyView = {
   /** Releases posted before this day (`YYYY-MM-DD`) are left alone. */
   since: string,
 };
+export type PinView = {
+  /** Its name, unique (`Audio studio`). */
+  name: string,
+  /** Filter: `macOS` or `iOS`. */
+  filterPlatform: string | null,
+  /** Filter: model pattern. */
+  filterModel: string | null,
+  /** Filter: OS version pattern. */
+  filterOs: string | null,
+  /** Filter: name pattern (`STUDIO-*`). */
+  filterName: string | null,
+  /** Filter: serial pattern. */
+  filterSerial: string | null,
+  /** Majors behind the newest the feed lists (1: N-1). */
+  majorsBehind: number,
+};
 export type DraftRingView = {
   /** The ring. */
   name: string,

@@ -4,9 +4,11 @@
 use chrono::{NaiveDate, NaiveTime};
 use std::collections::BTreeSet;
 
+use updraft_ddm::OsVersion;
 use updraft_engine::policy::ReleasePolicy;
 use updraft_engine::rings::{
-    AfterHours, Candidate, DeviceFilter, Gate, Hold, Membership, Pattern, Ring, RingPlan,
+    AfterHours, Candidate, DeviceFilter, Gate, Hold, Membership, Pattern, Pin, Restraints, Ring,
+    RingPlan, majors_of,
 };
 use updraft_engine::{DraftState, Release};
 use updraft_feed::Platform;
@@ -260,23 +262,29 @@ fn policy_view(policy: &ReleasePolicy) -> PolicyView {
     }
 }
 
-/// Which ring of `plan` each device of `platform` falls in today, counted; held devices are
-/// left out as `start_rings` leaves them out.
+/// Which ring of `plan` each device of `platform` falls in today, counted; held and pinned
+/// devices are left out as `start_rings` leaves them out.
 fn ring_counts(
     plan: &RingPlan,
-    platform: Platform,
+    release: &Release,
     devices: &[DeviceRow],
-    holds: &[Hold],
+    restraints: &Restraints,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<usize> {
+    let version = OsVersion::parse(&release.product_version).ok();
     let mut counts = vec![0; plan.rings.len()];
     for device in devices {
-        if device.facts.platform() != Some(platform)
-            || updraft_engine::rings::on_hold(&device.facts.enrollment_id, holds, now).is_some()
+        if device.facts.platform() != Some(release.platform) {
+            continue;
+        }
+        let candidate = Candidate::of(&device.facts, device.name.as_deref());
+        if version
+            .as_ref()
+            .is_some_and(|v| restraints.exclusion(&candidate, v, now).is_some())
         {
             continue;
         }
-        if let Some(ring) = plan.ring_of(&Candidate::of(&device.facts, device.name.as_deref())) {
+        if let Some(ring) = plan.ring_of(&candidate) {
             counts[ring] += 1;
         }
     }
@@ -445,6 +453,7 @@ impl Session {
         }
         let devices = self.store().devices().await?;
         let holds = self.store().holds().await?;
+        let pins = self.store().pins().await?;
         let plans = self.store().ring_plans().await?;
         let catalog = self.cache.catalog();
         let now = self.now();
@@ -463,21 +472,30 @@ impl Session {
                         Some(percent) => plan.shortened(percent),
                         None => plan.clone(),
                     });
-                let rings = plan.as_ref().map_or_else(Vec::new, |plan| {
-                    let counts = ring_counts(plan, draft.platform, &devices, &holds, now);
-                    plan.rings
-                        .iter()
-                        .enumerate()
-                        .map(|(index, ring)| DraftRingView {
-                            name: ring.name.clone(),
-                            devices: counts[index],
-                            deadline: plan
-                                .deadline(index, draft.base_date)
-                                .map(|d| d.format("%Y-%m-%dT%H:%M").to_string())
-                                .unwrap_or_default(),
-                        })
-                        .collect()
-                });
+                let majors = majors_of(&self.cache.feed_releases(), draft.platform);
+                let restraints = Restraints {
+                    holds: &holds,
+                    pins: &pins,
+                    majors: &majors,
+                };
+                let rings = plan
+                    .as_ref()
+                    .zip(release)
+                    .map_or_else(Vec::new, |(plan, r)| {
+                        let counts = ring_counts(plan, &r.release, &devices, &restraints, now);
+                        plan.rings
+                            .iter()
+                            .enumerate()
+                            .map(|(index, ring)| DraftRingView {
+                                name: ring.name.clone(),
+                                devices: counts[index],
+                                deadline: plan
+                                    .deadline(index, draft.base_date)
+                                    .map(|d| d.format("%Y-%m-%dT%H:%M").to_string())
+                                    .unwrap_or_default(),
+                            })
+                            .collect()
+                    });
                 DraftView {
                     id: draft.id,
                     release: release.map(|r| r.key.clone()).unwrap_or_default(),
@@ -552,13 +570,99 @@ impl Session {
                     draft.platform, draft.product_version
                 ))
             })?;
+        let majors = majors_of(&self.cache.feed_releases(), release.platform);
         let ids = self
             .console()
-            .start_draft(id, &release, base, details_url.as_deref())
+            .start_draft(id, &release, base, details_url.as_deref(), &majors)
             .await?;
         self.console().drain_outbox().await?;
         self.cache.invalidate();
         Ok(ids)
+    }
+
+    /// Every pinned group.
+    pub async fn pins(&self) -> Result<Vec<PinView>, AppError> {
+        Ok(self
+            .store()
+            .pins()
+            .await?
+            .iter()
+            .map(|pin| PinView {
+                name: pin.group.clone(),
+                filter_platform: pin.filter.platform.map(|p| p.as_str().to_owned()),
+                filter_model: pin.filter.model.as_ref().map(|p| p.as_str().to_owned()),
+                filter_os: pin.filter.os.as_ref().map(|p| p.as_str().to_owned()),
+                filter_name: pin.filter.name.as_ref().map(|p| p.as_str().to_owned()),
+                filter_serial: pin.filter.serial.as_ref().map(|p| p.as_str().to_owned()),
+                majors_behind: pin.majors_behind,
+            })
+            .collect())
+    }
+
+    /// Saves a pinned group (replacing the one of its name), checked; audited. Every rollout
+    /// started from now on leaves its devices out of releases above their major.
+    pub async fn save_pin(&self, view: &PinView) -> Result<(), AppError> {
+        let name = view.name.trim();
+        if name.is_empty() {
+            return Err(invalid("the pinned group needs a name".into()));
+        }
+        if !(1..=3).contains(&view.majors_behind) {
+            return Err(invalid(format!(
+                "{name}: keep the group 1 to 3 majors behind the newest, not {}",
+                view.majors_behind
+            )));
+        }
+        let filter = DeviceFilter {
+            platform: match view.filter_platform.as_deref().filter(|p| !p.is_empty()) {
+                Some(text) => Some(platform_of(text, name)?),
+                None => None,
+            },
+            model: pattern(&view.filter_model),
+            os: pattern(&view.filter_os),
+            name: pattern(&view.filter_name),
+            serial: pattern(&view.filter_serial),
+        };
+        if filter == DeviceFilter::default() {
+            return Err(invalid(format!(
+                "{name}: a pinned group needs at least one field (model, OS, name, serial or platform)"
+            )));
+        }
+        let pin = Pin {
+            group: name.to_owned(),
+            filter,
+            majors_behind: view.majors_behind,
+        };
+        self.store().put_pin(&pin).await?;
+        self.console()
+            .record(
+                "pin_saved",
+                &format!("{name:?}: {} majors behind the newest", pin.majors_behind),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a pinned group; audited.
+    pub async fn delete_pin(&self, name: &str) -> Result<(), AppError> {
+        if !self.store().delete_pin(name).await? {
+            return Err(AppError::NotFound(format!("no pinned group {name:?}")));
+        }
+        self.console()
+            .record("pin_deleted", &format!("{name:?}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Holds, pins and the platform's majors in the feed: what keeps devices out of a release.
+    pub(crate) async fn restraints(
+        &self,
+        platform: Platform,
+    ) -> Result<(Vec<Hold>, Vec<Pin>, Vec<u32>), AppError> {
+        Ok((
+            self.store().holds().await?,
+            self.store().pins().await?,
+            majors_of(&self.cache.feed_releases(), platform),
+        ))
     }
 
     /// Sets a drafted rollout aside; its policy does not draft that release again.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use updraft_console::{RolloutRequest, progress_of};
-use updraft_engine::rings::{RingProgress, Verdict};
+use updraft_engine::rings::{Restraints, RingProgress, Verdict};
 use updraft_engine::{Enforcement, Phase, RolloutState};
 use updraft_store::{DeviceRow, RingGate};
 
@@ -17,8 +17,13 @@ impl Session {
     pub async fn preview(&self, plan: &RolloutPlan) -> Result<Preview, AppError> {
         let release = self.cache.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        let holds = self.store().holds().await?;
-        Ok(wizard::preview(plan, &release, &devices, &holds, self.now()).0)
+        let (holds, pins, majors) = self.restraints(release.release.platform).await?;
+        let restraints = Restraints {
+            holds: &holds,
+            pins: &pins,
+            majors: &majors,
+        };
+        Ok(wizard::preview(plan, &release, &devices, &restraints, self.now()).0)
     }
 
     /// Starts the rollout the admin confirmed: one rollout per wave, each with its devices.
@@ -26,8 +31,13 @@ impl Session {
     pub async fn start_rollout(&self, plan: &RolloutPlan) -> Result<Vec<i64>, AppError> {
         let release = self.cache.release(&plan.release)?;
         let devices = self.store().devices().await?;
-        let holds = self.store().holds().await?;
-        let (preview, checked) = wizard::preview(plan, &release, &devices, &holds, self.now());
+        let (holds, pins, majors) = self.restraints(release.release.platform).await?;
+        let restraints = Restraints {
+            holds: &holds,
+            pins: &pins,
+            majors: &majors,
+        };
+        let (preview, checked) = wizard::preview(plan, &release, &devices, &restraints, self.now());
         let Some(checked) = checked else {
             return Err(AppError::Invalid(preview.errors.join("; ")));
         };

@@ -455,7 +455,10 @@ fn holds_and_pins_keep_devices_out_with_their_reason() {
     }];
     let v26 = OsVersion::parse("26.4.1").unwrap();
     let v15 = OsVersion::parse("15.7.5").unwrap();
-    let check = |id, name, version| held_back(&device(id, name), version, 26, &holds, &pins, now);
+    // The majors the feed lists for macOS: N-1 of 26 is 15, not 25.
+    let majors = [26, 15, 14];
+    let check =
+        |id, name, version| held_back(&device(id, name), version, &majors, &holds, &pins, now);
 
     let held = check("E1", "Studio-1", &v15).unwrap();
     assert_eq!(
@@ -467,12 +470,12 @@ fn holds_and_pins_keep_devices_out_with_their_reason() {
         check("E3", "Studio-2", &v26),
         Some(Exclusion::Pinned {
             group: "Audio studio".into(),
-            highest_major: 25,
+            highest_major: 15,
         })
     );
     assert_eq!(
         check("E3", "Studio-2", &v26).unwrap().to_string(),
-        "pinned: Audio studio stays on major version 25 or below"
+        "pinned: Audio studio stays on major version 15 or below"
     );
     assert_eq!(
         check("E3", "Studio-2", &v15),
@@ -480,6 +483,31 @@ fn holds_and_pins_keep_devices_out_with_their_reason() {
         "N-1 still takes its own updates"
     );
     assert_eq!(check("E4", "Ben", &v26), None);
+    let far = Pin {
+        majors_behind: 9,
+        ..pins[0].clone()
+    };
+    assert_eq!(
+        held_back(&device("E3", "Studio-2"), &v15, &majors, &[], &[far], now),
+        Some(Exclusion::Pinned {
+            group: "Audio studio".into(),
+            highest_major: 14,
+        }),
+        "past the oldest listed major: the oldest"
+    );
+}
+
+#[test]
+fn the_majors_of_a_platform_come_from_the_feed_newest_first() {
+    let capture = updraft_feed::LookupResponse::parse(include_bytes!(
+        "../../../../tests/fixtures/gdmf/pmv_2026-04-11_raw.json"
+    ))
+    .unwrap();
+    let releases = updraft_feed::releases::releases(&capture);
+    assert_eq!(
+        majors_of(&releases, Platform::MacOs),
+        [26, 15, 14, 13, 12, 11]
+    );
 }
 
 #[test]
