@@ -296,6 +296,23 @@ async fn a_drafted_rollout_on_a_failing_fleet_halts_before_its_second_ring() {
         "{rollouts:?}"
     );
     assert_eq!(state(&rollouts, ids[2]), RolloutStatus::Gated);
+
+    // Promoted by hand three days later, after its planned deadline (the 13th): its devices
+    // still get a day of notices instead of a deadline already past.
+    session.advance(3 * 24 * 60).await.unwrap();
+    session.promote_ring(ids[1]).await.unwrap();
+    let pilot = session.rollouts().await.unwrap();
+    let pilot = pilot.iter().find(|r| r.id == ids[1]).unwrap();
+    assert_eq!(pilot.state, RolloutStatus::Active);
+    assert_eq!(pilot.deadline, "2026-04-15T17:00:00");
+    assert!(
+        session
+            .audit(20)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.action == "deadline_moved" && e.detail.contains("2026-04-13 17:00:00"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

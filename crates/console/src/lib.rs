@@ -22,7 +22,9 @@ use updraft_engine::machine::{
     Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
 };
 use updraft_engine::plan::{self, Decision, DeviceFacts, Release, names};
-use updraft_engine::rings::{Candidate, Restraints, RingPlan, RingProgress, Verdict};
+use updraft_engine::rings::{
+    Candidate, Restraints, RingPlan, RingProgress, Verdict, late_deadline,
+};
 use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
 use updraft_store::{
@@ -325,6 +327,7 @@ impl Console {
     }
 
     async fn open_ring(&self, rollout: &Rollout, why: &str) -> Result<(), ConsoleError> {
+        let rollout = &self.keep_notice(rollout).await?;
         // Active last: if the server fails part way, the ring is still gated and the next tick
         // opens it again (the declarations are put again as they are, the devices planned once).
         self.open_wave(rollout).await?;
@@ -337,6 +340,31 @@ impl Console {
             &format!("rollout {}, ring {ring}: {why}", rollout.id),
         )
         .await
+    }
+
+    /// A ring opening too late for its planned deadline gets a day of notices ([`late_deadline`]):
+    /// its deadline moves, in the store and the audit log, before any declaration carries it.
+    async fn keep_notice(&self, rollout: &Rollout) -> Result<Rollout, ConsoleError> {
+        let Some(planned) = local_deadline(&rollout.deadline_local) else {
+            return Ok(rollout.clone());
+        };
+        let Some(moved) = late_deadline(planned, self.clock.now().date_naive()) else {
+            return Ok(rollout.clone());
+        };
+        let text = moved.format("%Y-%m-%dT%H:%M:%S").to_string();
+        self.store.set_rollout_deadline(rollout.id, &text).await?;
+        self.record(
+            "deadline_moved",
+            &format!(
+                "rollout {}: its ring opened too late for {planned}, so its deadline moves to {moved} (local): a day of notices",
+                rollout.id
+            ),
+        )
+        .await?;
+        Ok(Rollout {
+            deadline_local: text,
+            ..rollout.clone()
+        })
     }
 
     /// Where a rollout's ring stands for the gate after it.
@@ -1037,6 +1065,11 @@ fn push_of(outcome: &AssignOutcome, enrollment_id: &str) -> Push {
         PushResult::Sent => Push::Sent,
         PushResult::Failed(reason) => Push::Failed(reason),
     }
+}
+
+/// A rollout's stored local deadline.
+fn local_deadline(text: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok()
 }
 
 /// The offset from UTC of an IANA zone at a local time, in minutes.

@@ -278,6 +278,15 @@ impl RingPlan {
     }
 }
 
+/// The deadline of a ring that opens on `today`: the planned one, unless that leaves its
+/// devices less than a day of notices (the gate opened late, or the admin promoted it late); then
+/// the day after `today`, at the planned time on each device's clock. `None` when the plan
+/// stands.
+pub fn late_deadline(planned: NaiveDateTime, today: NaiveDate) -> Option<NaiveDateTime> {
+    let earliest = (today + Duration::days(1)).and_time(planned.time());
+    (planned < earliest).then_some(earliest)
+}
+
 /// Where one ring stands, as its gate reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RingProgress {

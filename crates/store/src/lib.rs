@@ -654,6 +654,22 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a rollout's deadline (a ring that opened late), `yyyy-mm-ddThh:mm:ss` local.
+    pub async fn set_rollout_deadline(
+        &self,
+        id: i64,
+        deadline_local: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rollouts SET deadline_local = ? WHERE id = ?")
+            .bind(deadline_local)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("moving a rollout's deadline")?;
+        self.checkpoint_soon();
+        Ok(())
+    }
+
     /// Rollouts, oldest first.
     pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         let builds = sqlx::query(

@@ -519,3 +519,30 @@ fn an_exploited_vulnerability_shortens_every_offset() {
     assert_eq!(offsets(&plan.shortened(0)), [0, 0, 0]);
     assert_eq!(offsets(&plan.shortened(150)), [0, 3, 7], "never longer");
 }
+
+#[test]
+fn a_ring_that_opens_late_still_gets_a_day_of_notices() {
+    let at = |text: &str| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").unwrap();
+    let day = |text: &str| text.parse::<NaiveDate>().unwrap();
+    // Planned: the pilot on the 13th at 17:00.
+    let pilot = at("2026-04-13T17:00");
+    assert_eq!(
+        late_deadline(pilot, day("2026-04-11")),
+        None,
+        "two days ahead"
+    );
+    assert_eq!(
+        late_deadline(pilot, day("2026-04-12")),
+        None,
+        "one day ahead"
+    );
+    // Opened on the day of its deadline, or after it: the next day at the planned time.
+    assert_eq!(
+        late_deadline(pilot, day("2026-04-13")),
+        Some(at("2026-04-14T17:00"))
+    );
+    assert_eq!(
+        late_deadline(pilot, day("2026-04-20")),
+        Some(at("2026-04-21T17:00"))
+    );
+}
