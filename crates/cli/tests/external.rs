@@ -128,12 +128,22 @@ fn the_lab_runs_its_fleet_and_console_against_a_separate_updraft_serve() {
     );
 }
 
+/// The real path for rings and policies: the feed's history replayed from before 26.4.1, each
+/// platform's policy starting it in three rings as it appears, against `updraft serve` started
+/// on its own.
 #[test]
 fn the_lab_rolls_out_in_rings_against_a_separate_updraft_serve() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, address) = serve(dir.path(), "rings-key");
     let output = lab(dir.path(), &address, "rings-key")
-        .args(["--devices", "120", "--rings", "--failure-rate", "0"])
+        .args([
+            "--devices",
+            "120",
+            "--replay-from",
+            "2026-04-07",
+            "--failure-rate",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -153,6 +163,21 @@ fn the_lab_rolls_out_in_rings_against_a_separate_updraft_serve() {
     assert!(
         devices.iter().all(|d| d["state"] != "not_planned"),
         "every ring ran"
+    );
+    // Both releases appeared after the start, and a policy started each.
+    let drafted: Vec<&Value> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "rollout_drafted")
+        .collect();
+    assert_eq!(drafted.len(), 2, "{drafted:#?}");
+    let started = report["started_at"].as_str().unwrap();
+    assert_eq!(started, "2026-04-07T09:00:00Z");
+    assert!(
+        drafted.iter().all(|a| a["at"].as_str().unwrap() > started
+            && a["detail"].as_str().unwrap().contains("started in 3 rings")),
+        "{drafted:#?}"
     );
 }
 
