@@ -28,7 +28,7 @@ use updraft_engine::rings::{
 use updraft_engine::{AlertKind, EventKind};
 use updraft_mdm::{AssignOutcome, Assignment, MdmBackend, MdmError, PushResult, StatusChange};
 use updraft_store::{
-    Changes, Command, DeviceRow, NewRollout, Note, RingGate, Rollout, Store, StoreError,
+    Changes, Command, DeviceRow, NewRollout, Note, Placement, RingGate, Rollout, Store, StoreError,
 };
 
 /// A console failure.
@@ -88,6 +88,25 @@ pub struct RolloutRequest {
     pub gate: Option<RingGate>,
     /// The ring's name, when the wave is a ring of a plan.
     pub ring: Option<String>,
+    /// The saved plan the ring comes from, for devices that enroll later.
+    pub placement: Option<Placement>,
+}
+
+/// A release to start in rings ([`Console::start_rings`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RingStart<'a> {
+    /// What to enforce.
+    pub release: &'a Release,
+    /// The rings.
+    pub plan: &'a RingPlan,
+    /// The name the plan is saved under, if it is: devices that enroll later join their ring.
+    pub saved_as: Option<&'a str>,
+    /// The base date the rings' offsets count from.
+    pub base: NaiveDate,
+    /// The page devices show for more information.
+    pub details_url: Option<&'a str>,
+    /// The platform's majors in the feed, newest first (for pinned groups).
+    pub majors: &'a [u32],
 }
 
 /// The console backend.
@@ -164,6 +183,7 @@ impl Console {
             scope: None,
             gate: None,
             ring: None,
+            placement: None,
         })
         .await
     }
@@ -180,6 +200,7 @@ impl Console {
             scope,
             gate,
             ring,
+            placement,
         } = request;
         let now = self.clock.now();
         let id = self
@@ -193,6 +214,7 @@ impl Console {
                     scope: scope.as_deref(),
                     gate: gate.as_ref(),
                     ring: ring.as_deref(),
+                    placement: placement.as_ref(),
                 },
                 now,
             )
@@ -225,17 +247,18 @@ impl Console {
 
     /// Starts a release in rings: the devices known now are placed by `plan`, each ring that
     /// holds any becomes a wave of its own with its deadline from `base`, and every wave after
-    /// the first waits on the plan's gate. Devices on hold or pinned below the release (`majors`:
-    /// the platform's majors in the feed, newest first), and devices that enroll later, join no
-    /// ring. Returns the waves' ids, in order.
-    pub async fn start_rings(
-        &self,
-        release: &Release,
-        plan: &RingPlan,
-        base: NaiveDate,
-        details_url: Option<&str>,
-        majors: &[u32],
-    ) -> Result<Vec<i64>, ConsoleError> {
+    /// the first waits on the plan's gate. Devices on hold or pinned below the release join no
+    /// ring. When the plan is a saved one, a device that enrolls later joins its ring (see
+    /// `apply_changes`). Returns the waves' ids, in order.
+    pub async fn start_rings(&self, start: RingStart<'_>) -> Result<Vec<i64>, ConsoleError> {
+        let RingStart {
+            release,
+            plan,
+            saved_as,
+            base,
+            details_url,
+            majors,
+        } = start;
         let mut scopes = vec![Vec::new(); plan.rings.len()];
         let holds = self.store.holds().await?;
         let pins = self.store.pins().await?;
@@ -283,6 +306,11 @@ impl Console {
                     scope: Some(scope),
                     gate,
                     ring: Some(ring.name.clone()),
+                    placement: saved_as.map(|name| Placement {
+                        plan: name.to_owned(),
+                        index: index as u32,
+                        majors: majors.to_vec(),
+                    }),
                 })
                 .await?;
             ids.push(id);
@@ -589,13 +617,24 @@ impl Console {
             }
             scopes.insert(rollout.id, self.store.in_scope(rollout.id, &ids).await?);
         }
+        let mut changes = Changes::default();
+        let newcomers: Vec<DeviceRow> = page
+            .iter()
+            .filter(|c| !known.contains_key(&c.enrollment.id))
+            .map(|c| device_from_change(c, None, now).0)
+            .collect();
+        for (rollout, id) in self.late_joiners(&rollouts, &newcomers, now).await? {
+            if let Some(Some(scope)) = scopes.get_mut(&rollout) {
+                scope.insert(id.clone());
+            }
+            changes.scope.push((rollout, id));
+        }
         let takes_in = |rollout: &Rollout, id: &str| {
             rollout.state == RolloutState::Active
                 && scopes
                     .get(&rollout.id)
                     .is_none_or(|scope| scope.as_ref().is_none_or(|s| s.contains(id)))
         };
-        let mut changes = Changes::default();
         for change in page {
             let enrollment = &change.enrollment;
             let previous = known.get(&enrollment.id);
@@ -638,6 +677,51 @@ impl Console {
         changes.settings.push((CURSOR.into(), next.to_string()));
         self.store.commit(changes, now).await?;
         Ok(())
+    }
+
+    /// The ring rollouts of saved plans that devices seen for the first time join: each goes to
+    /// the ring its plan puts it in (as saved now), unless held or pinned below the release, as
+    /// `start_rings` placed the devices known then. A ring that was never started (it had no
+    /// device) takes no one. Returns (rollout, device) pairs.
+    async fn late_joiners(
+        &self,
+        rollouts: &[Rollout],
+        newcomers: &[DeviceRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, String)>, ConsoleError> {
+        let rings: Vec<(&Rollout, &Placement)> = rollouts
+            .iter()
+            .filter_map(|r| r.placement.as_ref().map(|p| (r, p)))
+            .collect();
+        if rings.is_empty() || newcomers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plans: HashMap<String, RingPlan> = self.store.ring_plans().await?.into_iter().collect();
+        let holds = self.store.holds().await?;
+        let pins = self.store.pins().await?;
+        let mut joins = Vec::new();
+        for device in newcomers {
+            let candidate = Candidate::of(&device.facts, device.name.as_deref());
+            for (rollout, placement) in &rings {
+                let Some(plan) = plans.get(&placement.plan) else {
+                    continue;
+                };
+                let restraints = Restraints {
+                    holds: &holds,
+                    pins: &pins,
+                    majors: &placement.majors,
+                };
+                let restrained = OsVersion::parse(&rollout.release.product_version)
+                    .is_ok_and(|v| restraints.exclusion(&candidate, &v, now).is_some());
+                if device.facts.platform() == Some(rollout.release.platform)
+                    && !restrained
+                    && plan.ring_of(&candidate) == Some(placement.index as usize)
+                {
+                    joins.push((rollout.id, device.facts.enrollment_id.clone()));
+                }
+            }
+        }
+        Ok(joins)
     }
 
     /// Decides a device's part in a rollout and records it.

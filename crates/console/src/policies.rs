@@ -11,7 +11,7 @@ use updraft_feed::FeedRelease;
 use updraft_feed::sofa::{SofaFeed, Vulnerabilities, vulnerabilities_of};
 use updraft_store::{Draft, NewDraft, StoreError};
 
-use crate::{Console, ConsoleError};
+use crate::{Console, ConsoleError, RingStart};
 
 /// What a policy did after a poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,13 +125,14 @@ impl Console {
                     // waits for an admin instead of being started twice by the next poll.
                     let majors = majors_of(releases, policy.platform);
                     let rollouts = self
-                        .start_rings(
-                            &Release::from(proposal.release),
-                            &proposal.plan,
-                            proposal.base,
-                            None,
-                            &majors,
-                        )
+                        .start_rings(RingStart {
+                            release: &Release::from(proposal.release),
+                            plan: &proposal.plan,
+                            saved_as: Some(&policy.plan),
+                            base: proposal.base,
+                            details_url: None,
+                            majors: &majors,
+                        })
                         .await?;
                     self.store.decide_draft(draft, DraftState::Started).await?;
                     PolicyOutcome {
@@ -186,7 +187,14 @@ impl Console {
             None => plan,
         };
         let rollouts = self
-            .start_rings(release, &plan, base, details_url, majors)
+            .start_rings(RingStart {
+                release,
+                plan: &plan,
+                saved_as: Some(&draft.plan),
+                base,
+                details_url,
+                majors,
+            })
             .await?;
         self.store.decide_draft(id, DraftState::Started).await?;
         self.record(

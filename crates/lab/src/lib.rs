@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use updraft_clock::{Clock, ManualClock, SharedClock};
-use updraft_console::Console;
+use updraft_console::{Console, RingStart};
 pub use updraft_engine::AlertKind;
 use updraft_engine::plan::Release;
 use updraft_engine::policy::{PolicyAction, ReleasePolicy};
@@ -640,16 +640,17 @@ impl Lab {
                 self.in_rings = true;
                 let ids = self
                     .console
-                    .start_rings(
-                        &release,
-                        rings,
-                        self.started_at.date_naive(),
-                        Some("https://it.example.com/updates"),
-                        &updraft_engine::rings::majors_of(
+                    .start_rings(RingStart {
+                        release: &release,
+                        plan: rings,
+                        saved_as: None,
+                        base: self.started_at.date_naive(),
+                        details_url: Some("https://it.example.com/updates"),
+                        majors: &updraft_engine::rings::majors_of(
                             &updraft_feed::releases::releases(&config.feed),
                             release.platform,
                         ),
-                    )
+                    })
                     .await?;
                 self.rollouts
                     .extend(ids.into_iter().map(|id| (id, release.clone())));

@@ -35,6 +35,7 @@ fn mac(n: u64) -> DeviceSpec {
         user_installs_after: None,
         fault: None,
         seed: n,
+        enrolls_at: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn iphone(n: u64) -> DeviceSpec {
         user_installs_after: None,
         fault: None,
         seed: n + 1000,
+        enrolls_at: None,
     }
 }
 

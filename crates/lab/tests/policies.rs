@@ -125,3 +125,63 @@ async fn a_fleet_that_fails_too_much_is_halted_before_its_second_ring() {
             .any(|a| a.kind == AlertKind::RolloutHalted)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_enrolls_after_the_rings_started_joins_its_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, 0.0);
+    let mut specs = updraft_sim::generate(
+        &updraft_sim::FleetPlan {
+            devices: config.devices,
+            seed: config.seed,
+            failure_rate: 0.0,
+            start: NaiveDate::from_ymd_opt(2026, 4, 7).unwrap(),
+        },
+        &config.feed,
+    );
+    // Eight Macs unboxed on the 10th, a day after macOS 26.4.1's rings started.
+    let late_at: DateTime<Utc> = "2026-04-10T12:00:00Z".parse().unwrap();
+    let late: Vec<String> = specs
+        .iter_mut()
+        .filter(|s| s.family == "Mac")
+        .take(8)
+        .map(|spec| {
+            spec.enrolls_at = Some(late_at);
+            spec.udid.clone()
+        })
+        .collect();
+    config.fleet = Some(specs);
+    let (lab, _) = Lab::run(&config).await.unwrap();
+
+    let store = lab.console.store();
+    let macos: Vec<_> = store
+        .rollouts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.release.platform == updraft_feed::Platform::MacOs)
+        .collect();
+    assert!(macos.iter().all(|r| r.placement.is_some()), "{macos:?}");
+    let mut joined = 0;
+    for id in &late {
+        let mut rings = Vec::new();
+        for rollout in &macos {
+            if store.rollout_scope(rollout.id).await.unwrap().contains(id) {
+                rings.push(rollout.ring.clone());
+            }
+        }
+        assert!(rings.len() <= 1, "{id} is in one ring at most: {rings:?}");
+        joined += rings.len();
+    }
+    assert!(
+        joined >= 6,
+        "the late Macs joined their rings: {joined} of 8"
+    );
+    let report = lab.report().await.unwrap();
+    let updated = report
+        .devices
+        .iter()
+        .filter(|d| late.contains(&d.id) && d.state == "cleaned_up")
+        .count();
+    assert!(updated >= 6, "and updated with them: {updated} of 8");
+}

@@ -70,6 +70,9 @@ pub struct DeviceSpec {
     pub fault: Option<Fault>,
     /// Per-device seed.
     pub seed: u64,
+    /// When it enrolls, if not at the fleet's first tick (a Mac unboxed mid-rollout).
+    #[serde(default)]
+    pub enrolls_at: Option<DateTime<Utc>>,
 }
 
 impl DeviceSpec {
@@ -834,6 +837,11 @@ impl SimDevice {
     /// Whether the device is enrolled.
     pub fn is_enrolled(&self) -> bool {
         self.enrolled
+    }
+
+    /// Whether it waits to enroll until later than `now`.
+    pub fn enrolls_later(&self, now: DateTime<Utc>) -> bool {
+        self.spec.enrolls_at.is_some_and(|at| now < at)
     }
 }
 

@@ -292,6 +292,9 @@ impl Fleet {
                 let mut connect = fleet.woken[index].swap(false, Ordering::Relaxed)
                     | fleet.connects_on_its_own(index, now_millis);
                 if !device.is_enrolled() {
+                    if device.enrolls_later(now) {
+                        return;
+                    }
                     result = device.enroll(&transport).await;
                     // A newly enrolled device connects for its first commands right away.
                     connect = true;
@@ -599,6 +602,7 @@ fn one_device(
         user_installs_after,
         fault,
         seed,
+        enrolls_at: None,
     }
 }
 

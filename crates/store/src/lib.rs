@@ -112,6 +112,8 @@ pub struct Rollout {
     pub halt_reason: Option<String>,
     /// The ring it rolls out to, when it is one.
     pub ring: Option<String>,
+    /// The saved ring plan it came from, when one did.
+    pub placement: Option<Placement>,
 }
 
 /// A ring's wave and the gate before it: it starts when the wave `after` passes `gate`.
@@ -142,6 +144,20 @@ pub struct NewRollout<'a> {
     pub gate: Option<&'a RingGate>,
     /// The ring it rolls out to, when it is one (the gate's ring when it has a gate).
     pub ring: Option<&'a str>,
+    /// Where the ring comes from, when a saved plan made it.
+    pub placement: Option<&'a Placement>,
+}
+
+/// The saved ring plan a ring rollout came from: a device that enrolls later and falls in ring
+/// `index` of `plan` joins it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The saved plan's name.
+    pub plan: String,
+    /// The ring's position in it, from 0.
+    pub index: u32,
+    /// The platform's majors the feed listed at the start, newest first (for pinned groups).
+    pub majors: Vec<u32>,
 }
 
 impl<'a> NewRollout<'a> {
@@ -155,6 +171,7 @@ impl<'a> NewRollout<'a> {
             scope: None,
             gate: None,
             ring: None,
+            placement: None,
         }
     }
 }
@@ -291,6 +308,8 @@ pub struct Changes {
     pub done: Vec<i64>,
     /// Settings to write (the server cursor, for one).
     pub settings: Vec<(String, String)>,
+    /// Devices that join a rollout's scope (a late device joining its ring).
+    pub scope: Vec<(i64, String)>,
 }
 
 impl Changes {
@@ -334,6 +353,7 @@ impl Changes {
             && self.alerts.is_empty()
             && self.done.is_empty()
             && self.settings.is_empty()
+            && self.scope.is_empty()
     }
 }
 
@@ -457,6 +477,7 @@ impl Store {
             scope,
             gate,
             ring,
+            placement,
         } = new;
         let state = match gate {
             Some(_) => RolloutState::Gated,
@@ -466,8 +487,9 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO rollouts (platform, product_version, product_version_extra, wave,
                 deadline_local, details_url, state, created_at, ring_name, gate_after,
-                gate_min_updated_percent, gate_max_failed_percent, gate_max_failures_per_hour)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                gate_min_updated_percent, gate_max_failed_percent, gate_max_failures_per_hour,
+                ring_plan, ring_index, ring_majors)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(release.platform.as_str())
         .bind(&release.product_version)
@@ -482,6 +504,15 @@ impl Store {
         .bind(gate.map(|g| g.gate.min_updated_percent))
         .bind(gate.map(|g| g.gate.max_failed_percent))
         .bind(gate.and_then(|g| g.gate.max_failures_per_hour.map(|n| n as i64)))
+        .bind(placement.map(|p| p.plan.as_str()))
+        .bind(placement.map(|p| i64::from(p.index)))
+        .bind(placement.map(|p| {
+            p.majors
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }))
         .fetch_one(&mut *tx)
         .await
         .context("creating a rollout")?;
@@ -697,7 +728,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, platform, product_version, product_version_extra, wave, deadline_local,
                     details_url, state, ring_name, gate_after, gate_min_updated_percent,
-                    gate_max_failed_percent, gate_max_failures_per_hour, halt_reason
+                    gate_max_failed_percent, gate_max_failures_per_hour, halt_reason, ring_plan,
+                    ring_index, ring_majors
              FROM rollouts ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -743,6 +775,22 @@ impl Store {
                     },
                     halt_reason: row.get("halt_reason"),
                     ring: row.get("ring_name"),
+                    placement: match (
+                        row.get::<Option<String>, _>("ring_plan"),
+                        row.get::<Option<i64>, _>("ring_index"),
+                    ) {
+                        (Some(plan), Some(index)) => Some(Placement {
+                            plan,
+                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                            majors: row
+                                .get::<Option<String>, _>("ring_majors")
+                                .unwrap_or_default()
+                                .split(',')
+                                .filter_map(|m| m.trim().parse().ok())
+                                .collect(),
+                        }),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -1187,6 +1235,16 @@ fn write_changes(
 }
 
 fn write_rows(tx: &rusqlite::Transaction, changes: &Changes, now: &str) -> Result<(), StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO rollout_scope (rollout_id, enrollment_id) VALUES (?1, ?2)",
+        )
+        .context("widening a rollout's scope")?;
+    for (rollout, id) in &changes.scope {
+        statement
+            .execute(params![rollout, id])
+            .context("widening a rollout's scope")?;
+    }
     let mut statement = tx
         .prepare_cached(rows::DEVICE_UPSERT)
         .context("writing devices")?;

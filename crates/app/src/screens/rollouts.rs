@@ -57,6 +57,7 @@ impl Session {
                         gate: gate.gate(),
                     }),
                     ring: None,
+                    placement: None,
                 })
                 .await?;
             ids.push(id);
