@@ -84,6 +84,23 @@ impl Cache {
         }
     }
 
+    /// The release of that platform, version and letter, if the feed still lists it.
+    pub(crate) fn release_of(
+        &self,
+        platform: updraft_feed::Platform,
+        version: &str,
+        extra: Option<&str>,
+    ) -> Option<CatalogRelease> {
+        self.catalog()
+            .iter()
+            .find(|r| {
+                r.release.platform == platform
+                    && r.release.product_version == version
+                    && r.release.product_version_extra.as_deref() == extra
+            })
+            .cloned()
+    }
+
     pub(crate) fn release(&self, key: &str) -> Result<CatalogRelease, AppError> {
         self.catalog()
             .iter()

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use updraft_engine::policy::Proposal;
 use updraft_engine::rings::majors_of;
 use updraft_engine::{AlertKind, DraftState, PolicyAction, Release};
-use updraft_feed::FeedRelease;
 use updraft_feed::sofa::{SofaFeed, Vulnerabilities, vulnerabilities_of};
+use updraft_feed::{FeedRelease, Platform};
 use updraft_store::{Draft, NewDraft, StoreError};
 
 use crate::{Console, ConsoleError, RingStart};
@@ -34,9 +34,8 @@ fn exploited_cves(sofa: &[SofaFeed], release: &FeedRelease) -> Vec<String> {
 impl Console {
     /// Applies every saved release policy to the feed as it stands on `today`: each drafts, or
     /// starts, the newest release of its platform it has not acted on before and no open
-    /// rollout covers, raises a
-    /// `rollout_drafted` alert (the desktop's notice) and writes the audit log. A policy whose
-    /// plan is gone is skipped with an error in the log, never guessed.
+    /// rollout covers, raises a `rollout_drafted` alert (the desktop's notice) and writes the
+    /// audit log. A policy whose plan is gone is skipped with an error in the log, never guessed.
     pub async fn apply_policies(
         &self,
         releases: &[FeedRelease],
@@ -44,33 +43,28 @@ impl Console {
         today: NaiveDate,
     ) -> Result<Vec<PolicyOutcome>, ConsoleError> {
         let now = self.clock.now();
-        let handled: BTreeSet<(String, String, Option<String>)> = self
-            .store
-            .drafts()
-            .await?
-            .into_iter()
+        let key = |platform: Platform, version: &str, extra: Option<&str>| {
+            (platform, version.to_owned(), extra.map(str::to_owned))
+        };
+        let drafted = self.store.drafts().await?;
+        let rolling = self.store.rollouts().await?;
+        // A release drafted before, or one an admin already rolls out by hand, is left alone.
+        let handled: BTreeSet<(Platform, String, Option<String>)> = drafted
+            .iter()
             .map(|d| {
-                (
-                    d.platform.as_str().to_owned(),
-                    d.product_version,
-                    d.product_version_extra,
+                key(
+                    d.platform,
+                    &d.product_version,
+                    d.product_version_extra.as_deref(),
                 )
             })
-            // A release an admin already rolls out by hand is not drafted again.
-            .chain(
-                self.store
-                    .rollouts()
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.state.is_open())
-                    .map(|r| {
-                        (
-                            r.release.platform.as_str().to_owned(),
-                            r.release.product_version,
-                            r.release.product_version_extra,
-                        )
-                    }),
-            )
+            .chain(rolling.iter().filter(|r| r.state.is_open()).map(|r| {
+                key(
+                    r.release.platform,
+                    &r.release.product_version,
+                    r.release.product_version_extra.as_deref(),
+                )
+            }))
             .collect();
         let mut outcomes = Vec::new();
         for policy in self.store.policies().await? {
@@ -84,10 +78,10 @@ impl Console {
                 &plan,
                 today,
                 |r| {
-                    handled.contains(&(
-                        r.platform.as_str().to_owned(),
-                        r.product_version.clone(),
-                        r.product_version_extra.clone(),
+                    handled.contains(&key(
+                        r.platform,
+                        &r.product_version,
+                        r.product_version_extra.as_deref(),
                     ))
                 },
                 |r| !exploited_cves(sofa, r).is_empty(),

@@ -455,16 +455,16 @@ impl Session {
         let holds = self.store().holds().await?;
         let pins = self.store().pins().await?;
         let plans = self.store().ring_plans().await?;
-        let catalog = self.cache.catalog();
         let now = self.now();
         Ok(drafts
             .iter()
             .map(|draft| {
-                let release = catalog.iter().find(|r| {
-                    r.release.platform == draft.platform
-                        && r.release.product_version == draft.product_version
-                        && r.release.product_version_extra == draft.product_version_extra
-                });
+                let release = self.cache.release_of(
+                    draft.platform,
+                    &draft.product_version,
+                    draft.product_version_extra.as_deref(),
+                );
+                let release = release.as_ref();
                 let plan = plans
                     .iter()
                     .find(|(name, _)| *name == draft.plan)
@@ -556,14 +556,12 @@ impl Session {
         };
         let release: Release = self
             .cache
-            .catalog()
-            .iter()
-            .find(|r| {
-                r.release.platform == draft.platform
-                    && r.release.product_version == draft.product_version
-                    && r.release.product_version_extra == draft.product_version_extra
-            })
-            .map(|r| r.release.clone())
+            .release_of(
+                draft.platform,
+                &draft.product_version,
+                draft.product_version_extra.as_deref(),
+            )
+            .map(|r| r.release)
             .ok_or_else(|| {
                 AppError::NotFound(format!(
                     "{} {} is no longer in the lookup service's feed",
