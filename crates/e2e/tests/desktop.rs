@@ -43,6 +43,9 @@ async fn scenario(client: &Client) -> TestResult {
     // The wizard, step by step, from the banner.
     release.find(Locator::Css("a")).await?.click().await?;
     wait_for(client, "input[name=release]:checked", 30).await?;
+    // What each release fixes, from SOFA.
+    let cves = text_of(client, "[data-testid=release-cves]").await?;
+    assert!(cves.contains("CVEs"), "{cves}");
     // The lab's clock stands still while the wizard is open.
     wait_for(client, "[data-testid=clock-held]", 10).await?;
     shot(client, "wizard-1-release").await?;
