@@ -41,6 +41,9 @@ async fn scenario(client: &Client) -> TestResult {
 
     // A ring plan from the template, its IT ring widened to a fifth of the fleet.
     open(client, "#/policies").await?;
+    // The screen has loaded (the policy forms need its data) before anything is clicked: a
+    // click on a button the loading screen is still moving can land beside it.
+    wait_for(client, "[data-testid=policy-macOS]", 30).await?;
     click(client, "[data-testid=new-ring-plan]").await?;
     let share = wait_for(
         client,
@@ -113,6 +116,7 @@ async fn scenario(client: &Client) -> TestResult {
 
     // A group pinned one major behind, for rollouts started from now on.
     open(client, "#/policies").await?;
+    wait_for(client, "[data-testid=policy-macOS]", 30).await?;
     let form = wait_for(client, "[data-testid=pin-form]", 30).await?;
     form.find(Locator::Css("input[placeholder='Audio studio']"))
         .await?
