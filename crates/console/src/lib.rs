@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use updraft_clock::SharedClock;
 use updraft_ddm::{
-    DeclarationPayload, DeviceStatus, OsVersion, SoftwareUpdateEnforcementSpecific, StatusReport,
+    DeclarationPayload, DeviceStatus, SoftwareUpdateEnforcementSpecific, StatusReport,
 };
 use updraft_engine::machine::{
     Enforcement, Event, Observation, Phase, Push, RolloutState, Rules, step,
@@ -267,21 +267,10 @@ impl Console {
             pins: &pins,
             majors,
         };
-        let version = OsVersion::parse(&release.product_version).ok();
         let now = self.clock.now();
         for device in self.store.devices().await? {
-            if device.facts.platform() != Some(release.platform) {
-                continue;
-            }
-            // Left out as the wizard leaves it out.
             let candidate = Candidate::of(&device.facts, device.name.as_deref());
-            if version
-                .as_ref()
-                .is_some_and(|v| restraints.exclusion(&candidate, v, now).is_some())
-            {
-                continue;
-            }
-            if let Some(ring) = plan.ring_of(&candidate) {
+            if let Some(ring) = plan.place(&candidate, release, &restraints, now) {
                 scopes[ring].push(device.facts.enrollment_id.clone());
             }
         }
@@ -711,11 +700,8 @@ impl Console {
                     pins: &pins,
                     majors: &placement.majors,
                 };
-                let restrained = OsVersion::parse(&rollout.release.product_version)
-                    .is_ok_and(|v| restraints.exclusion(&candidate, &v, now).is_some());
-                if device.facts.platform() == Some(rollout.release.platform)
-                    && !restrained
-                    && plan.ring_of(&candidate) == Some(placement.index as usize)
+                if plan.place(&candidate, &rollout.release, &restraints, now)
+                    == Some(placement.index as usize)
                 {
                     joins.push((rollout.id, device.facts.enrollment_id.clone()));
                 }

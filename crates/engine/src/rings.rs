@@ -10,7 +10,7 @@ use updraft_ddm::OsVersion;
 use updraft_feed::Platform;
 
 pub use crate::kinds::Weekends;
-use crate::plan::{DeviceFacts, Exclusion};
+use crate::plan::{DeviceFacts, Exclusion, Release};
 
 /// What a ring needs to know of a device to place it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +245,27 @@ impl RingPlan {
             }
         }
         None
+    }
+
+    /// The ring a device joins in a rollout of `release`: none for a device of another
+    /// platform, one held or pinned below the release, or one no ring takes. The one rule for
+    /// a rollout's start, a draft's counts and a device that enrolls later.
+    pub fn place(
+        &self,
+        device: &Candidate,
+        release: &Release,
+        restraints: &Restraints,
+        now: DateTime<Utc>,
+    ) -> Option<usize> {
+        if device.platform != Some(release.platform) {
+            return None;
+        }
+        let restrained = OsVersion::parse(&release.product_version)
+            .is_ok_and(|version| restraints.exclusion(device, &version, now).is_some());
+        if restrained {
+            return None;
+        }
+        self.ring_of(device)
     }
 
     /// A ring's deadline on each device's own clock: `base` plus the ring's offset, moved off a

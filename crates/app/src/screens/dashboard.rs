@@ -129,7 +129,9 @@ impl Session {
                 .filter(|r| r.state != RolloutStatus::Cancelled)
                 .collect(),
             alerts: self.alerts(5).await?,
-            drafts: self.drafts().await?,
+            drafts: self
+                .draft_views(&self.waiting_drafts().await?, &devices)
+                .await?,
         })
     }
 

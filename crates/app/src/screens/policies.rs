@@ -4,7 +4,6 @@
 use chrono::{NaiveDate, NaiveTime};
 use std::collections::BTreeSet;
 
-use updraft_ddm::OsVersion;
 use updraft_engine::policy::ReleasePolicy;
 use updraft_engine::rings::{
     AfterHours, Candidate, DeviceFilter, Gate, Hold, Membership, Pattern, Pin, Restraints, Ring,
@@ -47,6 +46,32 @@ fn platform_of(text: &str, what: &str) -> Result<Platform, AppError> {
             "{what}: {text:?} is not a platform; choose macOS or iOS"
         ))
     })
+}
+
+/// A filter as the editor and the pin form send it (platform, then model, OS, name and serial
+/// patterns), checked: `what` names where, `noun` what needs a field.
+fn filter_of(
+    what: &str,
+    noun: &str,
+    platform: &Option<String>,
+    [model, os, name, serial]: [&Option<String>; 4],
+) -> Result<DeviceFilter, AppError> {
+    let filter = DeviceFilter {
+        platform: match platform.as_deref().filter(|p| !p.is_empty()) {
+            Some(text) => Some(platform_of(text, what)?),
+            None => None,
+        },
+        model: pattern(model),
+        os: pattern(os),
+        name: pattern(name),
+        serial: pattern(serial),
+    };
+    if filter == DeviceFilter::default() {
+        return Err(invalid(format!(
+            "{what}: {noun} needs at least one field (model, OS, name, serial or platform)"
+        )));
+    }
+    Ok(filter)
 }
 
 /// The plan the editor sent, checked: every rule broken is named with its ring.
@@ -98,24 +123,17 @@ pub fn plan_of(view: &RingPlanView) -> Result<RingPlan, AppError> {
                 }
                 Membership::Share(percent)
             }
-            MembershipKind::Filter => {
-                let filter = DeviceFilter {
-                    platform: match ring.filter_platform.as_deref().filter(|p| !p.is_empty()) {
-                        Some(text) => Some(platform_of(text, &what)?),
-                        None => None,
-                    },
-                    model: pattern(&ring.filter_model),
-                    os: pattern(&ring.filter_os),
-                    name: pattern(&ring.filter_name),
-                    serial: pattern(&ring.filter_serial),
-                };
-                if filter == DeviceFilter::default() {
-                    return Err(invalid(format!(
-                        "{what}: a filter needs at least one field (model, OS, name, serial or platform)"
-                    )));
-                }
-                Membership::Filter(filter)
-            }
+            MembershipKind::Filter => Membership::Filter(filter_of(
+                &what,
+                "a filter",
+                &ring.filter_platform,
+                [
+                    &ring.filter_model,
+                    &ring.filter_os,
+                    &ring.filter_name,
+                    &ring.filter_serial,
+                ],
+            )?),
             MembershipKind::Devices => {
                 let ids: BTreeSet<String> = ring
                     .devices
@@ -271,20 +289,10 @@ fn ring_counts(
     restraints: &Restraints,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<usize> {
-    let version = OsVersion::parse(&release.product_version).ok();
     let mut counts = vec![0; plan.rings.len()];
     for device in devices {
-        if device.facts.platform() != Some(release.platform) {
-            continue;
-        }
         let candidate = Candidate::of(&device.facts, device.name.as_deref());
-        if version
-            .as_ref()
-            .is_some_and(|v| restraints.exclusion(&candidate, v, now).is_some())
-        {
-            continue;
-        }
-        if let Some(ring) = plan.ring_of(&candidate) {
+        if let Some(ring) = plan.place(&candidate, release, restraints, now) {
             counts[ring] += 1;
         }
     }
@@ -441,17 +449,32 @@ impl Session {
 
     /// The drafts waiting for an admin, newest first, each with its rings as they stand today.
     pub async fn drafts(&self) -> Result<Vec<DraftView>, AppError> {
-        let drafts: Vec<Draft> = self
+        let drafts = self.waiting_drafts().await?;
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let devices = self.store().devices().await?;
+        self.draft_views(&drafts, &devices).await
+    }
+
+    /// The drafts still waiting for an admin.
+    pub(crate) async fn waiting_drafts(&self) -> Result<Vec<Draft>, AppError> {
+        Ok(self
             .store()
             .drafts()
             .await?
             .into_iter()
             .filter(|d| d.state == DraftState::Drafted)
-            .collect();
-        if drafts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let devices = self.store().devices().await?;
+            .collect())
+    }
+
+    /// The waiting drafts' views, their rings counted over `devices` (the dashboard passes the
+    /// devices it already read: a fleet is read once a refresh).
+    pub(crate) async fn draft_views(
+        &self,
+        drafts: &[Draft],
+        devices: &[DeviceRow],
+    ) -> Result<Vec<DraftView>, AppError> {
         let holds = self.store().holds().await?;
         let pins = self.store().pins().await?;
         let plans = self.store().ring_plans().await?;
@@ -482,7 +505,7 @@ impl Session {
                     .as_ref()
                     .zip(release)
                     .map_or_else(Vec::new, |(plan, r)| {
-                        let counts = ring_counts(plan, &r.release, &devices, &restraints, now);
+                        let counts = ring_counts(plan, &r.release, devices, &restraints, now);
                         plan.rings
                             .iter()
                             .enumerate()
@@ -610,21 +633,17 @@ impl Session {
                 view.majors_behind
             )));
         }
-        let filter = DeviceFilter {
-            platform: match view.filter_platform.as_deref().filter(|p| !p.is_empty()) {
-                Some(text) => Some(platform_of(text, name)?),
-                None => None,
-            },
-            model: pattern(&view.filter_model),
-            os: pattern(&view.filter_os),
-            name: pattern(&view.filter_name),
-            serial: pattern(&view.filter_serial),
-        };
-        if filter == DeviceFilter::default() {
-            return Err(invalid(format!(
-                "{name}: a pinned group needs at least one field (model, OS, name, serial or platform)"
-            )));
-        }
+        let filter = filter_of(
+            name,
+            "a pinned group",
+            &view.filter_platform,
+            [
+                &view.filter_model,
+                &view.filter_os,
+                &view.filter_name,
+                &view.filter_serial,
+            ],
+        )?;
         let pin = Pin {
             group: name.to_owned(),
             filter,
