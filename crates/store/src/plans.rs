@@ -87,28 +87,53 @@ fn percent_of(value: Option<i64>) -> Option<u32> {
 }
 
 /// A ring's membership as its row says: the kind and the columns that kind uses.
+/// The five `filter_*` columns' values: platform, then the model, OS, name and serial patterns
+/// as typed. Rings and pinned groups store a filter alike.
+fn filter_columns(filter: Option<&DeviceFilter>) -> [Option<String>; 5] {
+    let pattern = |get: fn(&DeviceFilter) -> &Option<Pattern>| {
+        filter.and_then(|f| get(f).as_ref().map(|p| p.as_str().to_owned()))
+    };
+    [
+        filter
+            .and_then(|f| f.platform)
+            .map(|p| p.as_str().to_owned()),
+        pattern(|f| &f.model),
+        pattern(|f| &f.os),
+        pattern(|f| &f.name),
+        pattern(|f| &f.serial),
+    ]
+}
+
+/// The filter a row's `filter_*` columns hold.
+fn filter_of_row(
+    row: &SqliteRow,
+    what: impl FnOnce() -> String,
+) -> Result<DeviceFilter, StoreError> {
+    let pattern = |column: &str| {
+        row.get::<Option<String>, _>(column)
+            .map(|p| Pattern::new(&p))
+    };
+    Ok(DeviceFilter {
+        platform: match row.get::<Option<String>, _>("filter_platform") {
+            Some(text) => Some(platform_of(&text, what)?),
+            None => None,
+        },
+        model: pattern("filter_model"),
+        os: pattern("filter_os"),
+        name: pattern("filter_name"),
+        serial: pattern("filter_serial"),
+    })
+}
+
 fn membership_of(
     row: &SqliteRow,
     devices: BTreeSet<String>,
     what: impl Fn() -> String,
 ) -> Result<Membership, StoreError> {
-    let pattern = |column: &str| {
-        row.get::<Option<String>, _>(column)
-            .map(|p| Pattern::new(&p))
-    };
     let kind: String = row.get("membership");
     Ok(match kind.as_str() {
         "devices" => Membership::Devices(devices),
-        "filter" => Membership::Filter(DeviceFilter {
-            platform: match row.get::<Option<String>, _>("filter_platform") {
-                Some(text) => Some(platform_of(&text, &what)?),
-                None => None,
-            },
-            model: pattern("filter_model"),
-            os: pattern("filter_os"),
-            name: pattern("filter_name"),
-            serial: pattern("filter_serial"),
-        }),
+        "filter" => Membership::Filter(filter_of_row(row, &what)?),
         "share" => {
             let percent: Option<i64> = row.get("share_percent");
             Membership::Share(
@@ -135,9 +160,7 @@ async fn insert_ring(
         Membership::Share(percent) => ("share", Some(i64::from(*percent)), None, None),
         Membership::Rest => ("rest", None, None, None),
     };
-    let pattern = |get: fn(&DeviceFilter) -> &Option<Pattern>| {
-        filter.and_then(|f| get(f).as_ref().map(|p| p.as_str().to_owned()))
-    };
+    let [platform, model, os, name, serial] = filter_columns(filter);
     sqlx::query(
         "INSERT INTO ring_plan_rings (plan, position, name, membership, share_percent,
             filter_platform, filter_model, filter_os, filter_name, filter_serial, offset_days,
@@ -148,11 +171,11 @@ async fn insert_ring(
     .bind(&ring.name)
     .bind(kind)
     .bind(share)
-    .bind(filter.and_then(|f| f.platform).map(|p| p.as_str()))
-    .bind(pattern(|f| &f.model))
-    .bind(pattern(|f| &f.os))
-    .bind(pattern(|f| &f.name))
-    .bind(pattern(|f| &f.serial))
+    .bind(platform)
+    .bind(model)
+    .bind(os)
+    .bind(name)
+    .bind(serial)
     .bind(i64::from(ring.offset_days))
     .bind(ring.time_of_day.format(TIME).to_string())
     .execute(&mut **tx)
@@ -433,7 +456,7 @@ impl Store {
 
     /// Saves a pinned group, replacing the one of its name.
     pub async fn put_pin(&self, pin: &Pin) -> Result<(), StoreError> {
-        let pattern = |p: &Option<Pattern>| p.as_ref().map(|p| p.as_str().to_owned());
+        let [platform, model, os, name, serial] = filter_columns(Some(&pin.filter));
         sqlx::query(
             "INSERT INTO pins (name, filter_platform, filter_model, filter_os, filter_name,
                 filter_serial, majors_behind) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -443,11 +466,11 @@ impl Store {
                 majors_behind = excluded.majors_behind",
         )
         .bind(&pin.group)
-        .bind(pin.filter.platform.map(|p| p.as_str()))
-        .bind(pattern(&pin.filter.model))
-        .bind(pattern(&pin.filter.os))
-        .bind(pattern(&pin.filter.name))
-        .bind(pattern(&pin.filter.serial))
+        .bind(platform)
+        .bind(model)
+        .bind(os)
+        .bind(name)
+        .bind(serial)
         .bind(i64::from(pin.majors_behind))
         .execute(&self.pool)
         .await
@@ -477,21 +500,8 @@ impl Store {
             .map(|row| {
                 let group: String = row.get("name");
                 let what = || format!("pinned group {group:?}");
-                let pattern = |column: &str| {
-                    row.get::<Option<String>, _>(column)
-                        .map(|p| Pattern::new(&p))
-                };
                 Ok(Pin {
-                    filter: DeviceFilter {
-                        platform: match row.get::<Option<String>, _>("filter_platform") {
-                            Some(text) => Some(platform_of(&text, what)?),
-                            None => None,
-                        },
-                        model: pattern("filter_model"),
-                        os: pattern("filter_os"),
-                        name: pattern("filter_name"),
-                        serial: pattern("filter_serial"),
-                    },
+                    filter: filter_of_row(row, what)?,
                     majors_behind: u32::try_from(row.get::<i64, _>("majors_behind"))
                         .map_err(|e| corrupt(what(), "majors_behind", e))?,
                     group,
