@@ -24,9 +24,10 @@ pub(crate) struct Cache {
 
 impl Cache {
     pub(crate) fn new(feed: &LookupResponse, sofa: Vec<SofaFeed>) -> Self {
+        let grouped = updraft_feed::releases::releases(feed);
         Self {
-            catalog: RwLock::new(Arc::new(crate::catalog::releases(feed, &sofa))),
-            feed_releases: RwLock::new(Arc::new(updraft_feed::releases::releases(feed))),
+            catalog: RwLock::new(Arc::new(crate::catalog::releases(&grouped, &sofa))),
+            feed_releases: RwLock::new(Arc::new(grouped)),
             sofa: RwLock::new(Arc::new(sofa)),
             table: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
@@ -75,12 +76,13 @@ impl Cache {
         }
     }
 
-    pub(crate) fn replace_catalog(&self, feed: &LookupResponse, releases: Vec<CatalogRelease>) {
+    /// Takes a newer feed: its releases as grouped, and as the catalog offers them.
+    pub(crate) fn replace_catalog(&self, grouped: Vec<FeedRelease>, releases: Vec<CatalogRelease>) {
         if let Ok(mut catalog) = self.catalog.write() {
             *catalog = Arc::new(releases);
         }
-        if let Ok(mut releases) = self.feed_releases.write() {
-            *releases = Arc::new(updraft_feed::releases::releases(feed));
+        if let Ok(mut slot) = self.feed_releases.write() {
+            *slot = Arc::new(grouped);
         }
     }
 

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use updraft_engine::Release;
 use updraft_feed::sofa::{SofaFeed, Vulnerabilities, vulnerabilities_of};
-use updraft_feed::{LookupResponse, Window};
+use updraft_feed::{FeedRelease, Window};
 
 /// A release the feed offers.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +34,10 @@ impl CatalogRelease {
     }
 }
 
-/// Every release of the feed, newest first within each platform, with what `sofa` says of it.
-pub fn releases(feed: &LookupResponse, sofa: &[SofaFeed]) -> Vec<CatalogRelease> {
-    updraft_feed::releases::releases(feed)
-        .iter()
+/// Every release of the feed (`updraft_feed::releases::releases`, newest first within each
+/// platform), with what `sofa` says of it.
+pub fn releases(feed: &[FeedRelease], sofa: &[SofaFeed]) -> Vec<CatalogRelease> {
+    feed.iter()
         .map(|release| CatalogRelease {
             vulnerabilities: vulnerabilities_of(sofa, release),
             key: format!(
@@ -57,7 +57,7 @@ pub fn releases(feed: &LookupResponse, sofa: &[SofaFeed]) -> Vec<CatalogRelease>
 mod tests {
     use super::*;
     use updraft_ddm::OsVersion;
-    use updraft_feed::Platform;
+    use updraft_feed::{LookupResponse, Platform};
 
     fn version_of(release: &CatalogRelease) -> Option<OsVersion> {
         OsVersion::parse(&release.release.product_version).ok()
@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn one_release_per_version_with_every_sets_devices() {
-        let releases = releases(&bundled(), &[]);
+        let releases = releases(&updraft_feed::releases::releases(&bundled()), &[]);
         let keys: std::collections::BTreeSet<&str> =
             releases.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys.len(), releases.len(), "keys are unique");
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn bsi_entries_keep_their_letter_and_prerequisite_build() {
-        let releases = releases(&bundled(), &[]);
+        let releases = releases(&updraft_feed::releases::releases(&bundled()), &[]);
         let bsi: Vec<&CatalogRelease> = releases.iter().filter(|r| r.is_bsi()).collect();
         assert!(!bsi.is_empty(), "the bundled capture lists BSIs");
         for release in bsi {

@@ -20,7 +20,8 @@ impl Session {
         &self,
         feed: &LookupResponse,
     ) -> Result<Vec<notices::Notice>, AppError> {
-        let releases = catalog::releases(feed, &self.cache.sofa());
+        let grouped = updraft_feed::releases::releases(feed);
+        let releases = catalog::releases(&grouped, &self.cache.sofa());
         if releases.is_empty() {
             // An empty answer never replaces the releases the console knows.
             return Ok(Vec::new());
@@ -50,7 +51,7 @@ impl Session {
                 )
                 .await?;
         }
-        self.cache.replace_catalog(feed, releases);
+        self.cache.replace_catalog(grouped, releases);
         self.apply_policies().await?;
         let raised = self.store().alerts_after(after, 1000).await?;
         Ok(notices::group(&raised, |_| None))
