@@ -25,6 +25,22 @@ fn policy(platform: &str, plan: &str, action: PolicyAction) -> PolicyView {
     }
 }
 
+/// The template ring plan saved as "Standard", and a policy of `platform` drafting in it: the
+/// drafts waiting after it.
+async fn drafted_with_the_template(
+    session: &Session,
+    platform: &str,
+) -> Vec<updraft_app::view::DraftView> {
+    session
+        .save_ring_plan(&session.ring_plan_template())
+        .await
+        .unwrap();
+    session
+        .save_policy(&policy(platform, "Standard", PolicyAction::Draft))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_drafts_the_newest_release_and_the_admin_starts_it_in_rings() {
     let (session, _dir) = session().await;
@@ -107,14 +123,7 @@ async fn a_policy_drafts_the_newest_release_and_the_admin_starts_it_in_rings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dismissed_draft_stays_dismissed_and_a_plan_in_use_stays_saved() {
     let (session, _dir) = session().await;
-    session
-        .save_ring_plan(&session.ring_plan_template())
-        .await
-        .unwrap();
-    let drafts = session
-        .save_policy(&policy("iOS", "Standard", PolicyAction::Draft))
-        .await
-        .unwrap();
+    let drafts = drafted_with_the_template(&session, "iOS").await;
     assert_eq!(drafts.len(), 1);
     session.dismiss_draft(drafts[0].id).await.unwrap();
     let after = session
@@ -189,14 +198,7 @@ async fn the_editor_names_the_ring_whose_rule_is_broken() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compliance_report_follows_each_ring_day_by_day_and_names_every_laggard() {
     let (session, dir) = session().await;
-    session
-        .save_ring_plan(&session.ring_plan_template())
-        .await
-        .unwrap();
-    let drafts = session
-        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
-        .await
-        .unwrap();
+    let drafts = drafted_with_the_template(&session, "macOS").await;
     let before = session.compliance(None, "macOS").await.unwrap();
     assert!(before.label.starts_with("macOS 26.4.1"), "{}", before.label);
     assert_eq!(before.series[0].ring, "All");
@@ -381,14 +383,7 @@ async fn a_pinned_group_stays_one_major_behind_in_the_wizard_and_in_rings() {
     }
 
     // The same group in a policy's rings: its Macs join none.
-    session
-        .save_ring_plan(&session.ring_plan_template())
-        .await
-        .unwrap();
-    let drafts = session
-        .save_policy(&policy("macOS", "Standard", PolicyAction::Draft))
-        .await
-        .unwrap();
+    let drafts = drafted_with_the_template(&session, "macOS").await;
     let in_rings: usize = drafts[0].rings.iter().map(|r| r.devices).sum();
     let macs = preview.devices.len();
     assert_eq!(in_rings, macs - pinned.len(), "{drafts:?}");
