@@ -37,6 +37,7 @@ pub fn typescript() -> String {
         view::DeviceQuery,
         view::DevicePage,
         view::DeviceFacets,
+        view::Tone,
         view::TimelineEntry,
         view::DeviceEnforcement,
         view::DeviceDetail,

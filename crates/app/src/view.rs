@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use updraft_engine::InstallState;
 pub use updraft_engine::{AlertKind, EventKind};
 
 /// Devices on one OS version.
@@ -268,6 +269,49 @@ pub struct DeviceFacets {
     pub rollouts: Vec<i64>,
 }
 
+/// How a timeline entry reads at a glance: something went wrong, the device got there, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Tone {
+    /// A failure, a rejected declaration, a missed deadline, silence.
+    Trouble,
+    /// The new OS, or the declaration removed after it.
+    Done,
+    /// Anything else.
+    Info,
+}
+
+impl Tone {
+    /// The tone of an event. An install state is trouble only when it is `failed`, which the
+    /// event's detail names in Apple's words.
+    pub fn of(kind: EventKind, detail: &str) -> Self {
+        match kind {
+            EventKind::InstallFailed
+            | EventKind::DeclarationInvalid
+            | EventKind::PastDeadline
+            | EventKind::Stale
+            | EventKind::Stuck
+            | EventKind::PushFailed => Self::Trouble,
+            EventKind::InstallState if InstallState::parse(detail) == InstallState::Failed => {
+                Self::Trouble
+            }
+            EventKind::OsUpdated | EventKind::DeclarationRemoved => Self::Done,
+            // Listed rather than a wildcard, so a new kind has to say how it reads.
+            EventKind::Enrolled
+            | EventKind::Planned
+            | EventKind::Excluded
+            | EventKind::DeclarationAssigned
+            | EventKind::DeclarationUnassigned
+            | EventKind::PushSent
+            | EventKind::RolloutCancelled
+            | EventKind::Retry
+            | EventKind::BootstrapTokenRequested
+            | EventKind::DeclarationActive
+            | EventKind::InstallState => Self::Info,
+        }
+    }
+}
+
 /// A timeline entry, with the time since the one before.
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
@@ -278,6 +322,8 @@ pub struct TimelineEntry {
     pub kind: EventKind,
     /// Detail.
     pub detail: String,
+    /// How the entry's marker reads.
+    pub tone: Tone,
     /// Rollout.
     pub rollout: Option<i64>,
     /// "2 h 15 min" since the previous entry.
@@ -624,4 +670,29 @@ pub struct PinView {
     pub filter_serial: Option<String>,
     /// Majors behind the newest the feed lists (1: N-1).
     pub majors_behind: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_trouble_and_the_update_as_done() {
+        let cases = [
+            (
+                EventKind::InstallFailed,
+                "SoftwareUpdateFailureReasonDiskSpace",
+                Tone::Trouble,
+            ),
+            (EventKind::InstallState, "failed", Tone::Trouble),
+            (EventKind::InstallState, "downloading", Tone::Info),
+            (EventKind::Stale, "", Tone::Trouble),
+            (EventKind::OsUpdated, "26.4.1 (25E253)", Tone::Done),
+            (EventKind::DeclarationRemoved, "", Tone::Done),
+            (EventKind::PushSent, "", Tone::Info),
+        ];
+        for (kind, detail, tone) in cases {
+            assert_eq!(Tone::of(kind, detail), tone, "{kind:?} {detail:?}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! the screens show before, during and after a rollout started through the wizard's rules.
 
 use chrono::{Datelike, Duration, Weekday};
-use updraft_app::view::{DeviceQuery, RolloutStatus};
+use updraft_app::view::{DeviceQuery, EventKind, RolloutStatus, Tone};
 use updraft_app::wizard::{GatePlan, RolloutPlan, Selection, WavePlan};
 use updraft_app::{AppError, Session};
 
@@ -130,6 +130,12 @@ async fn a_rollout_from_the_wizard_runs_to_the_end_and_every_screen_tells_it() {
             .skip(1)
             .all(|e| e.since_previous.is_some())
     );
+    let updated = device
+        .timeline
+        .iter()
+        .find(|e| e.kind == EventKind::OsUpdated)
+        .expect("an os_updated entry");
+    assert_eq!(updated.tone, Tone::Done, "the new OS reads as done");
     let span = device
         .timeline_span
         .as_deref()

@@ -29,11 +29,12 @@ vi.mock("@tauri-apps/api/event", () => ({ listen: vi.fn(async () => () => {}) })
 describe("hostile strings render as text", () => {
   it("in a device's timeline", () => {
     const { container } = render(Timeline, {
-      entries: [{ at: "2026-04-12T09:00:00Z", kind: "install_failed", detail: hostile, rollout: 1, sincePrevious: null }],
+      entries: [{ at: "2026-04-12T09:00:00Z", kind: "install_failed", detail: hostile, tone: "trouble", rollout: 1, sincePrevious: null }],
       total: null,
     });
     expect(container.querySelector("img, script")).toBeNull();
     expect(container.textContent).toContain(hostile);
+    expect(container.querySelector("li.trouble"), "the backend's tone marks the entry").not.toBeNull();
   });
 
   it("in the alerts list, as a device name and a detail", () => {

@@ -200,6 +200,7 @@ export type DeviceFacets = {
   /** Rollouts. */
   rollouts: Array<number>,
 };
+export type Tone = "trouble" | "done" | "info";
 export type TimelineEntry = {
   /** When. */
   at: string,
@@ -207,6 +208,8 @@ export type TimelineEntry = {
   kind: EventKind,
   /** Detail. */
   detail: string,
+  /** How the entry's marker reads. */
+  tone: Tone,
   /** Rollout. */
   rollout: number | null,
   /** "2 h 15 min" since the previous entry. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alertLabel, label, tone } from "./timeline";
+import { alertLabel, label } from "./timeline";
 
 describe("timeline", () => {
   it("names event and alert kinds for people", () => {
@@ -8,11 +8,5 @@ describe("timeline", () => {
     expect(label("rollout_cancelled")).toBe("Rollout cancelled");
     expect(alertLabel("device_stale")).toBe("no status report");
     expect(alertLabel("new_release")).toBe("new release");
-  });
-  it("marks failures as trouble and the update as done", () => {
-    expect(tone({ kind: "install_failed", detail: "SoftwareUpdateFailureReasonDiskSpace" })).toBe("trouble");
-    expect(tone({ kind: "install_state", detail: "failed" })).toBe("trouble");
-    expect(tone({ kind: "install_state", detail: "downloading" })).toBe("info");
-    expect(tone({ kind: "os_updated", detail: "26.4.1 (25E253)" })).toBe("done");
   });
 });

@@ -1,6 +1,6 @@
 // How a device's timeline and the alert list read: a label per kind (the tables name every kind
-// the Rust enums have, or the type check fails), and which events are trouble.
-import type { AlertKind, EventKind, TimelineEntry } from "./api";
+// the Rust enums have, or the type check fails). Which entries are trouble comes with each entry.
+import type { AlertKind, EventKind } from "./api";
 
 const EVENT_LABELS: Record<EventKind, string> = {
   enrolled: "Enrolled",
@@ -38,27 +38,8 @@ const ALERT_LABELS: Record<AlertKind, string> = {
   rollout_drafted: "rollout drafted by policy",
 };
 
-const TROUBLE: ReadonlySet<EventKind> = new Set<EventKind>([
-  "install_failed",
-  "declaration_invalid",
-  "past_deadline",
-  "stale",
-  "stuck",
-  "push_failed",
-]);
-
-const DONE: ReadonlySet<EventKind> = new Set<EventKind>(["os_updated", "declaration_removed"]);
-
 /** A person's name for a timeline entry's kind. */
 export const label = (kind: EventKind): string => EVENT_LABELS[kind];
 
 /** A person's name for an alert's kind. */
 export const alertLabel = (kind: AlertKind): string => ALERT_LABELS[kind];
-
-/** `trouble`, `done` or `info`, for the marker's colour. */
-export function tone(entry: Pick<TimelineEntry, "kind" | "detail">): "trouble" | "done" | "info" {
-  if (TROUBLE.has(entry.kind)) return "trouble";
-  if (entry.kind === "install_state" && entry.detail === "failed") return "trouble";
-  if (DONE.has(entry.kind)) return "done";
-  return "info";
-}

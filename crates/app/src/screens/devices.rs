@@ -150,6 +150,7 @@ impl Session {
                 TimelineEntry {
                     at: event.at,
                     kind: event.kind,
+                    tone: Tone::of(event.kind, &event.detail),
                     detail: event.detail,
                     rollout: event.rollout_id,
                     since_previous,
