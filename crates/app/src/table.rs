@@ -2,7 +2,7 @@
 //! waits on the database: the UI asks for a window of rows at a time.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use updraft_ddm::OsVersion;
 
@@ -11,16 +11,19 @@ use crate::view::{DeviceFacets, DevicePage, DeviceQuery, DeviceRowView};
 /// Most rows one query returns.
 pub const MAX_WINDOW: usize = 1000;
 
-/// The rows, with what sorting and searching need computed once.
+/// The rows, kept compact: a table of 100,000 devices stays in memory for as long as the app
+/// runs, and the UI only ever sees a window of it. Values few devices differ in (model,
+/// platform, OS, build, state) are stored once and referred to by number; a row owns only its
+/// id, name, serial number and last report.
 #[derive(Debug, Default)]
 pub struct DeviceTable {
     /// In the default order (name, then id): the default order needs no sort, and every other
     /// order breaks ties by position.
-    rows: Vec<DeviceRowView>,
-    /// Lower-cased name, serial and id, for search.
-    haystacks: Vec<String>,
-    /// Parsed OS versions, for sorting by version rather than by text.
-    versions: Vec<Option<OsVersion>>,
+    rows: Vec<Row>,
+    /// The repeated values the rows refer to.
+    values: Values,
+    /// Row positions in enrollment-id order, to find a row by id.
+    by_id: Vec<u32>,
     /// The last query's matching rows in order: scrolling asks for page after page of the same
     /// query, which then costs a page, not a sort of every row.
     last_order: std::sync::Mutex<Option<(String, std::sync::Arc<Vec<usize>>)>>,
@@ -29,26 +32,117 @@ pub struct DeviceTable {
     facets: DeviceFacets,
 }
 
-impl DeviceTable {
-    /// A table of these rows.
-    pub fn new(mut rows: Vec<DeviceRowView>) -> Self {
+#[derive(Debug)]
+struct Row {
+    id: Box<str>,
+    name: Box<str>,
+    serial: Box<str>,
+    last_report: Option<Box<str>>,
+    /// Lower-cased name, serial and id, for search.
+    haystack: Box<str>,
+    model: Value,
+    platform: Value,
+    os: Value,
+    build: Value,
+    state: Value,
+    rollout: Option<i64>,
+}
+
+/// A value in [`Values`].
+type Value = u32;
+
+/// Each distinct repeated value once, with its OS version parsed, for sorting by version rather
+/// than by text.
+#[derive(Debug, Default)]
+struct Values {
+    texts: Vec<Box<str>>,
+    versions: Vec<Option<OsVersion>>,
+    numbers: HashMap<Box<str>, Value>,
+}
+
+impl Values {
+    fn intern(&mut self, text: String) -> Value {
+        if let Some(&value) = self.numbers.get(text.as_str()) {
+            return value;
+        }
+        let value = Value::try_from(self.texts.len()).expect("fewer than 2^32 distinct values");
+        let text = text.into_boxed_str();
+        self.versions
+            .push(OsVersion::parse(base_version(&text)).ok());
+        self.texts.push(text.clone());
+        self.numbers.insert(text, value);
+        value
+    }
+
+    fn text(&self, value: Value) -> &str {
+        &self.texts[value as usize]
+    }
+
+    fn version(&self, value: Value) -> Option<&OsVersion> {
+        self.versions[value as usize].as_ref()
+    }
+}
+
+/// Rows added one at a time, as the store reads them.
+#[derive(Debug, Default)]
+pub struct DeviceTableBuilder {
+    rows: Vec<Row>,
+    values: Values,
+}
+
+impl DeviceTableBuilder {
+    /// Adds a row.
+    pub fn push(&mut self, row: DeviceRowView) {
+        let values = &mut self.values;
+        self.rows.push(Row {
+            haystack: format!("{}\n{}\n{}", row.name, row.serial, row.id)
+                .to_lowercase()
+                .into_boxed_str(),
+            id: row.id.into_boxed_str(),
+            name: row.name.into_boxed_str(),
+            serial: row.serial.into_boxed_str(),
+            last_report: row.last_report.map(String::into_boxed_str),
+            model: values.intern(row.model),
+            platform: values.intern(row.platform),
+            os: values.intern(row.os),
+            build: values.intern(row.build),
+            state: values.intern(row.state),
+            rollout: row.rollout,
+        });
+    }
+
+    /// The table.
+    pub fn build(self) -> DeviceTable {
+        let Self {
+            mut rows,
+            mut values,
+        } = self;
         rows.sort_unstable_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        let haystacks = rows
-            .iter()
-            .map(|r| format!("{}\n{}\n{}", r.name, r.serial, r.id).to_lowercase())
+        rows.shrink_to_fit();
+        values.numbers = HashMap::new();
+        let mut by_id: Vec<u32> = (0..rows.len())
+            .map(|i| u32::try_from(i).expect("fewer than 2^32 devices"))
             .collect();
-        let versions: Vec<Option<OsVersion>> = rows
-            .iter()
-            .map(|r| OsVersion::parse(base_version(&r.os)).ok())
-            .collect();
-        let facets = facets_of(&rows, &versions);
-        Self {
+        by_id.sort_unstable_by(|&a, &b| rows[a as usize].id.cmp(&rows[b as usize].id));
+        let facets = facets_of(&rows, &values);
+        DeviceTable {
             rows,
-            haystacks,
-            versions,
+            values,
+            by_id,
             last_order: std::sync::Mutex::new(None),
             facets,
         }
+    }
+}
+
+impl DeviceTable {
+    /// A table of these rows.
+    pub fn new(rows: impl IntoIterator<Item = DeviceRowView>) -> Self {
+        let mut builder = DeviceTableBuilder::default();
+        for row in rows {
+            builder.push(row);
+        }
+        builder.build()
     }
 
     /// Rows.
@@ -61,14 +155,29 @@ impl DeviceTable {
         self.rows.is_empty()
     }
 
-    /// A row by enrollment id.
-    pub fn row(&self, id: &str) -> Option<&DeviceRowView> {
-        self.rows.iter().find(|r| r.id == id)
+    /// A device's name, by enrollment id.
+    pub fn name_of(&self, id: &str) -> Option<&str> {
+        let position = self
+            .by_id
+            .binary_search_by(|&i| (*self.rows[i as usize].id).cmp(id))
+            .ok()?;
+        Some(&self.rows[self.by_id[position] as usize].name)
     }
 
-    /// Every row.
-    pub fn rows(&self) -> &[DeviceRowView] {
-        &self.rows
+    fn view(&self, row: &Row) -> DeviceRowView {
+        let text = |value| self.values.text(value).to_owned();
+        DeviceRowView {
+            id: row.id.to_string(),
+            name: row.name.to_string(),
+            serial: row.serial.to_string(),
+            model: text(row.model),
+            platform: text(row.platform),
+            os: text(row.os),
+            build: text(row.build),
+            state: text(row.state),
+            rollout: row.rollout,
+            last_report: row.last_report.as_deref().map(str::to_owned),
+        }
     }
 
     /// The rows a query matches, sorted, windowed.
@@ -105,7 +214,7 @@ impl DeviceTable {
             .iter()
             .skip(query.offset)
             .take(limit)
-            .map(|&i| self.rows[i].clone())
+            .map(|&i| self.view(&self.rows[i]))
             .collect();
         DevicePage {
             total: matching.len(),
@@ -117,13 +226,14 @@ impl DeviceTable {
     /// The rows a query matches, in its order.
     fn order(&self, query: &DeviceQuery) -> Vec<usize> {
         let needle = query.search.trim().to_lowercase();
+        let text = |value| self.values.text(value);
         let mut matching: Vec<usize> = (0..self.rows.len())
             .filter(|&i| {
                 let row = &self.rows[i];
-                (needle.is_empty() || self.haystacks[i].contains(&needle))
-                    && query.model.as_ref().is_none_or(|m| &row.model == m)
-                    && query.os.as_ref().is_none_or(|o| &row.os == o)
-                    && query.state.as_ref().is_none_or(|s| &row.state == s)
+                (needle.is_empty() || row.haystack.contains(&needle))
+                    && query.model.as_ref().is_none_or(|m| text(row.model) == m)
+                    && query.os.as_ref().is_none_or(|o| text(row.os) == o)
+                    && query.state.as_ref().is_none_or(|s| text(row.state) == s)
                     && query.rollout.is_none_or(|r| row.rollout == Some(r))
             })
             .collect();
@@ -141,11 +251,13 @@ impl DeviceTable {
             let (ra, rb) = (&self.rows[*a], &self.rows[*b]);
             let primary = match sort {
                 "serial" => ra.serial.cmp(&rb.serial),
-                "model" => ra.model.cmp(&rb.model),
-                "os" => self.versions[*a]
-                    .cmp(&self.versions[*b])
-                    .then_with(|| ra.os.cmp(&rb.os)),
-                "state" => ra.state.cmp(&rb.state),
+                "model" => text(ra.model).cmp(text(rb.model)),
+                "os" => self
+                    .values
+                    .version(ra.os)
+                    .cmp(&self.values.version(rb.os))
+                    .then_with(|| text(ra.os).cmp(text(rb.os))),
+                "state" => text(ra.state).cmp(text(rb.state)),
                 "lastReport" => ra.last_report.cmp(&rb.last_report),
                 _ => Ordering::Equal,
             };
@@ -165,21 +277,17 @@ impl DeviceTable {
     }
 }
 
-fn facets_of(rows: &[DeviceRowView], versions: &[Option<OsVersion>]) -> DeviceFacets {
+fn facets_of(rows: &[Row], values: &Values) -> DeviceFacets {
     let mut models = BTreeSet::new();
-    let mut os: Vec<(Option<&OsVersion>, &str)> = Vec::new();
-    let mut seen_os = BTreeSet::new();
+    let mut os = BTreeSet::new();
     let mut states = BTreeSet::new();
     let mut rollouts = BTreeSet::new();
-    for (row, version) in rows.iter().zip(versions) {
-        models.insert(row.model.as_str());
-        if seen_os.insert(row.os.as_str()) {
-            os.push((version.as_ref(), row.os.as_str()));
-        }
-        states.insert(row.state.as_str());
+    for row in rows {
+        models.insert(values.text(row.model));
+        os.insert((values.version(row.os), values.text(row.os)));
+        states.insert(values.text(row.state));
         rollouts.extend(row.rollout);
     }
-    os.sort();
     DeviceFacets {
         models: models
             .into_iter()
@@ -292,6 +400,22 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(ids(&by_serial), ["4"]);
+    }
+
+    #[test]
+    fn rows_come_back_whole_and_names_are_found_by_id() {
+        let t = table();
+        let page = t.query(&DeviceQuery {
+            search: "barbara".into(),
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(page.rows, [row("4", "Barbara", "Mac15,3", "26.10", "waiting")]);
+        assert_eq!(t.name_of("2"), Some("Grace"));
+        assert_eq!(t.name_of("5"), None);
+        let facets = t.facets();
+        assert_eq!(facets.os, ["15.7.4", "26.3", "26.3.1 (a)", "26.10"]);
+        assert_eq!(facets.models, ["Mac14,2", "Mac15,3"]);
     }
 
     #[test]

@@ -254,14 +254,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| dir.path().join("console.db"), PathBuf::from);
     let sample = if db.exists() {
         let store = Store::open(&db).await?;
-        let first = store
-            .device_summaries()
-            .await?
-            .into_iter()
-            .find(|d| d.model_family.as_deref() == Some("Mac"));
-        first
-            .map(|d| d.enrollment_id)
-            .ok_or("the cache holds no Mac")?
+        let macs = store
+            .device_summaries(Vec::new(), |macs, device| {
+                if device.model_family.as_deref() == Some("Mac") {
+                    macs.push(device.enrollment_id);
+                }
+            })
+            .await?;
+        let first = macs.into_iter().next();
+        first.ok_or("the cache holds no Mac")?
     } else {
         let (sample, seed_secs) = seed(&db, devices).await?;
         println!(

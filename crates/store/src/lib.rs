@@ -229,6 +229,8 @@ pub struct DeviceSummary {
     pub supplemental_build: Option<String>,
     /// Supplemental letter, or empty.
     pub extra: String,
+    /// Its newest rollout (the highest id it has a record in) and its phase there.
+    pub newest_rollout: Option<(i64, Phase)>,
 }
 
 /// An entry of the audit log: an admin's action.
@@ -1125,66 +1127,65 @@ impl Store {
             .collect())
     }
 
-    /// What the devices table shows of every device, in no particular order: plain columns
-    /// written beside the JSON facts, read in bulk (100,000 devices in about a quarter second
-    /// here, against 1.7 s through sqlx and SQLite's JSON functions).
-    pub async fn device_summaries(&self) -> Result<Vec<DeviceSummary>, StoreError> {
+    /// What the devices table shows of every device, in no particular order, each handed to
+    /// `add` as it is read into `into`: the caller keeps what it needs of 100,000 devices
+    /// without a second copy of them all. Plain columns written beside the JSON facts, read in bulk
+    /// (100,000 devices in about a quarter second here, against 1.7 s through sqlx and
+    /// SQLite's JSON functions).
+    pub async fn device_summaries<T: Send + 'static>(
+        &self,
+        mut into: T,
+        mut add: impl FnMut(&mut T, DeviceSummary) + Send + 'static,
+    ) -> Result<T, StoreError> {
         const CONTEXT: &str = "listing devices";
-        self.bulk_read(CONTEXT, |connection| {
+        self.bulk_read(CONTEXT, move |connection| {
             // No ORDER BY: walking the text primary key's index costs a lookup per row, and
-            // the devices table sorts its rows itself.
+            // the devices table sorts its rows itself. With MAX(), SQLite takes the bare
+            // `phase` from the row holding the maximum.
             let mut statement = connection
                 .prepare(
-                    "SELECT enrollment_id, name, last_report_at, model, model_family, serial_number,
-                            os_version, build, supplemental_build, extra
-                     FROM devices",
+                    "SELECT d.enrollment_id, d.name, d.last_report_at, d.model, d.model_family,
+                            d.serial_number, d.os_version, d.build, d.supplemental_build, d.extra,
+                            newest.rollout_id, newest.phase
+                     FROM devices d
+                     LEFT JOIN (SELECT enrollment_id, MAX(rollout_id) AS rollout_id, phase
+                                FROM enforcements GROUP BY enrollment_id) newest
+                       ON newest.enrollment_id = d.enrollment_id",
                 )
                 .context(CONTEXT)?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok(DeviceSummary {
-                        enrollment_id: row.get(0)?,
-                        name: row.get(1)?,
-                        last_report_at: row.get(2)?,
-                        model: row.get(3)?,
-                        model_family: row.get(4)?,
-                        serial_number: row.get(5)?,
-                        os_version: row.get(6)?,
-                        build: row.get(7)?,
-                        supplemental_build: row.get(8)?,
-                        extra: row.get(9)?,
-                    })
-                })
-                .context(CONTEXT)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context(CONTEXT)?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// Every device's phase in every rollout: (rollout, enrollment, phase).
-    pub async fn phases(&self) -> Result<Vec<(i64, String, Phase)>, StoreError> {
-        const CONTEXT: &str = "reading phases";
-        self.bulk_read(CONTEXT, |connection| {
-            let mut statement = connection
-                .prepare("SELECT rollout_id, enrollment_id, phase FROM enforcements")
-                .context(CONTEXT)?;
             let mut rows = statement.query([]).context(CONTEXT)?;
-            let mut phases = Vec::new();
             while let Some(row) = rows.next().context(CONTEXT)? {
-                let rollout: i64 = row.get(0).context(CONTEXT)?;
-                let device: String = row.get(1).context(CONTEXT)?;
-                let phase = row
-                    .get_ref(2)
-                    .and_then(|v| Ok(v.as_str()?))
-                    .context(CONTEXT)?;
-                let phase = stored::<Phase>(phase, || {
-                    format!("the phase of {device}'s record in rollout {rollout}")
-                })?;
-                phases.push((rollout, device, phase));
+                let enrollment_id: String = row.get(0).context(CONTEXT)?;
+                let rollout: Option<i64> = row.get(10).context(CONTEXT)?;
+                let newest_rollout = match rollout {
+                    None => None,
+                    Some(rollout) => {
+                        let phase = row
+                            .get_ref(11)
+                            .and_then(|v| Ok(v.as_str()?))
+                            .context(CONTEXT)?;
+                        let phase = stored::<Phase>(phase, || {
+                            format!("the phase of {enrollment_id}'s record in rollout {rollout}")
+                        })?;
+                        Some((rollout, phase))
+                    }
+                };
+                let summary = DeviceSummary {
+                    enrollment_id,
+                    name: row.get(1).context(CONTEXT)?,
+                    last_report_at: row.get(2).context(CONTEXT)?,
+                    model: row.get(3).context(CONTEXT)?,
+                    model_family: row.get(4).context(CONTEXT)?,
+                    serial_number: row.get(5).context(CONTEXT)?,
+                    os_version: row.get(6).context(CONTEXT)?,
+                    build: row.get(7).context(CONTEXT)?,
+                    supplemental_build: row.get(8).context(CONTEXT)?,
+                    extra: row.get(9).context(CONTEXT)?,
+                    newest_rollout,
+                };
+                add(&mut into, summary);
             }
-            Ok(phases)
+            Ok(into)
         })
         .await
     }

@@ -381,8 +381,35 @@ async fn the_device_list_follows_every_change_of_a_device() {
     mac.facts.extra = "(a)".into();
     mac.facts.serial_number = Some("C02XYZ".into());
     store.commit(changes(&mac), now()).await.unwrap();
+    // A in two rollouts: the list gives the phase of the newest, whichever was written last.
+    let first = store
+        .create_rollout(NewRollout::of(&release(), 1, "2026-04-15T17:00:00"), now())
+        .await
+        .unwrap();
+    let second = store
+        .create_rollout(NewRollout::of(&release(), 1, "2026-04-15T17:00:00"), now())
+        .await
+        .unwrap();
+    let records = |records: Vec<Enforcement>| Changes {
+        enforcements: records,
+        ..Default::default()
+    };
+    store
+        .commit(
+            records(vec![record(second, "A", Phase::Downloading)]),
+            now(),
+        )
+        .await
+        .unwrap();
+    store
+        .commit(records(vec![record(first, "A", Phase::Failed)]), now())
+        .await
+        .unwrap();
 
-    let mut listed = store.device_summaries().await.unwrap();
+    let mut listed = store
+        .device_summaries(Vec::new(), |listed, device| listed.push(device))
+        .await
+        .unwrap();
     listed.sort_by(|a, b| a.enrollment_id.cmp(&b.enrollment_id));
     assert_eq!(listed.len(), 2);
     let a = &listed[0];
@@ -393,7 +420,9 @@ async fn the_device_list_follows_every_change_of_a_device() {
     assert_eq!(a.supplemental_build.as_deref(), Some("25D771280a"));
     assert_eq!(a.extra, "(a)");
     assert_eq!(a.serial_number.as_deref(), Some("C02XYZ"));
+    assert_eq!(a.newest_rollout, Some((second, Phase::Downloading)));
     assert_eq!(listed[1].os_version, None);
+    assert_eq!(listed[1].newest_rollout, None);
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@ impl Session {
                 device_name: alert
                     .enrollment_id
                     .as_deref()
-                    .and_then(|id| table.row(id))
-                    .map(|r| r.name.clone()),
+                    .and_then(|id| table.name_of(id))
+                    .map(str::to_owned),
                 id: alert.id,
                 at: alert.at,
                 kind: alert.kind,
@@ -38,7 +38,7 @@ impl Session {
         let alerts = self.store().alerts_after(after, 100_000).await?;
         let last = alerts.last().map_or(after, |a| a.id);
         let table = self.table().await?;
-        let notices = notices::group(&alerts, |id| table.row(id).map(|r| r.name.clone()));
+        let notices = notices::group(&alerts, |id| table.name_of(id).map(str::to_owned));
         Ok((notices, last))
     }
 

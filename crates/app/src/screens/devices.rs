@@ -2,7 +2,6 @@
 //! holding a device back from rollouts.
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use updraft_engine::prompts::Cadence;
@@ -10,7 +9,7 @@ use updraft_engine::rings::{Hold, on_hold};
 use updraft_engine::{Enforcement, Phase};
 use updraft_store::{DeviceRow, DeviceSummary};
 
-use crate::table::DeviceTable;
+use crate::table::{DeviceTable, DeviceTableBuilder};
 use crate::view::*;
 use crate::{AppError, Session, human_duration};
 
@@ -80,22 +79,13 @@ impl Session {
     }
 
     async fn build_table(&self) -> Result<DeviceTable, AppError> {
-        let devices = self.store().device_summaries().await?;
-        let mut newest: HashMap<String, (i64, Phase)> = HashMap::new();
-        for (rollout, device, phase) in self.store().phases().await? {
-            let entry = newest.entry(device).or_insert((rollout, phase));
-            if rollout >= entry.0 {
-                *entry = (rollout, phase);
-            }
-        }
-        let rows = devices
-            .into_iter()
-            .map(|device| {
-                let newest = newest.get(&device.enrollment_id);
-                summary_view(device, newest)
+        let rows = self
+            .store()
+            .device_summaries(DeviceTableBuilder::default(), |rows, device| {
+                rows.push(summary_view(device))
             })
-            .collect();
-        Ok(DeviceTable::new(rows))
+            .await?;
+        Ok(rows.build())
     }
 
     /// Builds the devices table now if it is not built, so the first look at it does not wait
@@ -159,7 +149,7 @@ impl Session {
             .collect();
         let ids = device.facts.device_ids();
         Ok(DeviceDetail {
-            row: row_view(&device, newest.as_ref()),
+            row: row_view(&device, newest),
             family: device.facts.model_family.clone(),
             device_id: ids.as_ref().and_then(|(ids, _)| ids.first().cloned()),
             device_id_source: ids.map(|(_, source)| {
@@ -237,7 +227,7 @@ fn holds_declaration(phase: Phase) -> bool {
 }
 
 /// A device's row of the devices table, as [`summary_view`] makes it from the store's listing.
-fn row_view(device: &DeviceRow, newest: Option<&(i64, Phase)>) -> DeviceRowView {
+fn row_view(device: &DeviceRow, newest_rollout: Option<(i64, Phase)>) -> DeviceRowView {
     let facts = &device.facts;
     let summary = DeviceSummary {
         enrollment_id: facts.enrollment_id.clone(),
@@ -250,11 +240,13 @@ fn row_view(device: &DeviceRow, newest: Option<&(i64, Phase)>) -> DeviceRowView 
         build: facts.build.clone(),
         supplemental_build: facts.supplemental_build.clone(),
         extra: facts.extra.clone(),
+        newest_rollout,
     };
-    summary_view(summary, newest)
+    summary_view(summary)
 }
 
-fn summary_view(device: DeviceSummary, newest: Option<&(i64, Phase)>) -> DeviceRowView {
+fn summary_view(device: DeviceSummary) -> DeviceRowView {
+    let newest = device.newest_rollout;
     let os = match (device.os_version, device.extra.as_str()) {
         (Some(version), "") => version,
         (Some(version), extra) => format!("{version} {extra}"),
@@ -278,7 +270,7 @@ fn summary_view(device: DeviceSummary, newest: Option<&(i64, Phase)>) -> DeviceR
             .or(device.build)
             .unwrap_or_default(),
         state: newest.map_or("none".into(), |(_, phase)| phase.as_str().into()),
-        rollout: newest.map(|(id, _)| *id),
+        rollout: newest.map(|(id, _)| id),
         last_report: device.last_report_at,
     }
 }
