@@ -410,7 +410,10 @@ mod tests {
             limit: 10,
             ..Default::default()
         });
-        assert_eq!(page.rows, [row("4", "Barbara", "Mac15,3", "26.10", "waiting")]);
+        assert_eq!(
+            page.rows,
+            [row("4", "Barbara", "Mac15,3", "26.10", "waiting")]
+        );
         assert_eq!(t.name_of("2"), Some("Grace"));
         assert_eq!(t.name_of("5"), None);
         let facets = t.facets();
