@@ -254,15 +254,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| dir.path().join("console.db"), PathBuf::from);
     let sample = if db.exists() {
         let store = Store::open(&db).await?;
-        let macs = store
-            .device_summaries(Vec::new(), |macs, device| {
-                if device.model_family.as_deref() == Some("Mac") {
-                    macs.push(device.enrollment_id);
+        store
+            .device_summaries(None, |first, device| {
+                if first.is_none() && device.model_family.as_deref() == Some("Mac") {
+                    *first = Some(device.enrollment_id);
                 }
             })
-            .await?;
-        let first = macs.into_iter().next();
-        first.ok_or("the cache holds no Mac")?
+            .await?
+            .ok_or("the cache holds no Mac")?
     } else {
         let (sample, seed_secs) = seed(&db, devices).await?;
         println!(

@@ -1129,8 +1129,8 @@ impl Store {
 
     /// What the devices table shows of every device, in no particular order, each handed to
     /// `add` as it is read into `into`: the caller keeps what it needs of 100,000 devices
-    /// without a second copy of them all. Plain columns written beside the JSON facts, read in bulk
-    /// (100,000 devices in about a quarter second here, against 1.7 s through sqlx and
+    /// without a second copy of them all. Plain columns written beside the JSON facts, read in
+    /// bulk (100,000 devices in about a quarter second here, against 1.7 s through sqlx and
     /// SQLite's JSON functions).
     pub async fn device_summaries<T: Send + 'static>(
         &self,
